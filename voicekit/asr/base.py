@@ -1,0 +1,118 @@
+"""The speech-recognition plugin API (entry-point group ``voicekit.asr``).
+
+An ASR plugin is a class with a ``capabilities`` class attribute (an :class:`ASRCapabilities`)
+and an ``open_stream`` method. The session calls it like this::
+
+    async with engine.open_stream(ASRConfig(sample_rate=16000)) as stream:
+        await stream.send_audio(frame)        # every frame, in order
+        await stream.speech_started(t)        # VAD markers, audio seconds
+        await stream.speech_ended(t)
+        ...
+        await stream.finish()                 # no more audio: flush the last result
+        async for result in stream: ...       # partial and final transcripts
+
+Engines that endpoint on their own (cloud services) may ignore the VAD markers; engines that
+decode per utterance (Moonshine, PocketSphinx) use them to cut utterances. ``finish()`` must make
+the stream yield every pending final and then stop iterating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import ClassVar, Literal, Protocol, runtime_checkable
+
+import attrs
+
+from voicekit.audio.frame import AudioFrame
+
+Mode = Literal["streaming", "file", "near-realtime"]
+Api = Literal["local", "websocket", "http"]
+
+
+def _tuple(x: Sequence[str] | Sequence[int]) -> tuple:  # type: ignore[type-arg]
+    return tuple(x)
+
+
+@attrs.frozen
+class ASRCapabilities:
+    """What an engine can do, as data. The model chooser and ``voicekit plugins`` read it."""
+
+    name: str
+    family: str
+    mode: Mode = "streaming"
+    api: Api = "local"
+    languages: tuple[str, ...] = attrs.field(default=("en",), converter=_tuple)
+    hotwords: bool = False
+    prompt_context: bool = False
+    grammar: bool = False
+    emotion: bool = False
+    diarization: bool = False
+    word_timestamps: bool = False
+    partials: bool = True
+    sample_rates: tuple[int, ...] = attrs.field(default=(16000,), converter=_tuple)
+    max_duration_s: float | None = None
+    max_file_bytes: int | None = None
+    regions: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    offline: bool = True
+    server_endpointing: bool = False
+    notes: str = ""
+
+    @property
+    def preferred_rate(self) -> int:
+        return 16000 if 16000 in self.sample_rates else self.sample_rates[0]
+
+
+@attrs.frozen
+class Word:
+    """One recognized word; times are audio seconds from the start of the stream."""
+
+    text: str
+    start: float | None = None
+    end: float | None = None
+    confidence: float | None = None
+    speaker: str | None = None
+
+
+@attrs.frozen
+class TranscriptResult:
+    """A partial or final transcript of one utterance."""
+
+    text: str
+    is_final: bool
+    utterance_id: int = 0
+    start: float | None = None
+    end: float | None = None
+    words: tuple[Word, ...] = attrs.field(default=(), converter=tuple)
+    language: str | None = None
+    emotion: str | None = None
+    speaker: str | None = None
+    confidence: float | None = None
+
+
+@attrs.frozen
+class ASRConfig:
+    """What the session asks of a stream. Unsupported fields are ignored by the engine."""
+
+    sample_rate: int = 16000
+    language: str | None = None
+    hotwords: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    context: str | None = None
+    grammar: str | None = None  # JSGF text, for command-mode engines
+    keywords: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@runtime_checkable
+class ASRStream(Protocol):
+    async def send_audio(self, frame: AudioFrame) -> None: ...
+    async def speech_started(self, t: float) -> None: ...
+    async def speech_ended(self, t: float) -> None: ...
+    async def finish(self) -> None: ...
+    def __aiter__(self) -> AsyncIterator[TranscriptResult]: ...
+
+
+@runtime_checkable
+class ASREngine(Protocol):
+    capabilities: ClassVar[ASRCapabilities]
+
+    def open_stream(self, config: ASRConfig) -> AbstractAsyncContextManager[ASRStream]: ...

@@ -1,0 +1,33 @@
+"""The voice-activity-detection plugin API (entry-point group ``voicekit.vad``).
+
+A VAD backend classifies one fixed-size frame of 16-bit mono PCM as speech or not. Everything
+stateful about endpointing (pre-roll, start and end thresholds) lives in
+:class:`voicekit.vad.endpointer.Endpointer`, which works with any backend.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol, runtime_checkable
+
+import attrs
+
+
+@attrs.frozen
+class VADCapabilities:
+    name: str
+    sample_rates: tuple[int, ...]
+    frame_ms: tuple[int, ...]
+    notes: str = ""
+
+
+@runtime_checkable
+class VADBackend(Protocol):
+    capabilities: ClassVar[VADCapabilities]
+    sample_rate: int
+    frame_ms: int
+
+    def is_speech(self, pcm: bytes) -> bool:
+        """Classify exactly ``frame_ms`` of mono int16 PCM at ``sample_rate``."""
+        ...
+
+    def reset(self) -> None: ...
