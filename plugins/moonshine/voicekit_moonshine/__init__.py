@@ -1,0 +1,5 @@
+"""Moonshine: voicekit's embedded, offline default speech recognizer."""
+
+from voicekit_moonshine.engine import MoonshineASR
+
+__all__ = ["MoonshineASR"]

@@ -1,0 +1,241 @@
+"""What the ``voicekit`` subcommands do (imported only when a command runs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from voicekit import events as ev
+from voicekit.audio.sinks import AudioSink, NullSink, WavFileSink
+from voicekit.audio.sources import AudioSource, open_source
+from voicekit.errors import AudioError, ConfigError, PluginError, VoicekitError
+from voicekit.formats import render
+from voicekit.logging import configure
+from voicekit.plugins.build import (DEFAULT_ASR, DEFAULT_TTS, DEFAULT_VAD, load_assistant, make_asr,
+                                    make_tts, make_vad, parse_options)
+from voicekit.plugins.registry import list_plugins
+from voicekit.session.interruption import make_policy
+from voicekit.session.session import Session, SessionConfig
+from voicekit.vad.endpointer import EndpointerConfig
+
+
+def _log_level(verbose: int) -> str:
+    return {0: "warning", 1: "info"}.get(verbose, "debug")
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            leaf = _unwrap(inner)
+            if isinstance(leaf, VoicekitError):
+                return leaf
+    return exc
+
+
+def _trio_run(fn: Any, *args: Any) -> int:
+    try:
+        result: int = trio.run(fn, *args)
+        return result
+    except BaseExceptionGroup as group:
+        raise _unwrap(group) from None
+
+
+def _source(spec: str, *, realtime: bool) -> AudioSource:
+    if spec == "mic":
+        try:
+            from voicekit.audio.device import MicrophoneSource  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise AudioError(
+                "microphone input needs PyAudio: install 'voicekit[audio]' (and apt portaudio19-dev); "
+                "or pass --input FILE") from exc
+        return MicrophoneSource()  # type: ignore[no-any-return]
+    return open_source(spec, sample_rate=16000, realtime=realtime)
+
+
+def _sink(spec: str, rate: int) -> AudioSink | None:
+    if spec == "none":
+        return NullSink(rate)
+    if spec == "speaker":
+        try:
+            from voicekit.audio.device import SpeakerSink  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise AudioError(
+                "speaker output needs PyAudio: install 'voicekit[audio]' (and apt portaudio19-dev); "
+                "or pass --output reply.wav or --output none") from exc
+        return SpeakerSink(rate)  # type: ignore[no-any-return]
+    if not spec.lower().endswith(".wav"):
+        raise ConfigError(f"--output {spec!r}: give 'speaker', 'none' or a path ending in .wav")
+    return WavFileSink(spec, rate)
+
+
+def run(args: argparse.Namespace) -> int:
+    from voicekit.cli.output import Printer
+
+    configure(_log_level(args.verbose))
+    assistant = load_assistant(args.assistant)
+    asr_name = args.asr or DEFAULT_ASR
+    vad_name = args.vad or DEFAULT_VAD
+    asr = make_asr(asr_name, **parse_options(args.asr_option))
+    vad_opts = {"sample_rate": 16000, **parse_options(args.vad_option)}
+    vad = make_vad(vad_name, **vad_opts)
+    tts_name = None if args.tts == "none" else (args.tts or DEFAULT_TTS)
+    tts = make_tts(tts_name, **parse_options(args.tts_option)) if tts_name else None
+    live = args.input == "mic"
+    source = _source(args.input, realtime=args.realtime)
+    sink = _sink(args.output, tts.capabilities.sample_rate if tts else 16000)
+    policy = make_policy(args.interrupt, **({"min_speech_ms": args.min_interrupt_ms}
+                                            if args.interrupt == "vad" else {}))
+    config = SessionConfig(endpointer=EndpointerConfig(end_silence_ms=args.end_silence_ms),
+                           realtime=live or args.realtime, use_grammar=args.grammar,
+                           audio_policy="drop_oldest" if live else "block")
+    printer = Printer(as_json=args.json, assistant=assistant.name)
+    session = Session(source, asr=asr, vad=vad, assistant=assistant, tts=tts, sink=sink,
+                      interruption=policy, config=config,
+                      names={"asr": asr_name, "vad": vad_name, "tts": tts_name or "none"})
+    errors: list[ev.Error] = []
+
+    async def main() -> int:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(session.run)
+                async for event in session.events():
+                    printer(event)
+                    if isinstance(event, ev.Error):
+                        errors.append(event)
+        finally:
+            if sink is not None:
+                await sink.aclose()
+        if isinstance(sink, WavFileSink) and not args.json:
+            print(f"(reply audio written to {args.output})", file=sys.stderr)
+        return 0
+
+    return _trio_run(main)
+
+
+class _Bar:
+    def __init__(self, name: str, duration: float | None, enabled: bool) -> None:
+        self.name = name
+        self.duration = duration
+        self.enabled = enabled
+        self._last = -1
+
+    def __call__(self, position: float) -> None:
+        if not self.enabled:
+            return
+        if self.duration:
+            pct = min(100, int(100 * position / self.duration))
+            if pct == self._last:
+                return
+            self._last = pct
+            bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
+            sys.stderr.write(f"\r{self.name} [{bar}] {pct:3d}%")
+        else:
+            sys.stderr.write(f"\r{self.name} {position:8.1f} s")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    from voicekit.audio.sources import FileSource
+    from voicekit.transcribe import transcribe as run_transcribe
+
+    configure(_log_level(args.verbose))
+    asr_name = args.asr or DEFAULT_ASR
+    asr = make_asr(asr_name, **parse_options(args.asr_option))
+    vad = make_vad(args.vad or DEFAULT_VAD, sample_rate=16000)
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    many = len(args.files) > 1
+    out_dir: Path | None = None
+    if many and args.output != "-":
+        out_dir = Path(args.output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in args.files:
+        try:
+            source = FileSource(path, sample_rate=16000)
+            bar = _Bar(Path(path).name, getattr(source, "duration", None), show)
+            segments = _trio_run(_transcribe_one, run_transcribe, source, asr, vad, bar,
+                                 SessionConfig(language=args.language))
+            bar.done()
+        except AudioError as exc:
+            print(f"voicekit: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        text = render(segments, args.format, source=str(path))
+        if out_dir is not None:
+            target = out_dir / (Path(path).stem + "." + args.format)
+            target.write_text(text, encoding="utf-8")
+        elif args.output != "-":
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            if many and args.format == "txt":
+                sys.stdout.write(f"== {path}\n")
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    return 1 if failures else 0
+
+
+async def _transcribe_one(fn: Any, source: Any, asr: Any, vad: Any, bar: _Bar, config: SessionConfig) -> Any:
+    return await fn(source, asr=asr, vad=vad, config=config, progress=bar)
+
+
+def plugins(args: argparse.Namespace) -> int:
+    import attrs
+
+    infos = list_plugins()
+    if args.json:
+        rows = []
+        for info in infos:
+            caps = info.capabilities
+            rows.append({"group": info.group, "name": info.name, "distribution": info.distribution,
+                         "target": info.target, "error": info.error,
+                         "capabilities": attrs.asdict(caps) if attrs.has(type(caps)) else None})
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    group = None
+    for info in infos:
+        if info.group != group:
+            group = info.group
+            print(f"{group}:")
+        if info.error:
+            print(f"  {info.name:28s} BROKEN: {info.error}")
+            continue
+        caps = info.capabilities
+        summary = _summary(caps) if caps is not None else (getattr(info.obj, "description", "") or "")
+        print(f"  {info.name:28s} {summary}")
+    if not infos:
+        raise PluginError("no plugins installed — reinstall voicekit")
+    return 0
+
+
+def _summary(caps: Any) -> str:
+    parts: list[str] = []
+    for key in ("mode", "api"):
+        if hasattr(caps, key):
+            parts.append(str(getattr(caps, key)))
+    if getattr(caps, "languages", None):
+        langs = caps.languages
+        parts.append("lang " + ",".join(langs[:6]) + ("…" if len(langs) > 6 else ""))
+    flags = [k for k in ("hotwords", "prompt_context", "grammar", "emotion", "diarization", "word_timestamps")
+             if getattr(caps, k, False)]
+    if flags:
+        parts.append("+" + " +".join(flags))
+    if getattr(caps, "sample_rates", None):
+        parts.append("rates " + ",".join(str(r) for r in caps.sample_rates))
+    if getattr(caps, "frame_ms", None):
+        parts.append("frames " + ",".join(f"{m}ms" for m in caps.frame_ms))
+    if getattr(caps, "regions", None):
+        parts.append("regions " + ",".join(caps.regions))
+    if hasattr(caps, "offline"):
+        parts.append("offline" if caps.offline else "cloud")
+    return "; ".join(parts)

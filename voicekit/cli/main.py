@@ -1,0 +1,123 @@
+"""``voicekit`` — run assistants, transcribe files, list plugins.
+
+Vendor plugins add subcommands through the entry-point group ``voicekit.cli``: each entry point
+names ``register(subparsers)``, which adds parsers whose ``func(args) -> int`` does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from voicekit.errors import VoicekitError
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="run an assistant on a microphone, a file or stdin",
+                       description="Run an assistant: hear, transcribe, match an intent, answer aloud.")
+    p.add_argument("assistant", help="installed assistant name (see 'voicekit plugins') or module:attribute")
+    p.add_argument("--input", "-i", default="mic",
+                   help="'mic', an audio file, or '-' for raw 16 kHz mono int16 PCM on stdin (default: mic)")
+    p.add_argument("--output", "-o", default="speaker",
+                   help="'speaker', a .wav file to write the replies to, or 'none' (default: speaker)")
+    p.add_argument("--asr", default=None, help="ASR plugin (default: moonshine)")
+    p.add_argument("--vad", default=None, help="VAD plugin (default: webrtc)")
+    p.add_argument("--tts", default=None, help="TTS plugin, or 'none' (default: espeak)")
+    p.add_argument("--asr-option", action="append", metavar="KEY=VALUE", help="option for the ASR plugin")
+    p.add_argument("--vad-option", action="append", metavar="KEY=VALUE", help="option for the VAD plugin")
+    p.add_argument("--tts-option", action="append", metavar="KEY=VALUE", help="option for the TTS plugin")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace a file input like a microphone (and the replies like a speaker)")
+    p.add_argument("--interrupt", choices=("vad", "none"), default="vad",
+                   help="barge-in policy: 'vad' stops a reply when the user speaks (default), 'none' never")
+    p.add_argument("--min-interrupt-ms", type=int, default=300,
+                   help="voiced speech needed to interrupt a reply (default: 300)")
+    p.add_argument("--end-silence-ms", type=int, default=600,
+                   help="silence that ends an utterance (default: 600)")
+    p.add_argument("--grammar", action="store_true",
+                   help="give the assistant's intents to the recognizer as a JSGF grammar (command mode)")
+    p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.add_argument("--verbose", "-v", action="count", default=0, help="log more (-v info, -vv debug)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_transcribe(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("transcribe", help="transcribe audio files",
+                       description="Transcribe audio files (WAV, MP3, AAC/M4A, FLAC, Opus, ...).")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--asr", default=None, help="ASR plugin (default: moonshine)")
+    p.add_argument("--vad", default=None, help="VAD plugin (default: webrtc)")
+    p.add_argument("--asr-option", action="append", metavar="KEY=VALUE", help="option for the ASR plugin")
+    p.add_argument("--format", "-f", default="txt", choices=("txt", "json", "srt", "vtt", "rttm"))
+    p.add_argument("--output", "-o", default="-",
+                   help="file to write (default: stdout); with several inputs, a folder")
+    p.add_argument("--language", default=None, help="language hint, e.g. en")
+    p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--verbose", "-v", action="count", default=0)
+    p.set_defaults(func=_cmd_transcribe)
+
+
+def _add_plugins(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("plugins", help="list installed plugins, their capabilities and load errors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_plugins)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from voicekit.cli.commands import run
+
+    return run(args)
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from voicekit.cli.commands import transcribe
+
+    return transcribe(args)
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from voicekit.cli.commands import plugins
+
+    return plugins(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicekit", description="Voice assistants and transcription on trio.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_run(sub)
+    _add_transcribe(sub)
+    _add_plugins(sub)
+    for ep in sorted(entry_points(group="voicekit.cli"), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken extension must not break the command
+            print(f"voicekit: warning: CLI extension {ep.name!r} failed to load: {exc}", file=sys.stderr)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except VoicekitError as exc:
+        print(f"voicekit: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    from voicekit.logging import redact
+
+    lines = str(exc).strip().splitlines()
+    return redact(lines[0] if lines else type(exc).__name__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""A live session: the trio pipeline of DESIGN.md.
+
+::
+
+    source ─► resample ─► endpointer (VAD) ─► ASR stream ─► turns ─► handler ─► TTS ─► player ─► sink
+                              │ speech during a reply ─► interruption policy ─► cancel the reply
+
+Every stage is a task in the session's nursery, every edge a bounded channel, and every reply
+runs in its own cancel scope: a barge-in is one ``cancel()``, after which nothing of that reply
+reaches the sink. Everything that happens is a frozen event (``voicekit.events``).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from voicekit import events as ev
+from voicekit.asr.base import ASRConfig, ASREngine, ASRStream, TranscriptResult
+from voicekit.audio.frame import AudioFrame
+from voicekit.audio.resample import StreamResampler
+from voicekit.audio.sinks import AudioSink
+from voicekit.audio.sources import AudioSource
+from voicekit.errors import HandlerError, VoicekitError
+from voicekit.handlers.assistant import Assistant, Reply, Turn
+from voicekit.session.channels import BoundedChannel
+from voicekit.session.interruption import Decision, InterruptionPolicy, VADInterruption
+from voicekit.session.player import ReplyPlayer
+from voicekit.tts.base import TTSEngine
+from voicekit.vad.base import VADBackend
+from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
+
+log = structlog.get_logger("voicekit.session")
+
+
+@attrs.frozen
+class SessionConfig:
+    endpointer: EndpointerConfig = EndpointerConfig()
+    realtime: bool = False  # pace playback as a speaker would (set for live input)
+    audio_buffer_frames: int = 100  # source → VAD edge: 2 s of 20 ms frames
+    audio_policy: str = "block"  # "drop_oldest" for live sources that must never stall
+    event_buffer: int = 4096
+    language: str | None = None
+    context: str | None = None
+    hotwords: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    use_grammar: bool = False  # give the assistant's JSGF grammar to command-mode engines
+    chunk_ms: int = 20
+
+
+@attrs.define
+class _ReplyState:
+    turn_id: int
+    text: str
+    scope: trio.CancelScope
+    done: trio.Event
+    pieces: list[tuple[str, int]]  # (sentence, samples) as played
+    synth_totals: dict[int, int] = attrs.Factory(dict)  # piece index -> samples synthesized
+    interrupted: bool = False
+
+
+class Session:
+    """One conversation. Build it, then either ``await session.run()`` in your nursery and read
+    ``session.events()``, or use :func:`open_session`."""
+
+    def __init__(self, source: AudioSource, *, asr: ASREngine, vad: VADBackend,
+                 assistant: Assistant | None = None, tts: TTSEngine | None = None,
+                 sink: AudioSink | None = None, interruption: InterruptionPolicy | None = None,
+                 config: SessionConfig | None = None, names: dict[str, str] | None = None) -> None:
+        self.source = source
+        self.asr = asr
+        self.vad = vad
+        self.assistant = assistant
+        self.tts = tts
+        self.sink = sink
+        self.config = config or SessionConfig()
+        self.policy: InterruptionPolicy = interruption or VADInterruption()
+        self.id = uuid.uuid4().hex[:12]
+        self.context: dict[str, Any] = {}
+        self.names = names or {}
+        self.player = ReplyPlayer(sink, chunk_ms=self.config.chunk_ms, realtime=self.config.realtime) \
+            if sink is not None else None
+        self._subscribers: list[BoundedChannel[ev.Event]] = []
+        self._primary = self.subscribe(self.config.event_buffer)
+        self._t0 = 0.0
+        self._turn = 0
+        self._reply: _ReplyState | None = None
+        self._replies: trio.Nursery | None = None
+        self._speech_voiced = 0.0
+        self._in_speech = False
+        self._ended = False
+
+    # -- events -----------------------------------------------------------------------------
+
+    def subscribe(self, buffer: int = 1024) -> trio.MemoryReceiveChannel[ev.Event]:
+        """Another reader of the event stream (drop-oldest when it falls ``buffer`` behind)."""
+        ch: BoundedChannel[ev.Event] = BoundedChannel(buffer, "drop_oldest")
+        self._subscribers.append(ch)
+        return ch.receive_channel
+
+    async def events(self) -> AsyncIterator[ev.Event]:
+        """Every event of the session, in order; ends after ``SessionEnded``."""
+        async with self._primary:
+            async for event in self._primary:
+                yield event
+
+    @property
+    def dropped_events(self) -> int:
+        return sum(s.dropped for s in self._subscribers)
+
+    def now(self) -> float:
+        return trio.current_time() - self._t0
+
+    def _emit(self, event: ev.Event) -> None:
+        for sub in self._subscribers:
+            sub.put_nowait(event)
+        fields = {k: v for k, v in attrs.asdict(event, recurse=False).items() if k not in ("t", "words")}
+        level = "error" if isinstance(event, ev.Error) else "warning" if isinstance(event, ev.Warning) \
+            else "info"
+        getattr(log, level)(event.kind, **fields)
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until the input ends and every reply has finished (or until cancelled)."""
+        self._t0 = trio.current_time()
+        structlog.contextvars.bind_contextvars(session_id=self.id)
+        reason = "input ended"
+        self._emit(ev.SessionStarted(
+            t=0.0, session_id=self.id, asr=self.names.get("asr", type(self.asr).__name__),
+            vad=self.names.get("vad", type(self.vad).__name__),
+            tts=self.names.get("tts", type(self.tts).__name__) if self.tts else None,
+            assistant=self.assistant.name if self.assistant else None))
+        task_status.started()
+        try:
+            async with trio.open_nursery() as replies:
+                self._replies = replies
+                async with self.asr.open_stream(self._asr_config()) as stream:
+                    audio: BoundedChannel[AudioFrame] = BoundedChannel(
+                        self.config.audio_buffer_frames,
+                        "drop_oldest" if self.config.audio_policy == "drop_oldest" else "block")
+                    async with trio.open_nursery() as n:
+                        n.start_soon(self._capture, audio)
+                        n.start_soon(self._listen, audio, stream)
+                        n.start_soon(self._recognize, stream)
+                    if audio.dropped:
+                        self._emit(ev.Warning(t=self.now(), where="audio",
+                                              message="input audio dropped: the pipeline fell behind",
+                                              count=audio.dropped))
+        except trio.Cancelled:
+            reason = "cancelled"
+            raise
+        except BaseException as exc:  # reported as an event, then re-raised to the caller
+            reason = "error"
+            leaf = _leaf(exc)
+            self._emit(ev.Error(t=self.now(), where="session", message=_one_line(leaf),
+                                error_type=type(leaf).__name__))
+            if leaf is not exc and isinstance(leaf, Exception):
+                raise leaf from None  # the typed error, not a one-item exception group
+            raise
+        finally:
+            self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._emit(ev.SessionEnded(t=self.now(), reason=reason))
+        for sub in self._subscribers:
+            sub.send_channel.close()
+
+    def _asr_config(self) -> ASRConfig:
+        a = self.assistant
+        hotwords = tuple(self.config.hotwords) or (tuple(a.phrases()) if a else ())
+        grammar = a.jsgf() if (a is not None and self.config.use_grammar) else None
+        return ASRConfig(sample_rate=self.asr.capabilities.preferred_rate,
+                         language=self.config.language or (a.language if a else None),
+                         hotwords=hotwords, context=self.config.context or (a.description if a else None),
+                         grammar=grammar)
+
+    async def _capture(self, audio: BoundedChannel[AudioFrame]) -> None:
+        rate = self.vad.sample_rate
+        resampler: StreamResampler | None = None
+        try:
+            async for frame in self.source.frames():
+                if frame.sample_rate != rate or frame.channels != 1:
+                    if resampler is None:
+                        resampler = StreamResampler(frame.sample_rate, rate, frame.channels, 1)
+                    out = resampler.process(frame)
+                    if out is None:
+                        continue
+                    frame = out
+                await audio.send(frame)
+            if resampler is not None:
+                tail = resampler.flush()
+                if tail is not None and tail.samples:
+                    await audio.send(tail)
+        finally:
+            await audio.aclose()
+            await self.source.aclose()
+
+    async def _listen(self, audio: BoundedChannel[AudioFrame], stream: ASRStream) -> None:
+        endpointer = Endpointer(self.vad, self.config.endpointer)
+        asr_rate = self.asr.capabilities.preferred_rate
+        to_asr = StreamResampler(self.vad.sample_rate, asr_rate) if asr_rate != self.vad.sample_rate else None
+        async with audio.receive_channel:
+            async for frame in audio.receive_channel:
+                for item in endpointer.push(frame):
+                    await self._handle_item(item, stream, to_asr)
+        for item in endpointer.flush():
+            await self._handle_item(item, stream, to_asr)
+        await stream.finish()
+
+    async def _handle_item(self, item: AudioFrame | SpeechStart | SpeechEnd, stream: ASRStream,
+                           to_asr: StreamResampler | None) -> None:
+        if isinstance(item, AudioFrame):
+            if to_asr is not None:
+                out = to_asr.process(item)
+                if out is not None:
+                    await stream.send_audio(out)
+            else:
+                await stream.send_audio(item)
+            if self._in_speech:
+                self._speech_voiced += item.duration
+                self._decide(self.policy.on_voiced_audio(item.end, self._speech_voiced))
+            else:
+                self._decide(self.policy.on_tick(item.end))
+        elif isinstance(item, SpeechStart):
+            self._in_speech = True
+            self._speech_voiced = 0.0
+            self._emit(ev.SpeechStarted(t=self.now(), audio_t=item.t))
+            await stream.speech_started(item.t)
+            self._decide(self.policy.on_speech_started(item.t))
+        else:
+            self._in_speech = False
+            self._emit(ev.SpeechEnded(t=self.now(), audio_t=item.t, duration=item.duration))
+            await stream.speech_ended(item.t)
+            self._decide(self.policy.on_speech_ended(item.t))
+
+    def _decide(self, decision: Decision) -> None:
+        reply = self._reply
+        if reply is None or decision is Decision.NONE or reply.done.is_set():
+            return
+        if decision is Decision.INTERRUPT:
+            reply.interrupted = True
+            reply.scope.cancel()
+        elif decision is Decision.PAUSE and self.player is not None:
+            self.player.pause()
+        elif decision is Decision.RESUME and self.player is not None:
+            self.player.resume()
+
+    async def _recognize(self, stream: ASRStream) -> None:
+        async for result in stream:
+            self._emit(_transcript_event(self.now(), result))
+            if not result.is_final:
+                if self._reply is not None and not self._reply.done.is_set():
+                    self._decide(self.policy.on_partial(result.text))
+                continue
+            if result.text.strip():
+                await self._start_turn(result)
+
+    # -- turns and replies ------------------------------------------------------------------
+
+    async def _start_turn(self, result: TranscriptResult) -> None:
+        self._turn += 1
+        turn_id = self._turn
+        self._emit(ev.TurnEnded(t=self.now(), turn_id=turn_id, text=result.text))
+        if self.assistant is None:
+            return
+        match = self.assistant.match(result.text)
+        if match is None:
+            return
+        self._emit(ev.IntentMatched(t=self.now(), turn_id=turn_id, intent=match.intent, slots=match.slots))
+        previous = self._reply
+        if previous is not None and not previous.done.is_set():
+            previous.interrupted = True
+            previous.scope.cancel()  # a new turn supersedes the reply still playing
+            await previous.done.wait()
+        turn = Turn(text=result.text, intent=match.intent, slots=match.slots, turn_id=turn_id,
+                    context=self.context, language=result.language, emotion=result.emotion,
+                    speaker=result.speaker)
+        state = _ReplyState(turn_id, "", trio.CancelScope(), trio.Event(), [])
+        self._reply = state
+        self.policy.reset()
+        assert self._replies is not None
+        self._replies.start_soon(self._run_reply, state, match.handler, turn)
+
+    async def _run_reply(self, state: _ReplyState, handler: Any, turn: Turn) -> None:
+        structlog.contextvars.bind_contextvars(turn_id=state.turn_id)
+        assistant = self.assistant
+        assert assistant is not None
+        try:
+            with state.scope:
+                try:
+                    async with aclosing(_pieces(handler, turn, assistant.handler_timeout)) as pieces:
+                        async for piece in pieces:
+                            await self._say(state, piece)
+                except HandlerError as exc:
+                    self._emit(ev.Error(t=self.now(), turn_id=state.turn_id, where="handler",
+                                        message=str(exc), error_type=type(exc.__cause__ or exc).__name__))
+                    await self._say(state, assistant.apology)
+            rate = self.player.sink.sample_rate if self.player else 0
+            played = sum(n for _, n in state.pieces)
+            if state.scope.cancelled_caught or state.interrupted:
+                self._emit(ev.ReplyInterrupted(t=self.now(), turn_id=state.turn_id, text=state.text,
+                                               samples_played=played, sample_rate=rate,
+                                               heard_text=_heard(state)))
+            elif state.pieces:
+                self._emit(ev.ReplyFinished(t=self.now(), turn_id=state.turn_id, text=state.text,
+                                            samples_played=played, sample_rate=rate))
+        finally:
+            if self.player is not None:
+                self.player.resume()
+            state.done.set()
+            structlog.contextvars.unbind_contextvars("turn_id")
+
+    async def _say(self, state: _ReplyState, piece: str) -> None:
+        if not state.pieces:
+            self._emit(ev.ReplyStarted(t=self.now(), turn_id=state.turn_id, text=piece))
+            if self.player is not None:
+                self.player.start_reply()
+        state.text = (state.text + " " + piece).strip()
+        self._emit(ev.ReplyText(t=self.now(), turn_id=state.turn_id, text=piece))
+        await self._speak(state, piece)
+
+    async def _speak(self, state: _ReplyState, text: str) -> None:
+        if self.tts is None or self.player is None:
+            state.pieces.append((text, 0))
+            return
+        before = self.player.played
+        index = len(state.pieces)
+        state.pieces.append((text, 0))
+        try:
+            await self.player.play(_tracking(self.tts.synthesize(text, language=self.config.language),
+                                             state, index, self.player, before))
+        except VoicekitError as exc:
+            self._emit(ev.Error(t=self.now(), turn_id=state.turn_id, where="tts", message=_one_line(exc),
+                                error_type=type(exc).__name__))
+        finally:
+            state.pieces[index] = (text, self.player.played - before)
+
+
+async def _tracking(frames: AsyncIterator[AudioFrame], state: _ReplyState, index: int,
+                    player: ReplyPlayer, before: int) -> AsyncIterator[AudioFrame]:
+    total = 0
+    try:
+        async for frame in frames:
+            total += frame.samples
+            yield frame
+    finally:
+        aclose = getattr(frames, "aclose", None)
+        if aclose is not None:
+            with trio.CancelScope(shield=True):
+                await aclose()
+        state.pieces[index] = (state.pieces[index][0], player.played - before)
+        state.synth_totals[index] = total
+
+
+def _heard(state: _ReplyState) -> str:
+    """The words of the reply the user actually heard, judged by samples played."""
+    totals = state.synth_totals
+    heard: list[str] = []
+    for i, (text, played) in enumerate(state.pieces):
+        total = totals.get(i, 0)
+        if total and played >= total:
+            heard.append(text)
+            continue
+        words = text.split()
+        if total and played:
+            heard.extend(words[: math.floor(len(words) * played / total)])
+        break
+    return " ".join(heard)
+
+
+async def _pieces(handler: Any, turn: Turn, timeout: float) -> AsyncIterator[str]:
+    """The handler's reply, piece by piece. Each piece must come within ``timeout`` seconds;
+    the time spent speaking a piece does not count against the next one."""
+    what = f"handler for intent {turn.intent!r}"
+    try:
+        result = handler(turn)
+        if hasattr(result, "__aiter__"):
+            it = result.__aiter__()
+            while True:
+                with trio.move_on_after(timeout) as scope:
+                    try:
+                        item = await it.__anext__()
+                    except StopAsyncIteration:
+                        return
+                if scope.cancelled_caught:
+                    raise HandlerError(f"{what} took longer than {timeout:g} s")
+                if item:
+                    yield str(item)
+        with trio.move_on_after(timeout) as scope:
+            value = await result
+        if scope.cancelled_caught:
+            raise HandlerError(f"{what} took longer than {timeout:g} s")
+    except HandlerError:
+        raise
+    except Exception as exc:
+        raise HandlerError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+    if isinstance(value, Reply):
+        value = value.text
+    if value:
+        yield str(value)
+
+
+def _transcript_event(t: float, r: TranscriptResult) -> ev.Transcript:
+    return ev.Transcript(t=t, text=r.text, is_final=r.is_final, utterance_id=r.utterance_id, start=r.start,
+                         end=r.end, words=r.words, language=r.language, emotion=r.emotion, speaker=r.speaker)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one real error inside nested exception groups (ignoring cancellations)."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [_leaf(e) for e in exc.exceptions]
+        real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+        if len(real) == 1:
+            return real[0]
+    return exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@asynccontextmanager
+async def open_session(source: AudioSource, **kwargs: Any) -> AsyncIterator[Session]:
+    """Start a session in a nursery of its own; leaving the block cancels what is left."""
+    session = Session(source, **kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.run)
+        try:
+            yield session
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,109 @@
+"""Scripted audio on trio's clock, and a VAD that is exact on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import ClassVar
+
+import attrs
+import numpy as np
+
+import trio
+from voicekit.audio.frame import AudioFrame
+from voicekit.errors import ConfigError
+from voicekit.vad.base import VADCapabilities
+
+
+@attrs.frozen
+class Silence:
+    seconds: float
+
+
+@attrs.frozen
+class Speech:
+    """Loud broadband noise standing in for a voice (or real audio if ``clip`` is given)."""
+
+    seconds: float = 0.0
+    amplitude: float = 0.3
+    clip: AudioFrame | None = None
+
+
+Segment = Silence | Speech
+
+
+class ScriptedSource:
+    """An :class:`~voicekit.audio.sources.AudioSource` playing a script of segments.
+
+    With ``realtime=True`` (the default) each frame is released at its audio time on trio's
+    clock, like a microphone; under ``MockClock(autojump_threshold=0)`` that costs no wall time.
+    """
+
+    def __init__(self, script: Iterable[Segment], *, sample_rate: int = 16000, chunk_ms: int = 20,
+                 realtime: bool = True, seed: int = 0) -> None:
+        self.script = list(script)
+        self.sample_rate = sample_rate
+        self.channels = 1
+        self.chunk_ms = chunk_ms
+        self.realtime = realtime
+        self._rng = np.random.default_rng(seed)
+        self.speech_spans: list[tuple[float, float]] = []
+        t = 0.0
+        for seg in self.script:
+            dur = seg.clip.duration if isinstance(seg, Speech) and seg.clip is not None else seg.seconds
+            if isinstance(seg, Speech):
+                self.speech_spans.append((t, t + dur))
+            t += dur
+        self.duration = t
+
+    def _segment_audio(self, seg: Segment) -> np.ndarray:
+        if isinstance(seg, Silence):
+            return np.zeros(round(seg.seconds * self.sample_rate), np.int16)
+        if seg.clip is not None:
+            if seg.clip.sample_rate != self.sample_rate or seg.clip.channels != 1:
+                raise ConfigError("a scripted clip must be mono at the source's sample rate")
+            return seg.clip.to_array()[:, 0]
+        n = round(seg.seconds * self.sample_rate)
+        noise = self._rng.uniform(-1.0, 1.0, n) * seg.amplitude * 32767
+        return noise.astype(np.int16)
+
+    async def frames(self) -> AsyncIterator[AudioFrame]:
+        chunk = self.sample_rate * self.chunk_ms // 1000
+        start = trio.current_time()
+        pos = 0
+        pending = np.zeros(0, np.int16)
+        for seg in self.script:
+            pending = np.concatenate([pending, self._segment_audio(seg)])
+            while len(pending) >= chunk:
+                piece, pending = pending[:chunk], pending[chunk:]
+                if self.realtime:
+                    await trio.sleep_until(start + (pos + chunk) / self.sample_rate)
+                else:
+                    await trio.lowlevel.checkpoint()
+                yield AudioFrame(piece.tobytes(), self.sample_rate, 1, pos / self.sample_rate)
+                pos += chunk
+        if len(pending):
+            if self.realtime:
+                await trio.sleep_until(start + (pos + len(pending)) / self.sample_rate)
+            yield AudioFrame(pending.tobytes(), self.sample_rate, 1, pos / self.sample_rate)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class EnergyVAD:
+    """Speech when a frame's RMS exceeds ``threshold`` (of full scale). Exact on scripted audio."""
+
+    capabilities: ClassVar[VADCapabilities] = VADCapabilities(
+        name="energy", sample_rates=(8000, 16000, 24000, 48000), frame_ms=(10, 20, 30))
+
+    def __init__(self, sample_rate: int = 16000, frame_ms: int = 20, threshold: float = 0.02) -> None:
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
+        self.threshold = threshold
+
+    def is_speech(self, pcm: bytes) -> bool:
+        a = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+        return bool(a.size and float(np.sqrt(np.mean(a * a))) > self.threshold)
+
+    def reset(self) -> None:
+        pass
