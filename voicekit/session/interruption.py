@@ -71,7 +71,7 @@ class VADInterruption(NeverInterrupt):
         return Decision.INTERRUPT if self.min_speech_s == 0 else Decision.NONE
 
     def on_voiced_audio(self, audio_t: float, voiced_s: float) -> Decision:
-        return Decision.INTERRUPT if voiced_s >= self.min_speech_s else Decision.NONE
+        return Decision.INTERRUPT if voiced_s >= self.min_speech_s - 1e-9 else Decision.NONE
 
 
 def make_policy(name: str, **options: int) -> InterruptionPolicy:

@@ -52,6 +52,7 @@ class SessionConfig:
     hotwords: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     use_grammar: bool = False  # give the assistant's JSGF grammar to command-mode engines
     chunk_ms: int = 20
+    tts_buffer_frames: int = 1000  # synthesized audio held ahead of the player (bounded)
 
 
 @attrs.define
@@ -61,7 +62,7 @@ class _ReplyState:
     scope: trio.CancelScope
     done: trio.Event
     pieces: list[tuple[str, int]]  # (sentence, samples) as played
-    synth_totals: dict[int, int] = attrs.Factory(dict)  # piece index -> samples synthesized
+    synth_seconds: dict[int, float] = attrs.Factory(dict)  # piece index -> seconds synthesized
     interrupted: bool = False
 
 
@@ -93,7 +94,9 @@ class Session:
         self._reply: _ReplyState | None = None
         self._replies: trio.Nursery | None = None
         self._speech_voiced = 0.0
+        self._voiced_at = 0.0
         self._in_speech = False
+        self._endpointer: Endpointer = Endpointer(vad, self.config.endpointer)
         self._ended = False
 
     # -- events -----------------------------------------------------------------------------
@@ -206,7 +209,7 @@ class Session:
             await self.source.aclose()
 
     async def _listen(self, audio: BoundedChannel[AudioFrame], stream: ASRStream) -> None:
-        endpointer = Endpointer(self.vad, self.config.endpointer)
+        endpointer = self._endpointer = Endpointer(self.vad, self.config.endpointer)
         asr_rate = self.asr.capabilities.preferred_rate
         to_asr = StreamResampler(self.vad.sample_rate, asr_rate) if asr_rate != self.vad.sample_rate else None
         async with audio.receive_channel:
@@ -227,13 +230,16 @@ class Session:
             else:
                 await stream.send_audio(item)
             if self._in_speech:
-                self._speech_voiced += item.duration
+                # span of the user's speech so far: first voiced frame to the latest voiced frame
+                last = min(item.end, self._endpointer.last_voiced_end)
+                self._speech_voiced = max(0.0, last - self._voiced_at)
                 self._decide(self.policy.on_voiced_audio(item.end, self._speech_voiced))
             else:
                 self._decide(self.policy.on_tick(item.end))
         elif isinstance(item, SpeechStart):
             self._in_speech = True
             self._speech_voiced = 0.0
+            self._voiced_at = item.voiced_at
             self._emit(ev.SpeechStarted(t=self.now(), audio_t=item.t))
             await stream.speech_started(item.t)
             self._decide(self.policy.on_speech_started(item.t))
@@ -310,7 +316,7 @@ class Session:
             if state.scope.cancelled_caught or state.interrupted:
                 self._emit(ev.ReplyInterrupted(t=self.now(), turn_id=state.turn_id, text=state.text,
                                                samples_played=played, sample_rate=rate,
-                                               heard_text=_heard(state)))
+                                               heard_text=_heard(state, rate)))
             elif state.pieces:
                 self._emit(ev.ReplyFinished(t=self.now(), turn_id=state.turn_id, text=state.text,
                                             samples_played=played, sample_rate=rate))
@@ -330,50 +336,49 @@ class Session:
         await self._speak(state, piece)
 
     async def _speak(self, state: _ReplyState, text: str) -> None:
-        if self.tts is None or self.player is None:
-            state.pieces.append((text, 0))
-            return
-        before = self.player.played
+        """Synthesize ahead into a bounded channel while the player plays from it."""
         index = len(state.pieces)
         state.pieces.append((text, 0))
+        if self.tts is None or self.player is None:
+            return
+        player, tts = self.player, self.tts
+        before = player.played
+        send, recv = trio.open_memory_channel[AudioFrame](self.config.tts_buffer_frames)
+
+        async def produce() -> None:
+            total = 0.0
+            try:
+                async with send, aclosing(tts.synthesize(text, language=self.config.language)) as frames:  # type: ignore[type-var]
+                    async for frame in frames:
+                        total += frame.duration
+                        await send.send(frame)
+                state.synth_seconds[index] = total
+            except VoicekitError as exc:
+                self._emit(ev.Error(t=self.now(), turn_id=state.turn_id, where="tts", message=_one_line(exc),
+                                    error_type=type(exc).__name__))
+
         try:
-            await self.player.play(_tracking(self.tts.synthesize(text, language=self.config.language),
-                                             state, index, self.player, before))
-        except VoicekitError as exc:
-            self._emit(ev.Error(t=self.now(), turn_id=state.turn_id, where="tts", message=_one_line(exc),
-                                error_type=type(exc).__name__))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(produce)
+                async with recv:
+                    await player.play(recv)
         finally:
-            state.pieces[index] = (text, self.player.played - before)
+            state.pieces[index] = (text, player.played - before)
 
 
-async def _tracking(frames: AsyncIterator[AudioFrame], state: _ReplyState, index: int,
-                    player: ReplyPlayer, before: int) -> AsyncIterator[AudioFrame]:
-    total = 0
-    try:
-        async for frame in frames:
-            total += frame.samples
-            yield frame
-    finally:
-        aclose = getattr(frames, "aclose", None)
-        if aclose is not None:
-            with trio.CancelScope(shield=True):
-                await aclose()
-        state.pieces[index] = (state.pieces[index][0], player.played - before)
-        state.synth_totals[index] = total
-
-
-def _heard(state: _ReplyState) -> str:
-    """The words of the reply the user actually heard, judged by samples played."""
-    totals = state.synth_totals
+def _heard(state: _ReplyState, sink_rate: int) -> str:
+    """The words of the reply the user actually heard, judged by the audio played: whole pieces
+    that played to the end, then the played fraction of the piece that was cut."""
     heard: list[str] = []
     for i, (text, played) in enumerate(state.pieces):
-        total = totals.get(i, 0)
-        if total and played >= total:
+        total = state.synth_seconds.get(i)
+        played_s = played / sink_rate if sink_rate else 0.0
+        if total is not None and played_s >= total - 1e-6:
             heard.append(text)
             continue
         words = text.split()
-        if total and played:
-            heard.extend(words[: math.floor(len(words) * played / total)])
+        if total:
+            heard.extend(words[: math.floor(len(words) * played_s / total)])
         break
     return " ".join(heard)
 

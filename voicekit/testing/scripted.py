@@ -102,8 +102,8 @@ class EnergyVAD:
         self.threshold = threshold
 
     def is_speech(self, pcm: bytes) -> bool:
-        a = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
-        return bool(a.size and float(np.sqrt(np.mean(a * a))) > self.threshold)
+        a = np.frombuffer(pcm, "<i2").astype(np.float32)
+        return bool(a.size) and float(np.dot(a, a)) / a.size > (self.threshold * 32768.0) ** 2
 
     def reset(self) -> None:
         pass

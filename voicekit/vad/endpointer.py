@@ -78,11 +78,12 @@ class Endpointer:
         self._buf = b""
         self._t: float | None = None  # audio time of the first byte in _buf
         self._held: deque[tuple[AudioFrame, bool]] = deque()  # frames not yet released while silent
+        self._window: deque[bool] = deque(maxlen=self._window_frames)
         self.in_speech = False
         self._silence_run = 0
         self._speech_frames = 0
         self._first_voiced = 0.0
-        self._last_voiced_end = 0.0
+        self.last_voiced_end = 0.0
         self.voiced_frames = 0
         self.frames_seen = 0
 
@@ -121,42 +122,41 @@ class Endpointer:
         self.voiced_frames += voiced
         if not self.in_speech:
             self._held.append((vf, voiced))
-            held = list(self._held)
-            w0 = max(0, len(held) - self._window_frames)
-            if sum(v for _, v in held[w0:]) >= self._start_frames:
+            self._window.append(voiced)
+            if voiced and sum(self._window) >= self._start_frames:
+                held = list(self._held)
+                w0 = len(held) - len(self._window)
                 idx = next(i for i in range(w0, len(held)) if held[i][1])
                 first = held[idx][0]
-                keep_from = max(0, idx - self._pre_frames)
-                for _ in range(keep_from):
+                for _ in range(max(0, idx - self._pre_frames)):
                     yield self._held.popleft()[0]
                 start_t = self._held[0][0].timestamp
                 self.in_speech = True
+                self._window.clear()
                 self._silence_run = 0
                 self._first_voiced = first.timestamp
-                self._last_voiced_end = vf.end
+                self.last_voiced_end = vf.end
                 self._speech_frames = len(self._held)
                 yield SpeechStart(start_t, first.timestamp)
                 while self._held:
                     yield self._held.popleft()[0]
-            else:
-                limit = self._window_frames + self._pre_frames
-                while len(self._held) > limit:
-                    yield self._held.popleft()[0]
+            elif len(self._held) > self._window_frames + self._pre_frames:
+                yield self._held.popleft()[0]
             return
-        yield vf
         self._speech_frames += 1
         if voiced:
             self._silence_run = 0
-            self._last_voiced_end = vf.end
+            self.last_voiced_end = vf.end
         else:
             self._silence_run += 1
+        yield vf
         if self._silence_run >= self._end_frames:
             yield self._end(vf.end)
         elif self._max_frames is not None and self._speech_frames >= self._max_frames:
-            self._last_voiced_end = vf.end
+            self.last_voiced_end = vf.end
             yield self._end(vf.end)
 
     def _end(self, detected_at: float) -> SpeechEnd:
         self.in_speech = False
         self._silence_run = 0
-        return SpeechEnd(self._last_voiced_end, detected_at, self._last_voiced_end - self._first_voiced)
+        return SpeechEnd(self.last_voiced_end, detected_at, self.last_voiced_end - self._first_voiced)

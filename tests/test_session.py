@@ -1,0 +1,172 @@
+"""The session pipeline on trio's virtual clock: exact timings, barge-in, failing handlers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from voicekit import events as ev
+from voicekit.audio.sinks import MemorySink
+from voicekit.errors import ASRError
+from voicekit.handlers import Assistant, Turn
+from voicekit.session import NeverInterrupt, Session, SessionConfig, VADInterruption
+from voicekit.testing import EnergyVAD, FakeASR, FakeTTS, ScriptedSource, Silence, Speech, Timeline, collect
+from voicekit.vad.endpointer import EndpointerConfig
+
+EP = EndpointerConfig(pre_roll_ms=200, start_ms=60, start_window_ms=100, end_silence_ms=600)
+
+
+def make_assistant() -> Assistant:
+    a = Assistant("test", handler_timeout=2.0, apology="Sorry, that went wrong.")
+
+    @a.intent("go {direction:forward|backward} {distance:number} [meters]")
+    async def move(turn: Turn) -> str:
+        return f"Moving {turn.slots['direction']} {turn.slots['distance']} meters."
+
+    @a.intent("tell me a story")
+    async def story(turn: Turn) -> str:
+        return " ".join(["once upon a time there was a robot"] * 3)  # 24 words
+
+    @a.intent("stream please")
+    async def streamed(turn: Turn) -> AsyncIterator[str]:
+        yield "First part."
+        await trio.sleep(0.5)
+        yield "Second part."
+
+    @a.intent("break")
+    async def broken(turn: Turn) -> str:
+        raise RuntimeError("handler bug")
+
+    @a.intent("hang")
+    async def slow(turn: Turn) -> str:
+        await trio.sleep(60)
+        return "too late"
+
+    return a
+
+
+def session(script: list[object], texts: list[str], *, sink: MemorySink | None = None,
+            policy: object | None = None, tts: FakeTTS | None = None, realtime: bool = True,
+            chunk_ms: int = 20, vad_ms: int = 20) -> Session:
+    return Session(
+        ScriptedSource(script, chunk_ms=chunk_ms),  # type: ignore[arg-type]
+        asr=FakeASR(texts), vad=EnergyVAD(frame_ms=vad_ms), assistant=make_assistant(),
+        tts=tts or FakeTTS(seconds_per_word=0.3), sink=sink or MemorySink(16000),
+        interruption=policy or VADInterruption(min_speech_ms=300),  # type: ignore[arg-type]
+        config=SessionConfig(endpointer=EP, realtime=realtime),
+    )
+
+
+async def test_one_turn_exact_timeline(autojump_clock: trio.testing.MockClock) -> None:
+    sink = MemorySink(16000)
+    tl = await collect(session([Silence(1.0), Speech(1.5), Silence(3.0)], ["go forward ten meters"],
+                               sink=sink))
+    tl.assert_order(ev.SessionStarted, ev.SpeechStarted, ev.SpeechEnded, ev.Transcript, ev.TurnEnded,
+                    ev.IntentMatched, ev.ReplyStarted, ev.ReplyFinished, ev.SessionEnded)
+    start, end = tl.first(ev.SpeechStarted), tl.first(ev.SpeechEnded)
+    assert start.audio_t == pytest.approx(0.8)  # 200 ms pre-roll before the first voiced frame at 1.0
+    assert start.t == pytest.approx(1.06)  # detected after start_ms of voiced audio
+    assert end.audio_t == pytest.approx(2.5)
+    assert end.t == pytest.approx(3.1)  # exactly end_silence_ms after the last voiced frame
+    assert tl.finals() == ["go forward ten meters"]
+    assert any(not e.is_final for e in tl.of(ev.Transcript))  # partials came first
+    assert tl.first(ev.IntentMatched).slots == {"direction": "forward", "distance": 10}
+    done = tl.first(ev.ReplyFinished)
+    assert done.text == "Moving forward 10 meters."
+    assert done.samples_played == round(4 * 0.3 * 16000) == sink.samples
+    assert tl.first(ev.ReplyFinished).t == pytest.approx(3.1 + 4 * 0.3, abs=0.03)  # paced playback
+
+
+async def test_barge_in_stops_playback_within_one_chunk(autojump_clock: trio.testing.MockClock) -> None:
+    sink = MemorySink(16000)
+    # the story reply starts at 3.1 s and would last 24 * 0.3 = 7.2 s; the user speaks at 5.0 s
+    script = [Silence(1.0), Speech(1.5), Silence(2.5), Speech(1.0), Silence(3.0)]
+    tl = await collect(session(script, ["tell me a story", "stop"], sink=sink))
+    cut = tl.first(ev.ReplyInterrupted)
+    # interruption decided after 300 ms of voiced speech: audio time 5.3 s
+    assert cut.t == pytest.approx(5.3, abs=0.021)
+    played_s = cut.samples_played / cut.sample_rate
+    assert played_s == pytest.approx(5.3 - 3.1, abs=0.021)  # within one 20 ms chunk
+    assert sink.samples == cut.samples_played  # nothing of the cancelled reply reached the sink after
+    assert 0 < len(cut.heard_text.split()) < 24
+    assert cut.text.startswith(cut.heard_text)
+    assert not tl.of(ev.ReplyFinished)
+
+
+async def test_backchannel_length_noise_does_not_interrupt(autojump_clock: trio.testing.MockClock) -> None:
+    sink = MemorySink(16000)
+    script = [Silence(1.0), Speech(1.5), Silence(2.5), Speech(0.12), Silence(8.0)]
+    tl = await collect(session(script, ["tell me a story", ""], sink=sink))
+    assert not tl.of(ev.ReplyInterrupted)
+    assert tl.first(ev.ReplyFinished).samples_played == round(24 * 0.3 * 16000)
+
+
+async def test_never_interrupt_policy(autojump_clock: trio.testing.MockClock) -> None:
+    script = [Silence(1.0), Speech(1.5), Silence(2.5), Speech(1.0), Silence(8.0)]
+    tl = await collect(session(script, ["tell me a story", "hmm"], policy=NeverInterrupt()))
+    assert not tl.of(ev.ReplyInterrupted)
+    assert tl.of(ev.ReplyFinished)
+
+
+async def test_raising_handler_gives_error_event_and_apology(autojump_clock: trio.testing.MockClock) -> None:
+    script = [Silence(0.5), Speech(1.0), Silence(3.0), Speech(1.0), Silence(3.0)]
+    tts = FakeTTS(seconds_per_word=0.1)
+    tl = await collect(session(script, ["break", "go backward 2"], tts=tts))
+    err = tl.first(ev.Error)
+    assert err.where == "handler" and "RuntimeError: handler bug" in err.message
+    assert err.error_type == "RuntimeError"
+    texts = [e.text for e in tl.of(ev.ReplyFinished)]
+    assert texts == ["Sorry, that went wrong.", "Moving backward 2 meters."]  # the session went on
+    assert tts.spoken[0] == "Sorry, that went wrong."
+
+
+async def test_handler_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    script = [Silence(0.5), Speech(1.0), Silence(5.0)]
+    tl = await collect(session(script, ["hang"]))
+    err = tl.first(ev.Error)
+    assert "longer than 2 s" in err.message
+    assert err.t == pytest.approx(2.1 + 2.0, abs=0.03)
+    assert tl.first(ev.ReplyFinished).text == "Sorry, that went wrong."
+
+
+async def test_streamed_reply(autojump_clock: trio.testing.MockClock) -> None:
+    tl = await collect(session([Silence(0.5), Speech(1.0), Silence(4.0)], ["stream please"]))
+    assert [e.text for e in tl.of(ev.ReplyText)] == ["First part.", "Second part."]
+    assert tl.first(ev.ReplyFinished).text == "First part. Second part."
+
+
+async def test_asr_failure_is_a_typed_error(autojump_clock: trio.testing.MockClock) -> None:
+    s = Session(ScriptedSource([Silence(0.5), Speech(1.0), Silence(1.0)]), asr=FakeASR([], fail_after_utterances=0),
+                vad=EnergyVAD(frame_ms=20), config=SessionConfig(endpointer=EP))
+    log = s.subscribe(100)
+    with pytest.RaisesGroup(pytest.RaisesExc(ASRError, match="fail after 0")):
+        async with trio.open_nursery() as n:
+            n.start_soon(s.run)
+    events: list[ev.Event] = []
+    while True:
+        try:
+            events.append(log.receive_nowait())
+        except trio.EndOfChannel:
+            break
+    tl = Timeline(events)
+    assert tl.first(ev.Error).error_type == "ASRError"
+    assert tl.kinds()[-1] == "session_ended"
+
+
+async def test_ten_minute_session_is_fast_on_virtual_time(autojump_clock: trio.testing.MockClock) -> None:
+    script: list[object] = []
+    texts = []
+    for i in range(60):  # 60 turns, 10 s each
+        script += [Silence(3.0), Speech(2.0), Silence(5.0)]
+        texts.append("go forward ten meters" if i % 2 else "go backward 3")
+    wall = time.perf_counter()
+    # 100 ms capture buffers, as sound cards commonly deliver; the VAD still sees 20 ms frames
+    tl = await collect(session(script, texts, tts=FakeTTS(seconds_per_word=0.2, chunk_ms=100), chunk_ms=100,
+                               vad_ms=30))
+    wall = time.perf_counter() - wall
+    assert trio.current_time() == pytest.approx(600.0, abs=0.1)
+    assert len(tl.of(ev.ReplyFinished)) == 60
+    assert wall < 10.0  # generous: the benchmark prints the real figure (well under a second)
