@@ -170,3 +170,42 @@ async def test_ten_minute_session_is_fast_on_virtual_time(autojump_clock: trio.t
     assert trio.current_time() == pytest.approx(600.0, abs=0.1)
     assert len(tl.of(ev.ReplyFinished)) == 60
     assert wall < 10.0  # generous: the benchmark prints the real figure (well under a second)
+
+
+async def test_semantic_policy_backchannel_resumes(autojump_clock: trio.testing.MockClock) -> None:
+    from voicekit.session.interruption import SemanticInterruption
+
+    sink = MemorySink(16000)
+    script = [Silence(1.0), Speech(1.5), Silence(2.5), Speech(0.5), Silence(9.0)]
+    tl = await collect(session(script, ["tell me a story", "uh-huh"], sink=sink, policy=SemanticInterruption()))
+    assert not tl.of(ev.ReplyInterrupted)
+    assert len(tl.of(ev.TurnEnded)) == 1  # the backchannel did not become a turn
+    done = tl.first(ev.ReplyFinished)
+    assert done.samples_played == round(24 * 0.3 * 16000) == sink.samples  # every word, after a pause
+    # playback paused while the user spoke: the reply ends later than its 7.2 s of audio
+    assert done.t - tl.first(ev.ReplyStarted).t > 7.2 + 0.4
+
+
+async def test_semantic_policy_real_request_interrupts(autojump_clock: trio.testing.MockClock) -> None:
+    from voicekit.session.interruption import SemanticInterruption
+
+    sink = MemorySink(16000)
+    script = [Silence(1.0), Speech(1.5), Silence(2.5), Speech(1.5), Silence(4.0)]
+    tl = await collect(session(script, ["tell me a story", "go forward 5 meters"], sink=sink,
+                               policy=SemanticInterruption(min_words=2)))
+    cut = tl.first(ev.ReplyInterrupted)
+    # paused at speech start (5.06 s); two words of partials at 0.2 s per word after the start
+    assert cut.t < 5.7
+    assert sink.samples == cut.samples_played + tl.first(ev.ReplyFinished).samples_played
+    assert cut.samples_played / 16000 == pytest.approx(tl.of(ev.SpeechStarted)[1].t - 3.1, abs=0.021)
+    assert [e.text for e in tl.of(ev.ReplyFinished)] == ["Moving forward 5 meters."]
+
+
+def test_backchannel_lexicons() -> None:
+    from voicekit.session.backchannel import is_backchannel, word_count
+
+    for text in ("uh-huh", "Yeah, right.", "mm hmm okay", "嗯", "对对对", "嗯，好的", "はい", "うんうん、なるほど"):
+        assert is_backchannel(text), text
+    for text in ("stop", "wait a second", "不对，我要去北京", "いいえ違います", "", "yeah but no"):
+        assert not is_backchannel(text), text
+    assert word_count("我要去北京") == 5 and word_count("go to Beijing") == 3 and word_count("去 Beijing") == 2

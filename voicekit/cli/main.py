@@ -30,8 +30,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--tts-option", action="append", metavar="KEY=VALUE", help="option for the TTS plugin")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file input like a microphone (and the replies like a speaker)")
-    p.add_argument("--interrupt", choices=("vad", "none"), default="vad",
-                   help="barge-in policy: 'vad' stops a reply when the user speaks (default), 'none' never")
+    p.add_argument("--interrupt", choices=("vad", "semantic", "none"), default="vad",
+                   help="barge-in policy: vad (stop on speech, default), semantic (pause, ignore backchannels), none")
     p.add_argument("--min-interrupt-ms", type=int, default=300,
                    help="voiced speech needed to interrupt a reply (default: 300)")
     p.add_argument("--end-silence-ms", type=int, default=600,

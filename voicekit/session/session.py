@@ -274,6 +274,13 @@ class Session:
     # -- turns and replies ------------------------------------------------------------------
 
     async def _start_turn(self, result: TranscriptResult) -> None:
+        previous = self._reply
+        if previous is not None and not previous.done.is_set():
+            # the user spoke during a reply and the policy did not interrupt it
+            check = getattr(self.policy, "is_backchannel", None)
+            if check is not None and check(result.text):
+                return  # "uh-huh" while the assistant talks is not a turn
+            await previous.done.wait()  # a real request: answer it once the reply has finished
         self._turn += 1
         turn_id = self._turn
         self._emit(ev.TurnEnded(t=self.now(), turn_id=turn_id, text=result.text))
@@ -283,11 +290,6 @@ class Session:
         if match is None:
             return
         self._emit(ev.IntentMatched(t=self.now(), turn_id=turn_id, intent=match.intent, slots=match.slots))
-        previous = self._reply
-        if previous is not None and not previous.done.is_set():
-            previous.interrupted = True
-            previous.scope.cancel()  # a new turn supersedes the reply still playing
-            await previous.done.wait()
         turn = Turn(text=result.text, intent=match.intent, slots=match.slots, turn_id=turn_id,
                     context=self.context, language=result.language, emotion=result.emotion,
                     speaker=result.speaker)
