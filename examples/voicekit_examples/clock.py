@@ -18,10 +18,8 @@ _UNITS = {"second": 1, "seconds": 1, "minute": 60, "minutes": 60, "hour": 3600, 
 
 def _say_time(t: dt.datetime) -> str:
     hour = t.hour % 12 or 12
-    minute = f"{t.minute:02d}" if t.minute else "o'clock"
-    if t.minute and t.minute < 10:
-        minute = f"oh {t.minute}"
-    return f"{hour} {minute} {'a.m.' if t.hour < 12 else 'p.m.'}"
+    clock = f"{hour} o'clock" if t.minute == 0 else f"{hour}:{t.minute:02d}"
+    return f"{clock} in the {'morning' if t.hour < 12 else 'afternoon' if t.hour < 18 else 'evening'}"
 
 
 def _duration(seconds: float) -> str:

@@ -18,7 +18,7 @@ the stream yield every pending final and then stop iterating.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
@@ -31,6 +31,14 @@ Api = Literal["local", "websocket", "http"]
 
 
 def _tuple(x: Sequence[str] | Sequence[int]) -> tuple:  # type: ignore[type-arg]
+    return tuple(x)
+
+
+def _strs(x: Iterable[str]) -> tuple[str, ...]:
+    return tuple(x)
+
+
+def _words(x: Iterable[Word]) -> tuple[Word, ...]:
     return tuple(x)
 
 
@@ -83,7 +91,7 @@ class TranscriptResult:
     utterance_id: int = 0
     start: float | None = None
     end: float | None = None
-    words: tuple[Word, ...] = attrs.field(default=(), converter=tuple)
+    words: tuple[Word, ...] = attrs.field(default=(), converter=_words)
     language: str | None = None
     emotion: str | None = None
     speaker: str | None = None
@@ -96,10 +104,10 @@ class ASRConfig:
 
     sample_rate: int = 16000
     language: str | None = None
-    hotwords: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    hotwords: tuple[str, ...] = attrs.field(default=(), converter=_strs)
     context: str | None = None
     grammar: str | None = None  # JSGF text, for command-mode engines
-    keywords: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    keywords: tuple[str, ...] = attrs.field(default=(), converter=_strs)
 
 
 @runtime_checkable

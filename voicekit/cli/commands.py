@@ -16,8 +16,16 @@ from voicekit.audio.sources import AudioSource, open_source
 from voicekit.errors import AudioError, ConfigError, PluginError, VoicekitError
 from voicekit.formats import render
 from voicekit.logging import configure
-from voicekit.plugins.build import (DEFAULT_ASR, DEFAULT_TTS, DEFAULT_VAD, load_assistant, make_asr,
-                                    make_tts, make_vad, parse_options)
+from voicekit.plugins.build import (
+    DEFAULT_ASR,
+    DEFAULT_TTS,
+    DEFAULT_VAD,
+    load_assistant,
+    make_asr,
+    make_tts,
+    make_vad,
+    parse_options,
+)
 from voicekit.plugins.registry import list_plugins
 from voicekit.session.interruption import make_policy
 from voicekit.session.session import Session, SessionConfig
@@ -39,10 +47,9 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def _trio_run(fn: Any, *args: Any) -> int:
+def _trio_run(fn: Any, *args: Any) -> Any:
     try:
-        result: int = trio.run(fn, *args)
-        return result
+        return trio.run(fn, *args)
     except BaseExceptionGroup as group:
         raise _unwrap(group) from None
 
@@ -50,12 +57,12 @@ def _trio_run(fn: Any, *args: Any) -> int:
 def _source(spec: str, *, realtime: bool) -> AudioSource:
     if spec == "mic":
         try:
-            from voicekit.audio.device import MicrophoneSource  # type: ignore[import-not-found]
+            from voicekit.audio.device import MicrophoneSource
         except ImportError as exc:
             raise AudioError(
                 "microphone input needs PyAudio: install 'voicekit[audio]' (and apt portaudio19-dev); "
                 "or pass --input FILE") from exc
-        return MicrophoneSource()  # type: ignore[no-any-return]
+        return MicrophoneSource()
     return open_source(spec, sample_rate=16000, realtime=realtime)
 
 
@@ -64,12 +71,12 @@ def _sink(spec: str, rate: int) -> AudioSink | None:
         return NullSink(rate)
     if spec == "speaker":
         try:
-            from voicekit.audio.device import SpeakerSink  # type: ignore[import-not-found]
+            from voicekit.audio.device import SpeakerSink
         except ImportError as exc:
             raise AudioError(
                 "speaker output needs PyAudio: install 'voicekit[audio]' (and apt portaudio19-dev); "
                 "or pass --output reply.wav or --output none") from exc
-        return SpeakerSink(rate)  # type: ignore[no-any-return]
+        return SpeakerSink(rate)
     if not spec.lower().endswith(".wav"):
         raise ConfigError(f"--output {spec!r}: give 'speaker', 'none' or a path ending in .wav")
     return WavFileSink(spec, rate)
@@ -116,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"(reply audio written to {args.output})", file=sys.stderr)
         return 0
 
-    return _trio_run(main)
+    code: int = _trio_run(main)
+    return code
 
 
 class _Bar:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Union
+from typing import Any
 
 import attrs
 
@@ -49,7 +49,7 @@ class Turn:
     speaker: str | None = None
 
 
-HandlerResult = Union[str, Reply, None, AsyncIterator[str]]
+HandlerResult = str | Reply | None | AsyncIterator[str]
 Handler = Callable[[Turn], Awaitable[HandlerResult] | AsyncIterator[str]]
 
 
@@ -114,7 +114,7 @@ class Assistant:
             raise ConfigError("an intent needs at least one template, regex or phrase")
 
         def register(fn: Handler) -> Handler:
-            intent_name = name or getattr(fn, "__name__", "intent")
+            intent_name = name or str(getattr(fn, "__name__", "intent"))
             if any(i.name == intent_name for i in self.intents):
                 raise ConfigError(f"assistant {self.name!r} already has an intent named {intent_name!r}")
             self.intents.append(Intent(intent_name, fn, compiled_t, compiled_r, norm_phrases))

@@ -23,11 +23,15 @@ import attrs
 from voicekit.errors import ConfigError
 from voicekit.handlers.numbers import NUMBER_WORDS, parse_number
 
-_TOKEN = re.compile(r"\{(?P<slot>[a-zA-Z_]\w*)(?::(?P<kind>[^}]*))?\}|\[(?P<opt>[^\]]*)\]|\((?P<req>[^)]*)\)|(?P<word>[^\s\[\](){}]+)")
-_NUMBER_RE = r"(?:\d+(?:[.,]\d+)?|(?:%s)(?: (?:%s))*)" % (
-    "|".join(sorted(NUMBER_WORDS - {"and", "point", "half", "a", "an"}, key=len, reverse=True)),
-    "|".join(sorted(NUMBER_WORDS, key=len, reverse=True)),
+_TOKEN = re.compile(
+    r"\{(?P<slot>[a-zA-Z_]\w*)(?::(?P<kind>[^}]*))?\}"  # {slot} or {slot:kind}
+    r"|\[(?P<opt>[^\]]*)\]"  # [optional|alternatives]
+    r"|\((?P<req>[^)]*)\)"  # (required|alternatives)
+    r"|(?P<word>[^\s\[\](){}]+)"  # a literal word
 )
+_FIRST_NUMBER_WORD = "|".join(sorted(NUMBER_WORDS - {"and", "point", "half", "a", "an"}, key=len, reverse=True))
+_ANY_NUMBER_WORD = "|".join(sorted(NUMBER_WORDS, key=len, reverse=True))
+_NUMBER_RE = rf"(?:\d+(?:[.,]\d+)?|(?:{_FIRST_NUMBER_WORD})(?: (?:{_ANY_NUMBER_WORD}))*)"
 
 
 def normalize(text: str) -> str:

@@ -8,7 +8,7 @@ a paused player and ``RESUME`` into playback going on where it stopped.
 from __future__ import annotations
 
 import enum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from voicekit.errors import ConfigError
 from voicekit.session.backchannel import is_backchannel, word_count
@@ -150,7 +150,7 @@ class SemanticInterruption(NeverInterrupt):
         return Decision.RESUME
 
 
-def make_policy(name: str, **options: int) -> InterruptionPolicy:
+def make_policy(name: str, **options: Any) -> InterruptionPolicy:
     """Policies by name, as the CLI selects them."""
     if name == "none":
         return NeverInterrupt()

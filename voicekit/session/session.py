@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -42,7 +42,7 @@ log = structlog.get_logger("voicekit.session")
 
 @attrs.frozen
 class SessionConfig:
-    endpointer: EndpointerConfig = EndpointerConfig()
+    endpointer: EndpointerConfig = attrs.Factory(EndpointerConfig)
     realtime: bool = False  # pace playback as a speaker would (set for live input)
     audio_buffer_frames: int = 100  # source → VAD edge: 2 s of 20 ms frames
     audio_policy: str = "block"  # "drop_oldest" for live sources that must never stall
@@ -385,7 +385,7 @@ def _heard(state: _ReplyState, sink_rate: int) -> str:
     return " ".join(heard)
 
 
-async def _pieces(handler: Any, turn: Turn, timeout: float) -> AsyncIterator[str]:
+async def _pieces(handler: Any, turn: Turn, timeout: float) -> AsyncGenerator[str, None]:
     """The handler's reply, piece by piece. Each piece must come within ``timeout`` seconds;
     the time spent speaking a piece does not count against the next one."""
     what = f"handler for intent {turn.intent!r}"

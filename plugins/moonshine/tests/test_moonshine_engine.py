@@ -6,13 +6,13 @@ import wave
 
 import pytest
 import trio
+from voicekit_moonshine import MoonshineASR
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ConfigError
 from voicekit.testing.data import speech
 from voicekit.testing.wer import wer
-from voicekit_moonshine import MoonshineASR
 
 pytestmark = [pytest.mark.slow, pytest.mark.realspeech]
 
@@ -34,11 +34,11 @@ async def decode(engine: MoonshineASR, clip: AudioFrame, utterances: list[tuple[
             n.start_soon(reader)
             bounds = sorted(utterances)
             for frame in clip.split(320):
-                for start, end in bounds:
+                for start, _ in bounds:
                     if start <= frame.timestamp < start + 0.02:
                         await stream.speech_started(start)
                 await stream.send_audio(frame)
-                for start, end in bounds:
+                for _, end in bounds:
                     if end <= frame.end < end + 0.02:
                         await stream.speech_ended(end)
                 await trio.sleep(0)
