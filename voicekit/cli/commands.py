@@ -154,7 +154,7 @@ class _Bar:
 
 
 def transcribe(args: argparse.Namespace) -> int:
-    from voicekit.audio.sources import FileSource
+    from voicekit.audio.sources import FileSource, probe
     from voicekit.transcribe import transcribe as run_transcribe
 
     configure(_log_level(args.verbose))
@@ -170,8 +170,9 @@ def transcribe(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.files:
         try:
+            info = probe(path)  # reads the header: a bad file fails here, before any work
             source = FileSource(path, sample_rate=16000)
-            bar = _Bar(Path(path).name, getattr(source, "duration", None), show)
+            bar = _Bar(Path(path).name, info.duration, show)
             segments = _trio_run(_transcribe_one, run_transcribe, source, asr, vad, bar,
                                  SessionConfig(language=args.language))
             bar.done()
