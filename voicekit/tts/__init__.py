@@ -1,0 +1,1 @@
+"""Text to speech: the plugin API (:mod:`voicekit.tts.base`) and the built-in espeak-ng engine."""
