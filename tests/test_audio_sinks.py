@@ -100,7 +100,8 @@ async def test_null_and_memory_sinks() -> None:
         await memory.write(frames[0])
 
 
-def test_sinks_satisfy_the_protocol(tmp_path: Path) -> None:
+async def test_sinks_satisfy_the_protocol(tmp_path: Path) -> None:
     for sink in (NullSink(), MemorySink(), WavFileSink(tmp_path / "p.wav", 16000)):
         assert isinstance(sink, AudioSink)
         assert sink.realtime is False
+        await sink.aclose()

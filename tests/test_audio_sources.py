@@ -137,6 +137,8 @@ async def test_format_decodes_to_right_duration_and_tone(tmp_path: Path, name: s
 
 async def test_native_rate_and_stereo_kept_or_downmixed(tmp_path: Path) -> None:
     path = encode(tmp_path / "lr.flac", tone(1.0, 22050, (440.0, 1000.0)), 22050, "flac")
+    info = await FileSource(path).probe()
+    assert (info.sample_rate, info.channels) == (22050, 2)
     stereo = await read_all(FileSource(path, sample_rate=None, channels=2))
     assert stereo[0].sample_rate == 22050 and stereo[0].channels == 2
     a = joined(stereo).astype(np.float64)
@@ -318,6 +320,36 @@ async def test_video_without_audio(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedAudioError, match=r"no audio stream \(streams: video/mpeg4\)") as exc:
         await read_all(FileSource(path))
     one_line(exc, path)
+
+
+async def test_audio_track_of_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    rate = 44100
+    samples = tone(1.0, rate)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=10)
+        video.width = video.height = 16
+        video.pix_fmt = "yuv420p"
+        audio = out.add_stream("aac", rate=rate, layout="mono")
+        for i in range(10):
+            picture = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+            picture.pts = i
+            for packet in video.encode(picture):
+                out.mux(packet)
+        for i in range(0, len(samples), 1024):
+            block = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[i : i + 1024].T), format="fltp",
+                                               layout="mono")
+            block.sample_rate = rate
+            block.pts = i
+            for packet in audio.encode(block):
+                out.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                out.mux(packet)
+    frames = await read_all(FileSource(path))
+    assert frames[-1].end == pytest.approx(1.0, abs=0.05)
+    mono = joined(frames)[:, 0].astype(np.float64)
+    assert dominant_frequency(mono, 16000) == pytest.approx(440, abs=3)
 
 
 async def test_unsupported_codec(tmp_path: Path) -> None:

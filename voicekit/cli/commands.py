@@ -33,7 +33,8 @@ from voicekit.vad.endpointer import EndpointerConfig
 
 
 def _log_level(verbose: int) -> str:
-    return {0: "warning", 1: "info"}.get(verbose, "debug")
+    # by default the printed events already show warnings and errors: keep stderr for the final line
+    return {0: "critical", 1: "info"}.get(verbose, "debug")
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -63,6 +64,10 @@ def _source(spec: str, *, realtime: bool) -> AudioSource:
                 "microphone input needs PyAudio: install 'voicekit[audio]' (and apt portaudio19-dev); "
                 "or pass --input FILE") from exc
         return MicrophoneSource()
+    if spec != "-":
+        from voicekit.audio.sources import probe
+
+        probe(spec)  # a missing, empty or non-audio file fails here with one clear line
     return open_source(spec, sample_rate=16000, realtime=realtime)
 
 
@@ -220,7 +225,7 @@ def plugins(args: argparse.Namespace) -> int:
             print(f"  {info.name:28s} BROKEN: {info.error}")
             continue
         caps = info.capabilities
-        summary = _summary(caps) if caps is not None else (getattr(info.obj, "description", "") or "")
+        summary = _summary(caps) if caps is not None else (getattr(info.obj, "description", "") or info.target)
         print(f"  {info.name:28s} {summary}")
     if not infos:
         raise PluginError("no plugins installed — reinstall voicekit")

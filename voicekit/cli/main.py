@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 from importlib.metadata import entry_points
 
 from voicekit.errors import VoicekitError
@@ -84,18 +85,32 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return plugins(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Mentions CLI extensions that failed to load when a command is not found."""
+
+    broken: dict[str, str] = {}
+
+    def error(self, message: str) -> NoReturn:
+        if self.broken and "invalid choice" in message:
+            for name, err in self.broken.items():
+                message += f"\n(note: the CLI extension {name!r} failed to load: {err}; see 'voicekit plugins')"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voicekit", description="Voice assistants and transcription on trio.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = _Parser(prog="voicekit", description="Voice assistants and transcription on trio.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     sub.required = True
     _add_run(sub)
     _add_transcribe(sub)
     _add_plugins(sub)
+    broken: dict[str, str] = {}
     for ep in sorted(entry_points(group="voicekit.cli"), key=lambda e: e.name):
         try:
             ep.load()(sub)
-        except Exception as exc:  # a broken extension must not break the command
-            print(f"voicekit: warning: CLI extension {ep.name!r} failed to load: {exc}", file=sys.stderr)
+        except Exception as exc:  # a broken extension must not break the other commands
+            broken[ep.name] = f"{type(exc).__name__}: {exc}"
+    parser.broken = broken
     return parser
 
 

@@ -1,6 +1,7 @@
 """Entry-point plugin discovery.
 
-Groups: ``voicekit.asr``, ``voicekit.vad``, ``voicekit.tts``, ``voicekit.assistants``.
+Groups: ``voicekit.asr``, ``voicekit.vad``, ``voicekit.tts``, ``voicekit.assistants`` and
+``voicekit.cli`` (subcommands).
 Listing reads only the entry-point metadata; a plugin is imported when first asked for, and a
 plugin that fails to import is reported with its error without hiding the others.
 """
@@ -15,7 +16,7 @@ import attrs
 
 from voicekit.errors import PluginError
 
-GROUPS = ("asr", "vad", "tts", "assistants")
+GROUPS = ("asr", "vad", "tts", "assistants", "cli")
 
 
 @attrs.frozen

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import attrs
 import numpy as np
-
 import trio
+
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ConfigError
 from voicekit.vad.base import VADCapabilities
