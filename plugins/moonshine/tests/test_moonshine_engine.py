@@ -22,8 +22,8 @@ def read(path: object) -> AudioFrame:
         return AudioFrame(w.readframes(w.getnframes()), w.getframerate())
 
 
-async def decode(engine: MoonshineASR, clip: AudioFrame, utterances: list[tuple[float, float]]) \
-        -> list[TranscriptResult]:
+async def decode(engine: MoonshineASR, clip: AudioFrame, utterances: list[tuple[float, float]],
+                 pace: float = 0.0) -> list[TranscriptResult]:
     results: list[TranscriptResult] = []
     async with engine.open_stream(ASRConfig()) as stream:
         async def reader() -> None:
@@ -41,19 +41,21 @@ async def decode(engine: MoonshineASR, clip: AudioFrame, utterances: list[tuple[
                 for _, end in bounds:
                     if end <= frame.end < end + 0.02:
                         await stream.speech_ended(end)
-                await trio.sleep(0)
+                await trio.sleep(pace)
             await stream.finish()
     return results
 
 
 async def test_final_per_utterance_with_partials_before_it() -> None:
     clip = read(speech("goforward"))
-    results = await decode(MoonshineASR(partial_interval=0.5), clip, [(0.0, clip.duration - 0.1)])
+    # paced like a microphone (20 ms of audio every 20 ms), so partials have time to decode
+    results = await decode(MoonshineASR(partial_interval=0.5), clip, [(0.0, clip.duration - 0.1)], pace=0.02)
     finals = [r for r in results if r.is_final]
     assert len(finals) == 1
     assert wer(["go forward ten meters"], [finals[0].text]) == 0
     assert finals[0].start == 0.0 and finals[0].end == pytest.approx(clip.duration - 0.1, abs=0.03)
     partials = [r for r in results if not r.is_final]
+    assert partials, "a growing utterance gets partial transcripts"
     assert all(results.index(p) < results.index(finals[0]) for p in partials)
 
 
@@ -89,3 +91,11 @@ async def test_wrong_rate_is_a_clear_error() -> None:
             pass
     with pytest.raises(ConfigError):
         MoonshineASR(partial_interval=-1)
+
+
+async def test_conforms_to_the_asr_contract() -> None:
+    from voicekit.testing.conformance import check_asr_plugin
+
+    results = await check_asr_plugin(MoonshineASR, speech=read(speech("goforward")),
+                                     expect_words=["go forward ten meters"])
+    assert len([r for r in results if r.is_final]) == 2
