@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from voicekit_examples import clock, robot
 
 from voicekit.handlers import Assistant, Turn
-from voicekit_examples import clock, robot
 
 
 async def ask(assistant: Assistant, text: str, context: dict[str, object]) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 from importlib.metadata import entry_points
+from typing import Any, NoReturn
 
 from voicekit.errors import VoicekitError
 
@@ -88,7 +88,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     """Mentions CLI extensions that failed to load when a command is not found."""
 
-    broken: dict[str, str] = {}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.broken: dict[str, str] = {}
 
     def error(self, message: str) -> NoReturn:
         if self.broken and "invalid choice" in message:
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
             ep.load()(sub)
         except Exception as exc:  # a broken extension must not break the other commands
             broken[ep.name] = f"{type(exc).__name__}: {exc}"
-    parser.broken = broken
+    parser.broken.update(broken)
     return parser
 
 

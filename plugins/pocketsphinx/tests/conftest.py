@@ -1,0 +1,1 @@
+"""Pytest set-up for the pocketsphinx plugin tests (nothing shared yet)."""

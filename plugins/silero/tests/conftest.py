@@ -1,0 +1,1 @@
+"""Pytest set-up for the silero plugin tests (nothing shared yet)."""
