@@ -138,3 +138,14 @@ def test_unknown_plugins_and_options() -> None:
     assert r.returncode == 1 and ".wav" in r.stderr
     r = run("transcribe", "x.wav", "--format", "doc")
     assert r.returncode == 2  # argparse usage error
+
+
+@pytest.mark.slow
+@pytest.mark.realspeech
+def test_command_mode_with_the_assistants_own_grammar() -> None:
+    # the robot's intent templates become a JSGF grammar for PocketSphinx
+    r = run("run", "robot", "--asr", "pocketsphinx", "--grammar", "--input", str(speech("goforward")),
+            "--output", "none", "--tts", "none")
+    assert r.returncode == 0, r.stderr
+    assert "you: go forward ten meters" in r.stdout
+    assert "robot: Moving forward 10 meters." in r.stdout
