@@ -27,7 +27,7 @@ apt:
 $(VENV)/.installed: apt pyproject.toml $(wildcard plugins/*/pyproject.toml) examples/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(PLUGINS),$(if $(wildcard $(p)/pyproject.toml),-e '$(p)[test]')) -e examples
+	$(BIN)/python -m pip install -q -e '.[test,audio,aec]' $(foreach p,$(PLUGINS),$(if $(wildcard $(p)/pyproject.toml),-e '$(p)[test]')) -e examples
 	touch $@
 
 lint: setup

@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from voicekit import events as ev
+from voicekit.audio.echo import EchoGuard, make_echo_guard
 from voicekit.audio.sinks import AudioSink, NullSink, WavFileSink
 from voicekit.audio.sources import AudioSource, open_source
 from voicekit.errors import AudioError, ConfigError, PluginError, VoicekitError
@@ -87,6 +88,17 @@ def _sink(spec: str, rate: int) -> AudioSink | None:
     return WavFileSink(spec, rate)
 
 
+def _echo_guard(name: str, speaker_and_mic: bool) -> EchoGuard | None:
+    if name != "auto":
+        return make_echo_guard(name)
+    if not speaker_and_mic:
+        return None
+    try:
+        return make_echo_guard("aec")
+    except ConfigError:
+        return make_echo_guard("gate")
+
+
 def run(args: argparse.Namespace) -> int:
     from voicekit.cli.output import Printer
 
@@ -106,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
                                             if args.interrupt == "vad" else {}))
     config = SessionConfig(endpointer=EndpointerConfig(end_silence_ms=args.end_silence_ms),
                            realtime=live or args.realtime, use_grammar=args.grammar,
-                           audio_policy="drop_oldest" if live else "block")
+                           audio_policy="drop_oldest" if live else "block",
+                           echo=_echo_guard(args.echo, live and args.output == "speaker"))
     printer = Printer(as_json=args.json, assistant=assistant.name)
     session = Session(source, asr=asr, vad=vad, assistant=assistant, tts=tts, sink=sink,
                       interruption=policy, config=config,

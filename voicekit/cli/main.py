@@ -35,6 +35,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="barge-in policy: vad (stop on speech, default), semantic (pause, ignore backchannels), none")
     p.add_argument("--min-interrupt-ms", type=int, default=300,
                    help="voiced speech needed to interrupt a reply (default: 300)")
+    p.add_argument("--echo", choices=("auto", "aec", "gate", "none"), default="auto",
+                   help="keep the assistant from hearing itself: aec (echo cancellation), gate, none; "
+                        "auto = aec (or gate) for a live microphone with a speaker, else none")
     p.add_argument("--end-silence-ms", type=int, default=600,
                    help="silence that ends an utterance (default: 600)")
     p.add_argument("--grammar", action="store_true",

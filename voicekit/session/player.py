@@ -3,7 +3,7 @@ one chunk, and counts exactly which samples reached the sink."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 
 import trio
 
@@ -20,8 +20,10 @@ class ReplyPlayer:
     are paced on trio's clock, so the sink receives audio as a speaker would play it.
     """
 
-    def __init__(self, sink: AudioSink, *, chunk_ms: int = 20, realtime: bool = False) -> None:
+    def __init__(self, sink: AudioSink, *, chunk_ms: int = 20, realtime: bool = False,
+                 on_played: Callable[[AudioFrame], None] | None = None) -> None:
         self.sink = sink
+        self.on_played = on_played  # e.g. the echo guard's reference input
         self.chunk_ms = chunk_ms
         self.pace = realtime and not sink.realtime
         self.played = 0
@@ -78,5 +80,7 @@ class ReplyPlayer:
             # sleep until the moment this chunk would start playing on a real device
             await trio.sleep_until(self._clock_start + self._clock_samples / self.sink.sample_rate)
         await self.sink.write(piece)
+        if self.on_played is not None:
+            self.on_played(piece)
         self.played += piece.samples
         self._clock_samples += piece.samples

@@ -24,11 +24,12 @@ import trio
 
 from voicekit import events as ev
 from voicekit.asr.base import ASRConfig, ASREngine, ASRStream, TranscriptResult
+from voicekit.audio.echo import EchoGuard
 from voicekit.audio.frame import AudioFrame
 from voicekit.audio.resample import StreamResampler
 from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
-from voicekit.errors import HandlerError, VoicekitError
+from voicekit.errors import ConfigError, HandlerError, VoicekitError
 from voicekit.handlers.assistant import Assistant, Reply, Turn
 from voicekit.session.channels import BoundedChannel
 from voicekit.session.interruption import Decision, InterruptionPolicy, VADInterruption
@@ -53,6 +54,7 @@ class SessionConfig:
     use_grammar: bool = False  # give the assistant's JSGF grammar to command-mode engines
     chunk_ms: int = 20
     tts_buffer_frames: int = 1000  # synthesized audio held ahead of the player (bounded)
+    echo: EchoGuard | None = None  # keeps the assistant from hearing itself (voicekit.audio.echo)
 
 
 @attrs.define
@@ -85,7 +87,11 @@ class Session:
         self.id = uuid.uuid4().hex[:12]
         self.context: dict[str, Any] = {}
         self.names = names or {}
-        self.player = ReplyPlayer(sink, chunk_ms=self.config.chunk_ms, realtime=self.config.realtime) \
+        echo = self.config.echo
+        if echo is not None and vad.sample_rate != 16000:
+            raise ConfigError("the echo guard works at 16 kHz: run the VAD at 16000 Hz")
+        self.player = ReplyPlayer(sink, chunk_ms=self.config.chunk_ms, realtime=self.config.realtime,
+                                  on_played=echo.reference if echo is not None else None) \
             if sink is not None else None
         self._subscribers: list[BoundedChannel[ev.Event]] = []
         self._primary = self.subscribe(self.config.event_buffer)
@@ -189,6 +195,7 @@ class Session:
 
     async def _capture(self, audio: BoundedChannel[AudioFrame]) -> None:
         rate = self.vad.sample_rate
+        echo = self.config.echo
         resampler: StreamResampler | None = None
         try:
             async for frame in self.source.frames():
@@ -199,6 +206,8 @@ class Session:
                     if out is None:
                         continue
                     frame = out
+                if echo is not None:
+                    frame = echo.process(frame)
                 await audio.send(frame)
             if resampler is not None:
                 tail = resampler.flush()
