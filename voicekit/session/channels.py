@@ -33,10 +33,13 @@ class BoundedChannel(Generic[T]):
         self.put_nowait(item)
 
     def put_nowait(self, item: T) -> None:
-        """Drop-oldest put; never blocks (for either policy it drops when full)."""
+        """Drop-oldest put; never blocks (for either policy it drops when full). An item for a
+        reader that has gone away (closed its end) is discarded."""
         while True:
             try:
                 self.send_channel.send_nowait(item)
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             except trio.WouldBlock:
                 try:

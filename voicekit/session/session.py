@@ -40,6 +40,13 @@ from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, Spe
 
 log = structlog.get_logger("voicekit.session")
 
+# how each event is logged; the rest (speech, partials, reply text) at debug level
+_LOG_LEVELS: dict[type, str] = {
+    ev.Error: "error", ev.Warning: "warning", ev.SessionStarted: "info", ev.SessionEnded: "info",
+    ev.TurnEnded: "info", ev.IntentMatched: "info", ev.ReplyStarted: "info", ev.ReplyFinished: "info",
+    ev.ReplyInterrupted: "info",
+}
+
 
 @attrs.frozen
 class SessionConfig:
@@ -130,9 +137,7 @@ class Session:
         for sub in self._subscribers:
             sub.put_nowait(event)
         fields = {k: v for k, v in attrs.asdict(event, recurse=False).items() if k not in ("t", "words")}
-        level = "error" if isinstance(event, ev.Error) else "warning" if isinstance(event, ev.Warning) \
-            else "info"
-        getattr(log, level)(event.kind, **fields)
+        getattr(log, _LOG_LEVELS.get(type(event), "debug"))(event.kind, **fields)
 
     # -- the pipeline -----------------------------------------------------------------------
 
