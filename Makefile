@@ -5,24 +5,36 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := portaudio19-dev espeak-ng sox
+# Debian packages: what the assistants need, and what only the tests need (a browser, a sound server)
+APT_RUNTIME := portaudio19-dev espeak-ng
+APT_TEST := sox chromium pulseaudio libasound2-plugins
 PLUGINS := plugins/moonshine plugins/pocketsphinx plugins/silero plugins/dashscope
 
-.PHONY: demo test setup apt venv lint bench clean
+.PHONY: demo test setup apt apt-test lint bench clean
 
 demo: setup
 	$(BIN)/voicekit run robot --input "$$($(BIN)/python -m voicekit.testing.data goforward)" --output reply.wav
 
-test: setup
+test: apt-test setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 setup: $(VENV)/.installed
 
-apt:
-	@if ! command -v espeak-ng >/dev/null || ! [ -e /usr/include/portaudio.h ]; then \
+# install whichever of the listed packages are missing (apt-get update only when needed)
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  echo "installing Debian packages:" $$missing; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+apt:
+	$(call apt_install,$(APT_RUNTIME))
+
+apt-test:
+	$(call apt_install,$(APT_TEST))
 
 $(VENV)/.installed: apt pyproject.toml $(wildcard plugins/*/pyproject.toml) examples/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -209,3 +209,19 @@ def test_backchannel_lexicons() -> None:
     for text in ("stop", "wait a second", "不对，我要去北京", "いいえ違います", "", "yeah but no"):
         assert not is_backchannel(text), text
     assert word_count("我要去北京") == 5 and word_count("go to Beijing") == 3 and word_count("去 Beijing") == 2
+
+
+async def test_cancelling_a_session_is_not_an_error(autojump_clock: trio.testing.MockClock) -> None:
+    s = session([Silence(1.0), Speech(1.5), Silence(30.0)], ["tell me a story"])
+    log = s.subscribe(10000)
+    with trio.move_on_after(4.0):  # mid-reply
+        await s.run()
+    events = []
+    while True:
+        try:
+            events.append(log.receive_nowait())
+        except trio.EndOfChannel:
+            break
+    tl = Timeline(events)
+    assert not tl.of(ev.Error)
+    assert tl.kinds()[-1] == "session_ended" and tl.first(ev.SessionEnded).reason == "cancelled"

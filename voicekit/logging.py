@@ -55,7 +55,8 @@ def configure(level: str = "warning", *, json: bool = False, stream: TextIO | No
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        # resolve sys.stderr at each call: it may be replaced (by a test runner, say) after set-up
+        logger_factory=(lambda *_: structlog.PrintLogger(stream or sys.stderr)),
         cache_logger_on_first_use=False,
     )
 

@@ -37,7 +37,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="voiced speech needed to interrupt a reply (default: 300)")
     p.add_argument("--echo", choices=("auto", "aec", "gate", "none"), default="auto",
                    help="keep the assistant from hearing itself: aec (echo cancellation), gate, none; "
-                        "auto = aec (or gate) for a live microphone with a speaker, else none")
+                        "auto = gate for a live microphone with a speaker, else none")
     p.add_argument("--end-silence-ms", type=int, default=600,
                    help="silence that ends an utterance (default: 600)")
     p.add_argument("--grammar", action="store_true",

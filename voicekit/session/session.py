@@ -171,6 +171,9 @@ class Session:
             reason = "cancelled"
             raise
         except BaseException as exc:  # reported as an event, then re-raised to the caller
+            if _only_cancelled(exc):
+                reason = "cancelled"
+                raise
             reason = "error"
             leaf = _leaf(exc)
             self._emit(ev.Error(t=self.now(), where="session", message=_one_line(leaf),
@@ -179,7 +182,18 @@ class Session:
                 raise leaf from None  # the typed error, not a one-item exception group
             raise
         finally:
+            self._report_glitches()
             self._finish(reason)
+
+    def _report_glitches(self) -> None:
+        """Devices count lost input (overruns) and starved output (underruns): report them."""
+        for where, obj, attr, what in (("input", self.source, "overruns", "input audio lost: the capture "
+                                        "buffer overflowed"),
+                                       ("output", self.sink, "underruns", "output audio ran dry: "
+                                        "the speaker was starved")):
+            count = getattr(obj, attr, 0)
+            if isinstance(count, int) and count > 0:
+                self._emit(ev.Warning(t=self.now(), where=where, message=what, count=count))
 
     def _finish(self, reason: str) -> None:
         if self._ended:
@@ -434,6 +448,12 @@ async def _pieces(handler: Any, turn: Turn, timeout: float) -> AsyncGenerator[st
 def _transcript_event(t: float, r: TranscriptResult) -> ev.Transcript:
     return ev.Transcript(t=t, text=r.text, is_final=r.is_final, utterance_id=r.utterance_id, start=r.start,
                          end=r.end, words=r.words, language=r.language, emotion=r.emotion, speaker=r.speaker)
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -1,0 +1,1 @@
+"""ASR plugins (entry-point group ``voicekit.asr``)."""

@@ -1,0 +1,419 @@
+"""ASR plugins on the realtime protocol: Qwen3-ASR-Flash-Realtime and the Qwen-Omni models.
+
+Entry points (group ``voicekit.asr``):
+
+* ``qwen3-asr-flash-realtime`` (:class:`Qwen3ASRRealtime`): transcription with the server's VAD
+  (``mode="server_vad"``, default) or with manual commits (``mode="manual"``: the stream commits
+  the audio buffer at every ``speech_ended`` marker of the session's own endpointer). Partials
+  are the server's ``text`` (confirmed) + ``stash`` (tentative); finals come from ``.completed``
+  with the language and emotion the server reports. ``ASRConfig.context`` (or ``context=``) is
+  sent as ``corpus.text`` — the model's prompt biasing, in place of hotwords.
+* ``qwen3.5-omni-plus-realtime``, ``qwen3.5-omni-flash-realtime``, ``qwen3-omni-flash-realtime``
+  (:class:`OmniRealtimeASR`): the Omni model used as a recognizer with *prompt context
+  injection*. With ``transcript_source="response"`` (default) each committed utterance is
+  answered, text only, by the model itself following instructions that ask for a verbatim
+  transcript and carry the context — so the context shapes the words. With ``"input"`` the
+  fixed built-in transcription model's ``...transcription.completed`` is used instead (cheaper,
+  but the context has no effect on it). Partials come from the built-in transcription.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import structlog
+import trio
+
+from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
+from voicekit.audio.frame import AudioFrame
+from voicekit.errors import ASRError, ConfigError
+from voicekit_dashscope.auth import ApiKey, resolve_api_key
+from voicekit_dashscope.client.realtime import Connector, RealtimeConnection, realtime_base_url, websocket_connector
+from voicekit_dashscope.errors import ConnectionLostError, DashScopeError
+from voicekit_dashscope.protocol.realtime import (
+    MODELS,
+    AudioAppend,
+    AudioCommit,
+    AudioCommitted,
+    ErrorEvent,
+    RealtimeModel,
+    RealtimeStateError,
+    ResponseCreate,
+    ResponseCreated,
+    ResponseDone,
+    SessionConfig,
+    SessionFinished,
+    SpeechStarted,
+    SpeechStopped,
+    TextDelta,
+    TextDone,
+    Transcription,
+    TranscriptionCompleted,
+    TranscriptionFailed,
+    TranscriptionText,
+    TurnDetection,
+    check_session,
+    get_realtime_model,
+)
+from voicekit_dashscope.regions import DEFAULT_REGION
+
+log = structlog.get_logger("voicekit.dashscope.realtime")
+MANUAL_LIMIT_S = 55.0  # the service refuses more than 60 s of audio per manual commit
+TRANSCRIBE_INSTRUCTIONS = (
+    "You are a speech recognizer. Transcribe exactly what the user says, in the language spoken, "
+    "with punctuation. Output only the transcript: no answers, no comments.")
+
+
+def capabilities_for(spec: RealtimeModel, *, server_endpointing: bool) -> ASRCapabilities:
+    return ASRCapabilities(
+        name=spec.name, family=spec.family, mode="streaming", api="websocket", languages=spec.languages,
+        hotwords=False, prompt_context=True, emotion=spec.emotion, word_timestamps=False, partials=True,
+        sample_rates=spec.input_rates, max_duration_s=spec.session_limit_s, regions=spec.regions, offline=False,
+        server_endpointing=server_endpointing, notes=spec.notes)
+
+
+class _RealtimeASR:
+    family: ClassVar[str]
+    default_model: ClassVar[str]
+    capabilities: ClassVar[ASRCapabilities]
+    uses_response: bool = False  # the final transcript is a model response (Omni prompt-context mode)
+
+    def __init__(self, model: str | None = None, *, api_key: str | ApiKey | None = None,
+                 region: str = DEFAULT_REGION, workspace: str | None = None, base_url: str | None = None,
+                 connector: Connector | None = None, mode: str | None = None, language: str | None = None,
+                 context: str | None = None, vad_threshold: float | None = None,
+                 silence_duration_ms: int | None = None, finish_timeout_s: float = 20.0,
+                 append_ms: int = 100) -> None:
+        self.model = model or self.default_model
+        self.spec = get_realtime_model(self.model)
+        if self.spec.family != self.family and not (self.family == "omni" and self.spec.is_omni):
+            raise ConfigError(f"{self.model} is not a {self.family} model; use the {self.spec.name} entry point")
+        self.mode = mode or self._default_mode()
+        if self.mode not in ("server_vad", "manual"):
+            raise ConfigError(f"mode must be 'server_vad' or 'manual', not {self.mode!r}")
+        if language is not None and language not in self.spec.languages and not self.spec.family.startswith("qwen3.5"):
+            raise ConfigError(f"{self.model} does not list language {language!r}; use one of {self.spec.languages}")
+        self.language = language
+        self.context = context
+        self.vad_threshold = vad_threshold
+        self.silence_duration_ms = silence_duration_ms
+        self.finish_timeout_s = finish_timeout_s
+        self.append_ms = append_ms
+        if connector is None:
+            key = resolve_api_key(api_key)
+            assert key is not None
+            self.api_key: ApiKey | None = key
+            base = realtime_base_url(region, workspace=workspace, base_url=base_url)
+            if base_url is None and region and self.spec.regions:
+                from voicekit_dashscope.regions import get_region
+
+                if get_region(region).id not in self.spec.regions:
+                    raise ConfigError(f"{self.model} is not offered in region {region}; use one of {self.spec.regions}")
+            connector = websocket_connector(key, base=base, workspace=workspace)
+        else:
+            self.api_key = None
+        self.connector = connector
+        self.check(self.session(self.spec.input_rates[0], ASRConfig()))  # bad settings fail here, not later
+
+    def check(self, session: SessionConfig) -> SessionConfig:
+        issues = check_session(self.spec, session)
+        if issues:
+            raise ConfigError(f"{self.model}: " + "; ".join(f"{i.param}: {i.message}" for i in issues))
+        return session
+
+    def _default_mode(self) -> str:
+        return "server_vad"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r}, mode={self.mode!r}, api_key={self.api_key!r})"
+
+    @classmethod
+    def models(cls) -> list[ASRCapabilities]:
+        return [capabilities_for(m, server_endpointing=True) for n, m in MODELS.items()
+                if n == m.name and (m.family == cls.family or (cls.family == "omni" and m.is_omni))]
+
+    def turn_detection(self) -> TurnDetection | None:
+        if self.mode == "manual":
+            return None
+        return TurnDetection("server_vad", self.vad_threshold, self.silence_duration_ms)
+
+    def session(self, rate: int, config: ASRConfig) -> SessionConfig:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def open_stream(self, config: ASRConfig) -> AsyncIterator[RealtimeASRStream]:
+        rate = config.sample_rate
+        if rate not in self.spec.input_rates:
+            raise ConfigError(f"{self.model} takes {self.spec.input_rates} Hz audio, not {rate} Hz "
+                              "(the session resamples when the plugin's rate is set)")
+        session = self.check(self.session(rate, config))
+        async with RealtimeConnection.open(self.connector, self.spec, session=session) as conn, \
+                trio.open_nursery() as nursery:
+            stream = RealtimeASRStream(self, conn, rate)
+            nursery.start_soon(stream._receive)
+            try:
+                yield stream
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+class Qwen3ASRRealtime(_RealtimeASR):
+    """Qwen3-ASR-Flash real-time transcription (27 languages, emotion, context biasing)."""
+
+    family = "qwen3-asr"
+    default_model = "qwen3-asr-flash-realtime"
+    capabilities = capabilities_for(MODELS["qwen3-asr-flash-realtime"], server_endpointing=True)
+
+    def session(self, rate: int, config: ASRConfig) -> SessionConfig:
+        language = self.language or (config.language.split("-")[0].lower() if config.language else None)
+        if language is not None and language not in self.spec.languages:
+            language = None  # an unsupported session language falls back to detection
+        context = self.context if self.context is not None else config.context
+        if config.hotwords and not context:
+            context = ", ".join(config.hotwords)  # the model takes context text instead of hotwords
+        return SessionConfig(modalities=("text",), input_audio_format="pcm", sample_rate=rate,
+                             transcription=Transcription(language=language, corpus_text=context),
+                             turn_detection=self.turn_detection())
+
+
+class OmniRealtimeASR(_RealtimeASR):
+    """A Qwen-Omni realtime model used for transcription with prompt context injection."""
+
+    family = "omni"
+    default_model = "qwen3.5-omni-plus-realtime"
+    capabilities = capabilities_for(MODELS["qwen3.5-omni-plus-realtime"], server_endpointing=False)
+
+    def __init__(self, model: str | None = None, *, transcript_source: str = "response", **kwargs: Any) -> None:
+        if transcript_source not in ("response", "input"):
+            raise ConfigError("transcript_source must be 'response' or 'input'")
+        self.transcript_source = transcript_source
+        self.uses_response = transcript_source == "response"
+        super().__init__(model, **kwargs)
+
+    def _default_mode(self) -> str:
+        return "manual"
+
+    def turn_detection(self) -> TurnDetection | None:
+        td = super().turn_detection()
+        if td is not None and not self.uses_response:
+            return TurnDetection("server_vad", td.threshold, td.silence_duration_ms, create_response=False)
+        return td
+
+    def session(self, rate: int, config: ASRConfig) -> SessionConfig:
+        context = self.context if self.context is not None else config.context
+        if config.hotwords:
+            context = ((context or "") + "\nNames and terms that may occur: " + ", ".join(config.hotwords)).strip()
+        instructions = TRANSCRIBE_INSTRUCTIONS
+        language = self.language or config.language
+        if language:
+            instructions += f" The speech is most likely in language '{language}'."
+        if context:
+            instructions += "\nContext (spell names and terms as written here):\n" + context
+        kw: dict[str, Any] = {}
+        if not self.spec.nested_audio_format:
+            kw["input_audio_format"] = "pcm16"
+        elif rate != 16000:
+            from voicekit_dashscope.protocol.realtime import AudioFormat
+
+            kw["input_format"] = AudioFormat("pcm", rate)
+        return SessionConfig(modalities=("text",), instructions=instructions, turn_detection=self.turn_detection(),
+                             **kw)
+
+
+class RealtimeASRStream:
+    """An open realtime recognition stream (the voicekit ``ASRStream`` contract)."""
+
+    def __init__(self, plugin: _RealtimeASR, conn: RealtimeConnection, rate: int) -> None:
+        self.plugin = plugin
+        self.conn = conn
+        self.rate = rate
+        self.manual = plugin.mode == "manual"
+        self._send, self._recv = trio.open_memory_channel[TranscriptResult](512)
+        self._buf = b""
+        self._step = rate * plugin.append_ms // 1000 * 2
+        self._samples = 0
+        self._uncommitted = 0  # samples since the last commit (manual mode)
+        self._speech_start: float | None = None
+        self._utterances: dict[str, int] = {}
+        self._times: dict[str, list[float | None]] = {}
+        self._meta: dict[str, tuple[str | None, str | None]] = {}
+        self._committed: list[str] = []
+        self._response_item: dict[str, str] = {}
+        self._response_text: dict[str, str] = {}
+        self._marker_times: list[tuple[float | None, float | None]] = []
+        self._finished = False
+        self._wanted = 0
+        self._creating = False
+        self.error: BaseException | None = None
+
+    # -- caller side
+
+    async def send_audio(self, frame: AudioFrame) -> None:
+        if self.error is not None:
+            raise self.error
+        if frame.sample_rate != self.rate or frame.channels != 1:
+            raise ASRError(f"stream opened for mono {self.rate} Hz audio got {frame.channels} ch "
+                           f"{frame.sample_rate} Hz")
+        self._buf += frame.pcm
+        self._samples += frame.samples
+        self._uncommitted += frame.samples
+        while len(self._buf) >= self._step:
+            await self._append(self._buf[: self._step])
+            self._buf = self._buf[self._step:]
+        if self.manual and self._uncommitted / self.rate >= MANUAL_LIMIT_S:
+            await self._commit(self._samples / self.rate)
+
+    async def _append(self, pcm: bytes) -> None:
+        try:
+            await self.conn.send(AudioAppend(audio=pcm))
+        except RealtimeStateError:
+            pass
+
+    async def speech_started(self, t: float) -> None:
+        self._speech_start = t
+
+    async def speech_ended(self, t: float) -> None:
+        """Manual mode: commit the buffer (one utterance). Server-VAD mode: ignored."""
+        if self.manual:
+            await self._commit(t)
+
+    async def _commit(self, t: float) -> None:
+        if self._buf:
+            await self._append(self._buf)
+            self._buf = b""
+        if self._uncommitted == 0:
+            return
+        self._uncommitted = 0
+        self._marker_times.append((self._speech_start, t))
+        self._speech_start = None
+        await self.conn.send(AudioCommit())
+        if self.plugin.uses_response:
+            self._wanted += 1
+            await self._maybe_create()
+
+    async def _maybe_create(self) -> None:
+        """One response per committed utterance, one at a time (the service allows one active)."""
+        if self._wanted and not self._creating and self.conn.protocol.active_response is None:
+            self._wanted -= 1
+            self._creating = True
+            await self.conn.send(ResponseCreate())
+
+    async def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self.manual and (self._uncommitted or self._buf) and self._speech_start is not None:
+            await self._commit(self._samples / self.rate)
+        elif self._buf:
+            await self._append(self._buf)
+            self._buf = b""
+        if self.plugin.uses_response:
+            with trio.move_on_after(self.plugin.finish_timeout_s):
+                while self.conn.protocol.active_response is not None or self._wanted or self._creating:
+                    await trio.sleep(0.05)
+        await self.conn.finish()
+
+    async def __aiter__(self) -> AsyncIterator[TranscriptResult]:
+        async for result in self._recv:
+            yield result
+        if self.error is not None:
+            raise self.error
+
+    # -- server side
+
+    def _uid(self, item_id: str) -> int:
+        if item_id not in self._utterances:
+            self._utterances[item_id] = len(self._utterances) + 1
+            self._times.setdefault(item_id, [None, None])
+        return self._utterances[item_id]
+
+    async def _receive(self) -> None:
+        async with self._send:
+            try:
+                await self._loop()
+            except ConnectionLostError as exc:
+                if not self._finished:
+                    self.error = exc
+            except DashScopeError as exc:
+                self.error = exc
+
+    async def _loop(self) -> None:
+        finish_deadline: float | None = None
+        while True:
+            if self._finished and finish_deadline is None:
+                finish_deadline = trio.current_time() + self.plugin.finish_timeout_s
+            with trio.move_on_at(finish_deadline if finish_deadline is not None else float("inf")) as scope:
+                event = await self.conn.receive()
+            if scope.cancelled_caught:
+                log.warning("realtime_asr_finish_timeout", model=self.plugin.model)
+                return
+            match event:
+                case SpeechStarted():
+                    self._uid(event.item_id)
+                    self._times[event.item_id][0] = event.audio_start_ms / 1000
+                case SpeechStopped():
+                    self._uid(event.item_id)
+                    self._times[event.item_id][1] = event.audio_end_ms / 1000
+                case AudioCommitted():
+                    self._uid(event.item_id)
+                    self._committed.append(event.item_id)
+                    if self.manual and self._marker_times:
+                        start, end = self._marker_times.pop(0)
+                        self._times[event.item_id] = [start, end]
+                case TranscriptionText():  # and TranscriptionDelta
+                    self._meta[event.item_id] = (event.language, event.emotion)
+                    text = event.display.strip()
+                    if text:
+                        await self._emit(event.item_id, text, False)
+                case TranscriptionCompleted():
+                    self._meta[event.item_id] = (event.language, event.emotion)
+                    if not self.plugin.uses_response:
+                        await self._emit(event.item_id, event.transcript.strip(), True)
+                case TranscriptionFailed():
+                    log.warning("realtime_transcription_failed", item=event.item_id, error=dict(event.error))
+                case ResponseCreated():
+                    self._creating = False
+                    pending = [i for i in self._committed if i not in self._response_item.values()]
+                    if pending:
+                        self._response_item[event.response_id] = pending[0]
+                case TextDelta():
+                    rid = event.response_id
+                    self._response_text[rid] = self._response_text.get(rid, "") + event.delta
+                case TextDone():
+                    self._response_text[event.response_id] = event.text
+                case ResponseDone():
+                    item = self._response_item.get(event.response_id)
+                    if item is not None and self.plugin.uses_response:
+                        await self._emit(item, self._response_text.pop(event.response_id, "").strip(), True)
+                    if self.plugin.uses_response:
+                        await self._maybe_create()
+                case ErrorEvent():
+                    if self._finished and self.conn.protocol.phase.value == "finishing":
+                        return  # the model refuses session.finish: we are done anyway
+                    raise event.error.exception()
+                case SessionFinished():
+                    return
+
+    async def _emit(self, item_id: str, text: str, final: bool) -> None:
+        uid = self._uid(item_id)
+        start, end = self._times.get(item_id, [None, None])
+        language, emotion = self._meta.get(item_id, (None, None))
+        await self._send.send(TranscriptResult(text, final, uid, start, end if final else None,
+                                               language=language, emotion=emotion))
+
+
+class Qwen35OmniPlusRealtimeASR(OmniRealtimeASR):
+    default_model = "qwen3.5-omni-plus-realtime"
+    capabilities = capabilities_for(MODELS["qwen3.5-omni-plus-realtime"], server_endpointing=False)
+
+
+class Qwen35OmniFlashRealtimeASR(OmniRealtimeASR):
+    default_model = "qwen3.5-omni-flash-realtime"
+    capabilities = capabilities_for(MODELS["qwen3.5-omni-flash-realtime"], server_endpointing=False)
+
+
+class Qwen3OmniFlashRealtimeASR(OmniRealtimeASR):
+    default_model = "qwen3-omni-flash-realtime"
+    capabilities = capabilities_for(MODELS["qwen3-omni-flash-realtime"], server_endpointing=False)

@@ -1,0 +1,245 @@
+"""ASR plugins for the task-protocol models: Fun-ASR and Paraformer real-time.
+
+Entry points (group ``voicekit.asr``): ``fun-asr-realtime`` (:class:`FunASRRealtime`, also the
+dated ``fun-asr-realtime-YYYY-MM-DD`` snapshots and ``fun-asr-flash-8k-realtime`` via ``model=``)
+and ``paraformer-realtime`` (:class:`ParaformerRealtime`: ``paraformer-realtime-v2`` and
+``paraformer-realtime-8k-v2``).
+
+The server endpoints on its own, so the session's VAD markers are ignored; every audio frame is
+streamed, and partial and final sentences come back with word timings (and an emotion tag on
+``paraformer-realtime-8k-v2``). A ``hotwords`` word list is turned into a managed vocabulary
+(created once, reused by content). Failures are retried as described in
+:mod:`voicekit_dashscope.client.task`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import trio
+
+from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
+from voicekit.audio.frame import AudioFrame
+from voicekit.errors import ASRError, ConfigError
+from voicekit_dashscope.asr.models import MODELS, ModelSpec, get_model
+from voicekit_dashscope.auth import ApiKey, resolve_api_key
+from voicekit_dashscope.client.task import Recognizer, RetryPolicy, Timeouts, _leaves
+from voicekit_dashscope.protocol.task import RecognitionParameters
+from voicekit_dashscope.regions import DEFAULT_REGION, Endpoints
+from voicekit_dashscope.vocabulary import Hotword, ManagedVocabulary, VocabularyClient
+
+
+class _TaskProtocolASR:
+    family: ClassVar[str]
+    default_model: ClassVar[str]
+    capabilities: ClassVar[ASRCapabilities]
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        api_key: str | ApiKey | None = None,
+        region: str = DEFAULT_REGION,
+        workspace: str | None = None,
+        base_url: str | None = None,
+        vocabulary_id: str | None = None,
+        hotwords: Sequence[str | Hotword | Mapping[str, Any]] = (),
+        hotword_weight: int = 4,
+        semantic_punctuation: bool | None = None,
+        max_sentence_silence_ms: int | None = None,
+        multi_threshold_mode: bool | None = None,
+        language_hints: Sequence[str] | None = None,
+        disfluency_removal: bool | None = None,
+        heartbeat: bool | None = None,
+        speech_noise_threshold: float | None = None,
+        punctuation_prediction: bool | None = None,
+        inverse_text_normalization: bool | None = None,
+        special_word_filter: Any = None,
+        context: Sequence[Mapping[str, Any]] | None = None,
+        extra_parameters: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        max_buffer_s: float = 300.0,
+    ) -> None:
+        self.model = model or self.default_model
+        self.spec: ModelSpec = get_model(self.model, self.family)
+        self.api_key = resolve_api_key(api_key)
+        self.endpoints = Endpoints.resolve(region, workspace=workspace, base_url=base_url)
+        if self.endpoints.region is not None and self.endpoints.region.id not in self.spec.regions:
+            raise ConfigError(
+                f"model {self.model} is not offered in region {self.endpoints.region.name}; "
+                f"it is documented for: {', '.join(self.spec.regions)}")
+        self.workspace = workspace
+        self.base_url = base_url
+        self.region = region
+        if disfluency_removal is not None and not self.spec.disfluency_removal:
+            raise ConfigError(f"disfluency_removal is a Paraformer setting; {self.model} does not take it")
+        if speech_noise_threshold is not None and not self.spec.noise_threshold:
+            raise ConfigError(f"speech_noise_threshold is a Fun-ASR setting; {self.model} does not take it")
+        if special_word_filter is not None and not self.spec.special_word_filter:
+            raise ConfigError(f"special_word_filter is a Fun-ASR setting; {self.model} does not take it")
+        if context is not None and not self.spec.context:
+            raise ConfigError(f"context is supported by fun-asr-realtime and its 2025-11-07 snapshot, "
+                              f"not {self.model}")
+        if (vocabulary_id or hotwords) and not self.spec.hotwords:
+            raise ConfigError(f"{self.model} does not document hotword vocabularies")
+        if language_hints is not None:
+            bad = [code for code in language_hints if code not in self.spec.languages]
+            if bad:
+                raise ConfigError(f"{self.model} does not know language(s) {bad}; use {self.spec.languages}")
+        self.vocabulary_id = vocabulary_id
+        self.hotwords = tuple(hotwords)
+        self.hotword_weight = hotword_weight
+        self.settings = dict(
+            semantic_punctuation_enabled=semantic_punctuation,
+            max_sentence_silence=max_sentence_silence_ms,
+            multi_threshold_mode_enabled=multi_threshold_mode,
+            language_hints=None if language_hints is None else tuple(language_hints),
+            disfluency_removal_enabled=disfluency_removal,
+            heartbeat=heartbeat,
+            speech_noise_threshold=speech_noise_threshold,
+            punctuation_prediction_enabled=punctuation_prediction,
+            inverse_text_normalization_enabled=inverse_text_normalization,
+            special_word_filter=special_word_filter,
+        )
+        self.context = list(context) if context is not None else None
+        self.extra_parameters = dict(extra_parameters or {})
+        # validate the parameters once, now, so a bad setting fails at construction
+        self._parameters(self.spec.sample_rates[0] if not self.spec.any_rate else 16000, None, None)
+        self.retry = retry or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self.max_buffer_s = max_buffer_s
+        self._managed: dict[tuple[str, ...], ManagedVocabulary] = {}
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(model={self.model!r}, url={self.endpoints.inference_url!r}, "
+                f"api_key={self.api_key!r})")
+
+    @classmethod
+    def models(cls) -> list[ASRCapabilities]:
+        """Capability records of every model of the family."""
+        return [m.capabilities() for m in MODELS.values() if m.family == cls.family]
+
+    def model_capabilities(self) -> ASRCapabilities:
+        return self.spec.capabilities()
+
+    def _parameters(self, rate: int, vocabulary_id: str | None, language: str | None) -> RecognitionParameters:
+        settings = dict(self.settings)
+        if settings["language_hints"] is None and language:
+            code = language.split("-")[0].lower()
+            if code in self.spec.languages:
+                settings["language_hints"] = (code,)
+        try:
+            return RecognitionParameters(format="pcm", sample_rate=rate, vocabulary_id=vocabulary_id,
+                                         extra=self.extra_parameters, **settings)
+        except ValueError as exc:
+            raise ConfigError(f"{self.model}: {exc}") from None
+
+    def vocabulary_client(self) -> VocabularyClient:
+        return VocabularyClient(self.api_key, region=self.region, workspace=self.workspace,
+                                base_url=self.base_url)
+
+    async def _vocabulary_id(self, extra: Sequence[str]) -> str | None:
+        words = [*self.hotwords, *extra]
+        if not words:
+            return self.vocabulary_id
+        if self.vocabulary_id:
+            raise ConfigError("give either vocabulary_id or hotwords, not both (the service takes one list)")
+        key = tuple(str(w) for w in words)
+        managed = self._managed.get(key)
+        if managed is None:
+            hw = [Hotword(w, self.hotword_weight) if isinstance(w, str) else w for w in words]
+            managed = ManagedVocabulary(self.vocabulary_client(), self.model, hw)
+            self._managed[key] = managed
+        return await managed.ensure()
+
+    @asynccontextmanager
+    async def open_stream(self, config: ASRConfig) -> AsyncIterator[TaskASRStream]:
+        rate = config.sample_rate
+        if not self.spec.any_rate and rate not in self.spec.sample_rates:
+            raise ConfigError(f"{self.model} takes {self.spec.sample_rates} Hz audio, not {rate} Hz "
+                              "(the session resamples when the plugin's rate is set)")
+        vocabulary_id = await self._vocabulary_id(config.hotwords)
+        params = self._parameters(rate, vocabulary_id, config.language)
+        task_input: dict[str, Any] = {}
+        if self.context is not None:
+            task_input["context"] = self.context
+        elif config.context and self.spec.context:
+            task_input["context"] = [{"role": "user", "content": [{"type": "input_text",
+                                                                   "text": config.context[-400:]}]}]
+        assert self.api_key is not None
+        recognizer = Recognizer(url=self.endpoints.inference_url, api_key=self.api_key, model=self.model,
+                                parameters=params, task_input=task_input, workspace=self.workspace,
+                                retry=self.retry, timeouts=self.timeouts, max_buffer_s=self.max_buffer_s)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(recognizer.run)
+                stream = TaskASRStream(recognizer, rate)
+                try:
+                    yield stream
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # the worker never raises, so this is the caller's own error: hand it back unwrapped
+            leaves = _leaves(group)
+            if len({id(x) for x in leaves}) == 1:
+                leaves[0].__suppress_context__ = True
+                raise leaves[0]  # noqa: B904 - keeps the leaf's own __cause__
+            raise
+
+
+class TaskASRStream:
+    """An open recognition stream (the voicekit ``ASRStream`` contract)."""
+
+    def __init__(self, recognizer: Recognizer, rate: int) -> None:
+        self.recognizer = recognizer
+        self.rate = rate
+        self._finished = False
+
+    async def send_audio(self, frame: AudioFrame) -> None:
+        if frame.sample_rate != self.rate or frame.channels != 1:
+            raise ASRError(f"stream opened for mono {self.rate} Hz audio got {frame.channels} ch "
+                           f"{frame.sample_rate} Hz")
+        await self.recognizer.send_audio(frame.pcm)
+
+    async def update_context(self, context: list[Mapping[str, Any]]) -> None:
+        """Fun-ASR: replace the conversation context mid-stream (a ``continue-task`` message)."""
+        await self.recognizer.update_context(context)
+
+    async def speech_started(self, t: float) -> None:
+        """Ignored: the service endpoints on its own."""
+
+    async def speech_ended(self, t: float) -> None:
+        """Ignored: the service endpoints on its own."""
+
+    async def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            await self.recognizer.finish()
+
+    async def __aiter__(self) -> AsyncIterator[TranscriptResult]:
+        async for result in self.recognizer.results():
+            yield result
+        if self.recognizer.error is not None:
+            raise self.recognizer.error
+
+
+class FunASRRealtime(_TaskProtocolASR):
+    """Fun-ASR real-time recognition (Mandarin, dialects, English, Japanese; hotwords, context)."""
+
+    family = "fun-asr"
+    default_model = "fun-asr-realtime"
+    capabilities = MODELS["fun-asr-realtime"].capabilities()
+
+
+class ParaformerRealtime(_TaskProtocolASR):
+    """Paraformer real-time recognition v2 (any sample rate; 8 kHz telephony with emotion)."""
+
+    family = "paraformer"
+    default_model = "paraformer-realtime-v2"
+    capabilities = MODELS["paraformer-realtime-v2"].capabilities()
+
+    def __init__(self, model: str | None = None, *, region: str = "cn-beijing", **kwargs: Any) -> None:
+        super().__init__(model, region=region, **kwargs)

@@ -1,0 +1,234 @@
+"""Command-line commands of the DashScope plugin (entry-point group ``voicekit.cli``).
+
+* ``voicekit hotwords create|list|show|update|delete`` — the vocabulary API;
+* ``voicekit emulate dashscope`` — run the local emulator.
+
+Each command is a sync function returning the exit code; errors print one line and exit 1 (2
+for bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from voicekit.errors import VoicekitError
+from voicekit_dashscope.auth import scrub
+from voicekit_dashscope.regions import DEFAULT_REGION
+from voicekit_dashscope.vocabulary import Hotword, VocabularyClient
+
+
+def _words(args: argparse.Namespace) -> list[Hotword]:
+    words: list[Hotword] = []
+    for w in args.word or []:
+        text, _, weight = w.rpartition(":") if ":" in w else (w, "", "")
+        if weight and weight.isdigit():
+            words.append(Hotword(text, int(weight), args.lang))
+        else:
+            words.append(Hotword(w, args.weight, args.lang))
+    if args.file:
+        path = Path(args.file)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise VoicekitError(f"cannot read hotword file {path}: {exc.strerror}") from None
+        if path.suffix == ".json":
+            try:
+                items = json.loads(raw)
+            except ValueError as exc:
+                raise VoicekitError(f"hotword file {path} is not valid JSON: {exc}") from None
+            if not isinstance(items, list):
+                raise VoicekitError(f"hotword file {path} must hold a JSON list of {{text, weight}} objects")
+            words.extend(Hotword(i, args.weight, args.lang) if isinstance(i, str) else Hotword.from_json(i)
+                         for i in items)
+        else:
+            words.extend(Hotword(line.strip(), args.weight, args.lang) for line in raw.splitlines()
+                         if line.strip() and not line.startswith("#"))
+    return words
+
+
+def _client(args: argparse.Namespace) -> VocabularyClient:
+    return VocabularyClient(args.api_key, region=args.region, workspace=args.workspace, base_url=args.base_url)
+
+
+def _print(obj: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+def _quiet_logs(level: str) -> None:
+    """Logs go to stderr, results to stdout — unless the application set structlog up itself."""
+    import structlog
+
+    if not structlog.is_configured():
+        from voicekit.logging import configure
+
+        configure(level)
+
+
+def _run_hotwords(args: argparse.Namespace) -> int:
+    _quiet_logs("warning")
+    async def go() -> int:
+        client = _client(args)
+        cmd = args.hotwords_command
+        if cmd == "create":
+            vid = await client.create(args.model, args.prefix, _words(args))
+            print(vid)
+        elif cmd == "list":
+            items = await client.list_all(args.prefix)
+            if args.json:
+                _print([{"vocabulary_id": i.vocabulary_id, "status": i.status, "gmt_create": i.gmt_create,
+                         "gmt_modified": i.gmt_modified} for i in items], True)
+            else:
+                for i in items:
+                    print(f"{i.vocabulary_id}\t{i.status}\t{i.gmt_modified or ''}")
+        elif cmd == "show":
+            info = await client.query(args.vocabulary_id)
+            if args.json:
+                _print({"vocabulary_id": info.vocabulary_id, "status": info.status,
+                        "target_model": info.target_model, "vocabulary": [w.to_json() for w in info.words]}, True)
+            else:
+                print(f"{info.vocabulary_id}  model={info.target_model}  status={info.status}")
+                for w in info.words:
+                    print(f"  {w.text}\tweight={w.weight}" + (f"\tlang={w.lang}" if w.lang else ""))
+        elif cmd == "update":
+            await client.update(args.vocabulary_id, _words(args))
+            print(f"updated {args.vocabulary_id}")
+        elif cmd == "delete":
+            await client.delete(args.vocabulary_id)
+            print(f"deleted {args.vocabulary_id}")
+        return 0
+
+    try:
+        return trio.run(go)
+    except VoicekitError as exc:
+        print(f"voicekit hotwords {args.hotwords_command}: {scrub(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    _quiet_logs("info")
+    from voicekit_dashscope.emulator.app import DashScopeEmulator
+    from voicekit_dashscope.emulator.engines import FixtureEngine, load_plugin_engine
+    from voicekit_dashscope.emulator.task import TaskSettings
+
+    try:
+        if args.fixtures:
+            engine: Any = FixtureEngine.from_file(args.fixtures)
+            vad = args.vad or "energy"
+        else:
+            engine = load_plugin_engine(args.engine)
+            vad = args.vad or "webrtc"
+        keys = set(args.api_key) if args.api_key else None
+        from voicekit_dashscope.emulator.realtime import realtime_options
+
+        emu = DashScopeEmulator(engine, host=args.host, port=args.port, faults=args.faults, api_keys=keys,
+                                settings=TaskSettings(vad=vad),
+                                realtime=realtime_options(voice=args.omni_voice, script_path=args.omni_script,
+                                                          vad=vad))
+    except VoicekitError as exc:
+        print(f"voicekit emulate dashscope: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(emu.serve)
+            print(f"DashScope emulator on {emu.host}:{emu.port}\n"
+                  f"  export DASHSCOPE_WEBSOCKET_BASE_URL={emu.ws_base_url}\n"
+                  f"  export DASHSCOPE_HTTP_BASE_URL={emu.http_base_url}\n"
+                  f"  voicekit plugins: base_url={emu.base_url}", flush=True)
+
+    try:
+        trio.run(go)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"voicekit emulate dashscope: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--region", default=DEFAULT_REGION, help="singapore (default), beijing or us")
+    p.add_argument("--workspace", help="workspace id (workspace-dedicated domain)")
+    p.add_argument("--base-url", help="override the host, e.g. http://127.0.0.1:8765 for the emulator")
+    p.add_argument("--api-key", help="API key (default: $DASHSCOPE_API_KEY)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _word_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--word", action="append", help="a hotword, optionally TEXT:WEIGHT (repeatable)")
+    p.add_argument("--file", help="a file of hotwords: one per line, or a JSON list of {text, weight, lang}")
+    p.add_argument("--weight", type=int, default=4, help="weight 1-5 for words without one (default 4)")
+    p.add_argument("--lang", help="language code of the words, e.g. en")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    hot = subparsers.add_parser("hotwords", help="manage DashScope hotword vocabularies")
+    hsub = hot.add_subparsers(dest="hotwords_command", required=True)
+    p = hsub.add_parser("create", help="create a vocabulary; prints its id")
+    p.add_argument("--model", required=True, help="the ASR model that will use it, e.g. fun-asr-realtime")
+    p.add_argument("--prefix", required=True, help="a short name: lowercase letters and digits")
+    _word_args(p)
+    _common(p)
+    p = hsub.add_parser("list", help="list vocabularies")
+    p.add_argument("--prefix", help="only those with this prefix")
+    _common(p)
+    p = hsub.add_parser("show", help="show one vocabulary and its words")
+    p.add_argument("vocabulary_id")
+    _common(p)
+    p = hsub.add_parser("update", help="replace a vocabulary's words")
+    p.add_argument("vocabulary_id")
+    _word_args(p)
+    _common(p)
+    p = hsub.add_parser("delete", help="delete a vocabulary")
+    p.add_argument("vocabulary_id")
+    _common(p)
+    for name in ("create", "list", "show", "update", "delete"):
+        hsub.choices[name].set_defaults(func=_run_hotwords)
+
+    esub = _emulate_subparsers(subparsers)
+    e = esub.add_parser("dashscope", help="the DashScope speech services (task protocol, vocabulary API)")
+    e.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    e.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    e.add_argument("--faults", help="fault spec, e.g. 'drop@5,close1011/7' (see the docs)")
+    src = e.add_mutually_exclusive_group()
+    src.add_argument("--engine", default="moonshine", help="local ASR plugin to transcribe with")
+    src.add_argument("--fixtures", help="JSON file of scripted sentences instead of an engine")
+    e.add_argument("--vad", choices=("webrtc", "energy"), help="endpointing VAD (default depends on engine)")
+    e.add_argument("--api-key", action="append", help="accept only this key (repeatable; default: any)")
+    e.add_argument("--omni-voice", choices=("espeak", "tone"), default="espeak",
+                   help="how emulated Omni replies sound (default espeak)")
+    e.add_argument("--omni-script", help="JSON file of scripted Omni replies and tool rules (see the docs)")
+    e.set_defaults(func=_run_emulator)
+
+
+def _emulate_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """``emulate`` may already exist (another plugin registered it first): add to it."""
+    emulate: argparse.ArgumentParser | None = subparsers.choices.get("emulate")
+    if emulate is None:
+        emulate = subparsers.add_parser("emulate", help="run a local emulator of a cloud service")
+    for action in emulate._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return emulate.add_subparsers(dest="emulate_service", required=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (``python -m voicekit_dashscope.cli``) while the core CLI is not there."""
+    parser = argparse.ArgumentParser(prog="voicekit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

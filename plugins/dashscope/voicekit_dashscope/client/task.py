@@ -1,0 +1,435 @@
+"""trio client of the DashScope task protocol, with retries that lose and repeat nothing.
+
+:class:`TaskConnection` is one WebSocket (trio-websocket) running tasks one after another.
+:class:`Recognizer` runs one logical recognition stream over as many connections as it takes:
+
+* every audio chunk is kept until a *final* sentence covers it (its ``end_time``); after a
+  dropped connection, a close, a ping timeout, a malformed frame or a retryable ``task-failed``,
+  it waits (exponential back-off with jitter), opens a new connection and task, and re-sends the
+  audio after the last final — so the server recognizes the unfinished sentence again, and no
+  final is lost or repeated;
+* times and sentence numbers of the new task are shifted onto the stream's own timeline;
+* a server that stops answering is caught by WebSocket pings (``ping_interval`` /
+  ``ping_timeout``) and by deadlines on ``task-started`` and ``task-finished``;
+* permanent errors (bad key, bad parameter, invalid audio) are raised at once.
+
+Re-sending needs cuttable audio, so retries after audio has flowed are only done for ``pcm``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import structlog
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection
+
+from voicekit.asr.base import TranscriptResult, Word
+from voicekit_dashscope.auth import ApiKey, scrub
+from voicekit_dashscope.errors import (
+    AuthenticationError,
+    ConnectionLostError,
+    DashScopeError,
+    ProtocolError,
+    RetriesExhaustedError,
+    ServerTimeoutError,
+    ServiceUnavailableError,
+    TaskFailedError,
+)
+from voicekit_dashscope.protocol.task import (
+    ClientTaskProtocol,
+    RecognitionParameters,
+    ResultGenerated,
+    RunTask,
+    Sentence,
+    ServerEvent,
+    TaskFailed,
+    TaskFinished,
+    TaskStarted,
+    new_task_id,
+)
+from voicekit_dashscope.regions import check_transport
+
+log = structlog.get_logger("voicekit.dashscope.client")
+USER_AGENT = "voicekit-dashscope/0.1"
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how patiently to retry. ``max_retries`` counts failures in a row without a
+    new final sentence in between (progress resets the count)."""
+
+    max_retries: int = 5
+    backoff_initial: float = 0.25
+    backoff_max: float = 8.0
+    backoff_factor: float = 2.0
+    jitter: float = 0.2  # ± fraction of the delay
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        base = min(self.backoff_max, self.backoff_initial * self.backoff_factor ** max(0, attempt - 1))
+        r = (rng or random).uniform(-self.jitter, self.jitter)
+        return max(0.0, base * (1 + r))
+
+
+@attrs.frozen
+class Timeouts:
+    connect: float = 10.0
+    start: float = 10.0  # run-task → task-started
+    finish: float = 15.0  # finish-task → task-finished
+    ping_interval: float = 5.0
+    ping_timeout: float = 5.0
+    close: float = 2.0
+
+
+def _handshake_error(exc: BaseException, url: str) -> DashScopeError:
+    if isinstance(exc, ConnectionRejected):
+        status = exc.status_code
+        body = (exc.body or b"").decode("utf-8", "replace")[:200]
+        if status in (401, 403):
+            return AuthenticationError(
+                f"DashScope refused the API key (HTTP {status}); check DASHSCOPE_API_KEY and that the key "
+                "belongs to the selected region", status=status, server_message=body)
+        if status in (429, 503):
+            return ServiceUnavailableError(f"DashScope is unavailable (HTTP {status}); try again later",
+                                           status=status, server_message=body)
+        return DashScopeError(f"WebSocket handshake with {url} rejected: HTTP {status} {body}", status=status)
+    return ConnectionLostError(f"cannot connect to {url}: {scrub(str(exc)) or type(exc).__name__}")
+
+
+class TaskConnection:
+    """One open WebSocket to the inference endpoint; runs one task at a time."""
+
+    def __init__(self, ws: WebSocketConnection, url: str) -> None:
+        self.ws = ws
+        self.url = url
+        self.protocol = ClientTaskProtocol()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str, api_key: ApiKey, *, workspace: str | None = None,
+                   timeouts: Timeouts = Timeouts(),
+                   extra_headers: Mapping[str, str] | None = None) -> AsyncIterator[TaskConnection]:
+        check_transport(url)
+        headers = [(b"Authorization", api_key.bearer().encode()), (b"user-agent", USER_AGENT.encode())]
+        if workspace:
+            headers.append((b"X-DashScope-WorkSpace", workspace.encode()))
+        for k, v in (extra_headers or {}).items():
+            headers.append((k.encode(), v.encode()))
+        try:
+            cm = trio_websocket.open_websocket_url(
+                url, extra_headers=headers, connect_timeout=timeouts.connect,
+                disconnect_timeout=timeouts.close, message_queue_size=64)
+            ws = await cm.__aenter__()
+        except (HandshakeError, OSError, trio.BrokenResourceError) as exc:
+            raise _handshake_error(exc, url) from None
+        conn = cls(ws, url)
+        failed = True
+        try:
+            yield conn
+            failed = False
+        finally:
+            # after a failure the peer may be dead: do not wait for a close handshake
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(0.05 if failed else timeouts.close):
+                    try:
+                        await cm.__aexit__(None, None, None)
+                    except BaseException:  # closing a dead socket is not news
+                        pass
+
+    async def send(self, frame: str | bytes) -> None:
+        try:
+            await self.ws.send_message(frame)
+        except ConnectionClosed as exc:
+            raise self._closed(exc) from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionLostError(f"connection to {self.url} lost while sending: {exc}") from None
+
+    def _closed(self, exc: ConnectionClosed) -> DashScopeError:
+        self.protocol.connection_lost()
+        reason = exc.reason
+        code = reason.code if reason is not None else None
+        text = (reason.reason or "") if reason is not None else ""
+        return ConnectionLostError(f"connection to {self.url} closed (code {code}{': ' + text if text else ''})",
+                                   code=str(code) if code is not None else None, server_message=text)
+
+    async def receive(self) -> ServerEvent:
+        try:
+            frame = await self.ws.get_message()
+        except ConnectionClosed as exc:
+            raise self._closed(exc) from None
+        return self.protocol.receive(frame)
+
+    async def start(self, message: RunTask, timeout: float) -> None:
+        """Send ``run-task`` and wait for ``task-started`` (or raise the ``task-failed``)."""
+        await self.send(self.protocol.run_task(message))
+        with trio.move_on_after(timeout) as scope:
+            event = await self.receive()
+        if scope.cancelled_caught:
+            raise ServerTimeoutError(f"no task-started within {timeout:g} s", task_id=message.task_id)
+        if isinstance(event, TaskFailed):
+            raise TaskFailedError(event.error_code, event.error_message, task_id=event.task_id)
+        if not isinstance(event, TaskStarted):
+            raise ProtocolError(f"expected task-started, got {type(event).__name__}")
+
+    async def ping_forever(self, interval: float, timeout: float) -> None:
+        """Raise :class:`ServerTimeoutError` when a ping goes unanswered for ``timeout`` s."""
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(timeout) as scope:
+                try:
+                    await self.ws.ping()
+                except ConnectionClosed as exc:
+                    raise self._closed(exc) from None
+            if scope.cancelled_caught:
+                raise ServerTimeoutError(f"the server did not answer a ping within {timeout:g} s")
+
+
+_FINISH = object()
+
+
+@attrs.frozen
+class _Context:
+    context: list[Mapping[str, Any]]
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error that matters in a nursery's exception group (a DashScope error if any)."""
+    leaves = _leaves(group)
+    for leaf in leaves:
+        if isinstance(leaf, DashScopeError):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, ConnectionClosed):
+            return ConnectionLostError(f"connection closed: {leaf.reason}")
+        if isinstance(leaf, (trio.BrokenResourceError, trio.ClosedResourceError, OSError)):
+            return ConnectionLostError(f"connection lost: {scrub(str(leaf)) or type(leaf).__name__}")
+    return group
+
+
+def sentence_to_result(s: Sentence, *, offset_ms: int, utterance_id: int) -> TranscriptResult:
+    def t(ms: int | None) -> float | None:
+        return None if ms is None else (offset_ms + ms) / 1000.0
+
+    words = tuple(Word(w.text, t(w.begin_time), t(w.end_time)) for w in s.words)
+    return TranscriptResult(s.text, s.is_final, utterance_id, t(s.begin_time), t(s.end_time), words,
+                            emotion=s.emo_tag, confidence=None)
+
+
+class Recognizer:
+    """One recognition stream that survives connection failures.
+
+    Feed audio with :meth:`send_audio` (bytes in the declared format), call :meth:`finish`, and
+    read :class:`TranscriptResult` values from :meth:`results`. :meth:`run` does the work and
+    must run in a nursery for the lifetime of the stream.
+    """
+
+    def __init__(self, *, url: str, api_key: ApiKey, model: str, parameters: RecognitionParameters,
+                 task_input: Mapping[str, Any] | None = None, workspace: str | None = None,
+                 retry: RetryPolicy = RetryPolicy(), timeouts: Timeouts = Timeouts(),
+                 max_buffer_s: float = 300.0, audio_queue: int = 64, result_queue: int = 256,
+                 connect: Callable[..., Any] | None = None, seed: int | None = None) -> None:
+        self.url = check_transport(url)
+        self.api_key = api_key
+        self.model = model
+        self.parameters = parameters
+        self.input = dict(task_input or {})
+        self.workspace = workspace
+        self.retry = retry
+        self.timeouts = timeouts
+        self._connect = connect or TaskConnection.open
+        self._rng = random.Random(seed)
+        self._bytes_per_ms = parameters.sample_rate * 2 / 1000 if parameters.format == "pcm" else None
+        self._max_buffer = (int(max_buffer_s * parameters.sample_rate) * 2) if self._bytes_per_ms else None
+        self._audio_send, self._audio_recv = trio.open_memory_channel[Any](audio_queue)
+        self._result_send, self._result_recv = trio.open_memory_channel[TranscriptResult](result_queue)
+        # audio kept for re-sending: chunks with their absolute byte offsets
+        self._buffer: deque[tuple[int, bytes]] = deque()
+        self._received_bytes = 0  # total audio bytes taken from the caller
+        self._acked_bytes = 0  # audio bytes covered by final sentences (never re-sent)
+        self._acked_ms = 0
+        self._finals = 0
+        self._input_done = False
+        self._sent_any_audio = False
+        self.dropped_bytes = 0
+        self.attempts = 0
+        self.reconnects = 0
+        self.error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"Recognizer(model={self.model!r}, url={self.url!r}, api_key={self.api_key!r})"
+
+    # -- caller side
+
+    async def send_audio(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        if data:
+            await self._audio_send.send(bytes(data))
+
+    async def finish(self) -> None:
+        if self.error is not None:
+            raise self.error
+        await self._audio_send.send(_FINISH)
+
+    async def update_context(self, context: list[Mapping[str, Any]]) -> None:
+        """Send new conversation context (``continue-task``), in order with the audio; later
+        tasks (after a reconnection) start with it."""
+        if self.error is not None:
+            raise self.error
+        await self._audio_send.send(_Context(list(context)))
+
+    def results(self) -> trio.MemoryReceiveChannel[TranscriptResult]:
+        return self._result_recv
+
+    # -- worker
+
+    async def run(self) -> None:
+        """Run until ``task-finished`` of the last task; errors are kept in :attr:`error` and
+        the result channel is closed either way."""
+        async with self._result_send:
+            failures = 0
+            while True:
+                self.attempts += 1
+                finals_before = self._finals
+                try:
+                    await self._one_connection()
+                    return
+                except DashScopeError as exc:
+                    if self._finals > finals_before:
+                        failures = 0
+                    failures += 1
+                    can_resend = self._bytes_per_ms is not None or not self._sent_any_audio
+                    if not exc.retryable or not can_resend or failures > self.retry.max_retries:
+                        if exc.retryable and failures > self.retry.max_retries:
+                            err: DashScopeError = RetriesExhaustedError(
+                                f"DashScope stream failed {failures} times in a row; last error: {exc}",
+                                code=exc.code, server_message=exc.server_message)
+                            err.__cause__ = exc
+                        else:
+                            err = exc
+                        self.error = err
+                        log.error("dashscope_stream_failed", error=str(err), code=err.code)
+                        self._audio_recv.close()
+                        return
+                    delay = self.retry.delay(failures, self._rng)
+                    self.reconnects += 1
+                    log.warning("dashscope_retry", error=str(exc), code=exc.code, attempt=failures,
+                                delay=round(delay, 3), resend_from_ms=self._acked_ms,
+                                clock=round(trio.current_time(), 3))
+                    await trio.sleep(delay)
+
+    async def _one_connection(self) -> None:
+        try:
+            await self._one_connection_inner()
+        except BaseExceptionGroup as group:
+            raise _collapse(group) from None
+
+    async def _one_connection_inner(self) -> None:
+        async with self._connect(self.url, self.api_key, workspace=self.workspace,
+                                 timeouts=self.timeouts) as conn:
+            task_id = new_task_id()
+            await conn.start(RunTask(task_id, self.model, self.parameters, self.input), self.timeouts.start)
+            base_bytes = self._acked_bytes
+            base_ms = self._acked_ms
+            finals_base = self._finals
+            log.debug("dashscope_task_started", task_id=task_id, base_ms=base_ms)
+            recv_scope = trio.CancelScope()  # gets a deadline once finish-task is sent
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sender, conn, base_bytes, recv_scope)
+                nursery.start_soon(conn.ping_forever, self.timeouts.ping_interval, self.timeouts.ping_timeout)
+                with recv_scope:
+                    while True:
+                        event = await conn.receive()
+                        if isinstance(event, TaskFailed):
+                            raise TaskFailedError(event.error_code, event.error_message, task_id=event.task_id)
+                        if isinstance(event, TaskFinished):
+                            break
+                        if isinstance(event, ResultGenerated):
+                            await self._on_result(event.sentence, base_ms, finals_base)
+                if recv_scope.cancelled_caught:
+                    raise ServerTimeoutError(f"no task-finished within {self.timeouts.finish:g} s "
+                                             "after finish-task", task_id=task_id)
+                nursery.cancel_scope.cancel()
+
+    async def _on_result(self, s: Sentence, base_ms: int, finals_base: int) -> None:
+        if s.heartbeat:
+            return
+        result = sentence_to_result(s, offset_ms=base_ms, utterance_id=finals_base + s.sentence_id)
+        if s.is_final:
+            self._finals += 1
+            if s.end_time is not None:
+                self._ack(base_ms + s.end_time)
+        await self._result_send.send(result)
+
+    def _ack(self, abs_ms: int) -> None:
+        if abs_ms <= self._acked_ms:
+            return
+        self._acked_ms = abs_ms
+        if self._bytes_per_ms is None:
+            return
+        pos = int(abs_ms * self._bytes_per_ms) // 2 * 2
+        self._acked_bytes = min(max(self._acked_bytes, pos), self._received_bytes)
+        while self._buffer and self._buffer[0][0] + len(self._buffer[0][1]) <= self._acked_bytes:
+            self._buffer.popleft()
+
+    def _remember(self, chunk: bytes) -> None:
+        self._buffer.append((self._received_bytes, chunk))
+        self._received_bytes += len(chunk)
+        if self._max_buffer is not None:
+            held = self._received_bytes - self._buffer[0][0]
+            while len(self._buffer) > 1 and held > self._max_buffer:
+                _, old = self._buffer.popleft()
+                self.dropped_bytes += len(old)
+                held = self._received_bytes - self._buffer[0][0]
+                self._acked_bytes = max(self._acked_bytes, self._buffer[0][0])
+                self._acked_ms = max(self._acked_ms, int(self._acked_bytes / (self._bytes_per_ms or 1)))
+
+    def _piece_at(self, pos: int) -> bytes | None:
+        """Buffered audio from absolute byte ``pos`` to the end of the chunk holding it."""
+        pos = max(pos, self._acked_bytes)
+        for start, chunk in self._buffer:
+            if start <= pos < start + len(chunk):
+                return chunk[pos - start:]
+        return None
+
+    async def _sender(self, conn: TaskConnection, base_bytes: int, recv_scope: trio.CancelScope) -> None:
+        # 1. re-send what no final covers yet (cut at the acknowledged position). The receiver
+        #    may drop acknowledged chunks meanwhile, so walk by byte position, not by index.
+        pos = base_bytes
+        while pos < self._received_bytes:
+            piece = self._piece_at(pos)
+            if piece is None:
+                break
+            await conn.send(conn.protocol.audio(piece))
+            pos += len(piece)
+        # 2. new audio from the caller
+        while not self._input_done:
+            try:
+                item = await self._audio_recv.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                item = _FINISH
+            if item is _FINISH:
+                self._input_done = True
+                break
+            if isinstance(item, _Context):
+                self.input = {**self.input, "context": item.context}
+                await conn.send(conn.protocol.continue_task({"context": item.context}))
+                continue
+            self._remember(item)
+            self._sent_any_audio = True
+            await conn.send(conn.protocol.audio(item))
+        await conn.send(conn.protocol.finish_task())
+        recv_scope.deadline = trio.current_time() + self.timeouts.finish
+

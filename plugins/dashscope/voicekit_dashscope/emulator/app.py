@@ -1,0 +1,164 @@
+"""The DashScope emulator: every emulated endpoint on one loopback port.
+
+Use it from tests::
+
+    async with running_emulator(engine=FixtureEngine([...])) as emu:
+        ...  # emu.ws_base_url, emu.http_base_url, emu.port
+
+or start it in a nursery (``port = await nursery.start(emulator.serve)``), or from the command
+line: ``voicekit emulate dashscope --port 8765``. Point the official SDK at it with
+``DASHSCOPE_WEBSOCKET_BASE_URL=ws://127.0.0.1:PORT/api-ws/v1/inference`` and
+``DASHSCOPE_HTTP_BASE_URL=http://127.0.0.1:PORT/api/v1``.
+
+Authentication: by default any non-empty ``Authorization: Bearer …`` is accepted (each key
+gets its own vocabularies); pass ``api_keys`` to accept only those. A missing or refused key
+fails the WebSocket handshake with HTTP 401, like the real service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+import trio
+
+from voicekit_dashscope.emulator.faults import FaultPlan
+from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse, HttpServer, ServerWebSocket
+from voicekit_dashscope.emulator.task import TaskConnectionHandler, TaskSettings
+from voicekit_dashscope.emulator.vocabulary import VocabularyStore
+from voicekit_dashscope.regions import CUSTOMIZATION_PATH, HTTP_API_PATH, INFERENCE_PATH
+
+log = structlog.get_logger("voicekit.dashscope.emulator")
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class DashScopeEmulator:
+    """A local stand-in for the DashScope speech services.
+
+    ``engine`` is any object with ``open_stream(ASRConfig)`` (a voicekit ASR plugin instance or a
+    :class:`~voicekit_dashscope.emulator.engines.FixtureEngine`); ``None`` loads the ``moonshine``
+    plugin. ``faults`` is a fault spec (see :mod:`voicekit_dashscope.emulator.faults`).
+    """
+
+    def __init__(self, engine: Any = None, *, host: str = "127.0.0.1", port: int = 0,
+                 faults: str | FaultPlan | None = None, api_keys: set[str] | None = None,
+                 settings: TaskSettings | None = None, store: VocabularyStore | None = None,
+                 realtime: Any = None) -> None:
+        if engine is None:
+            from voicekit_dashscope.emulator.engines import load_plugin_engine
+
+            engine = load_plugin_engine("moonshine")
+        self.engine = engine
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None
+        self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
+        self.api_keys = api_keys
+        self.settings = settings or TaskSettings()
+        self.store = store or VocabularyStore()
+        self.stats: dict[str, int] = {}
+        self.server = HttpServer()
+        self.server.add_websocket(INFERENCE_PATH, self._inference)
+        self.server.add_route("POST", CUSTOMIZATION_PATH, self._customization)
+        self.server.add_route("GET", "/health", self._health)
+        # the realtime endpoint (Qwen3-ASR / Qwen-Omni); ``realtime`` is a dict of RealtimeService options
+        from voicekit_dashscope.emulator.realtime import RealtimeService
+        from voicekit_dashscope.regions import REALTIME_PATH
+
+        self.realtime = RealtimeService(engine=self.engine, owner=self._owner, faults=self.faults,
+                                        stats=self.stats, **dict(realtime or {}))
+        self.server.add_websocket(REALTIME_PATH, self.realtime.handle)
+
+    # -- addresses
+
+    def _hostport(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the emulator is not serving yet")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def ws_base_url(self) -> str:
+        """Value for ``DASHSCOPE_WEBSOCKET_BASE_URL``."""
+        return f"ws://{self._hostport()}{INFERENCE_PATH}"
+
+    @property
+    def http_base_url(self) -> str:
+        """Value for ``DASHSCOPE_HTTP_BASE_URL``."""
+        return f"http://{self._hostport()}{HTTP_API_PATH}"
+
+    @property
+    def base_url(self) -> str:
+        """Value for the plugins' ``base_url`` setting."""
+        return f"ws://{self._hostport()}"
+
+    # -- serving
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; reports the bound port through ``nursery.start``."""
+        listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        log.info("emulator_listening", host=self.host, port=self.port)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.server.serve, listeners)
+            task_status.started(self.port)
+
+    # -- auth
+
+    def _owner(self, authorization: str | None) -> str | None:
+        key = _bearer(authorization)
+        if key is None:
+            return None
+        if self.api_keys is not None and key not in self.api_keys:
+            return None
+        return key
+
+    # -- endpoints
+
+    async def _inference(self, ws: ServerWebSocket) -> None:
+        status = self.faults.take_reject()
+        if status is not None:
+            self.stats["rejected"] = self.stats.get("rejected", 0) + 1
+            await ws.reject(status, {"code": "ServiceUnavailable", "message": "emulated rejection"})
+            return
+        owner = self._owner(ws.headers.get("authorization"))
+        if owner is None:
+            self.stats["unauthorized"] = self.stats.get("unauthorized", 0) + 1
+            await ws.reject(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided."})
+            return
+        self.stats["connections"] = self.stats.get("connections", 0) + 1
+        handler = TaskConnectionHandler(ws, owner=owner, engine=self.engine, store=self.store,
+                                        faults=self.faults, settings=self.settings, stats=self.stats)
+        await handler.run()
+
+    async def _customization(self, request: HttpRequest) -> HttpResponse:
+        owner = self._owner(request.header("authorization"))
+        if owner is None:
+            return HttpResponse.json(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
+                                           "request_id": ""})
+        return await self.store.http_handler(request, owner)
+
+    async def _health(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse.json(200, {"status": "ok", "stats": self.stats})
+
+
+@asynccontextmanager
+async def running_emulator(engine: Any = None, **kwargs: Any) -> AsyncIterator[DashScopeEmulator]:
+    """Start an emulator on a free loopback port for the duration of the block."""
+    emu = DashScopeEmulator(engine, **kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(emu.serve)
+        try:
+            yield emu
+        finally:
+            nursery.cancel_scope.cancel()

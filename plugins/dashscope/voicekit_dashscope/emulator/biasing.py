@@ -1,0 +1,86 @@
+"""How the emulator honours hotwords, visibly: near-misses become the hotword's exact spelling.
+
+A local engine knows nothing of a vocabulary, so the emulator post-edits its text: any run of
+words whose letters are close enough to a hotword (``difflib`` similarity, a looser bar for a
+heavier weight) is replaced by the hotword as written — "moon shine" → "Moonshine" for a
+hotword "Moonshine". Hotwords whose ``lang`` differs from the task's language hint are ignored,
+as the service documents. Word timings are then derived from the edited text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+
+from voicekit_dashscope.vocabulary import Hotword
+
+_WORD = re.compile(r"[\w'’-]+", re.UNICODE)
+_PUNCT = "，。！？、,.!?;:；："
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[\W_]+", "", s.lower())
+
+
+def threshold(weight: int) -> float:
+    """Similarity needed for a hotword of this weight (1 → 0.9, 4 → 0.75, 5 → 0.7)."""
+    return 0.95 - 0.05 * max(1, min(5, weight))
+
+
+def active_hotwords(words: Sequence[Hotword], language_hint: str | None) -> list[Hotword]:
+    return [w for w in words if language_hint is None or w.lang is None or w.lang == language_hint]
+
+
+def apply_hotwords(text: str, hotwords: Sequence[Hotword]) -> str:
+    if not hotwords or not text:
+        return text
+    for hw in sorted(hotwords, key=lambda h: (-h.weight, -len(h.text))):
+        target = _norm(hw.text)
+        if not target:
+            continue
+        n = max(1, len(hw.text.split()))
+        tokens = list(_WORD.finditer(text))
+        best: tuple[float, int, int] | None = None
+        for size in {max(1, n - 1), n, n + 1}:
+            for i in range(0, len(tokens) - size + 1):
+                window = tokens[i:i + size]
+                cand = _norm("".join(m.group() for m in window))
+                if not cand:
+                    continue
+                score = difflib.SequenceMatcher(None, cand, target).ratio()
+                if score >= threshold(hw.weight) and (best is None or score > best[0]):
+                    best = (score, window[0].start(), window[-1].end())
+        if best is not None:
+            _, a, b = best
+            text = text[:a] + hw.text + text[b:]
+    return text
+
+
+def split_words(text: str) -> list[tuple[str, str]]:
+    """(word, punctuation after it) pairs."""
+    out: list[tuple[str, str]] = []
+    for raw in text.split():
+        word = raw.rstrip(_PUNCT)
+        punct = raw[len(word):]
+        if word:
+            out.append((word, punct))
+        elif out:
+            out[-1] = (out[-1][0], out[-1][1] + punct)
+    return out
+
+
+def spread(words: list[tuple[str, str]], begin_ms: int, end_ms: int) -> list[tuple[int, int, str, str]]:
+    """Word timings spread over ``[begin_ms, end_ms]`` in proportion to word length."""
+    if not words:
+        return []
+    total = sum(len(w) + 1 for w, _ in words)
+    span = max(0, end_ms - begin_ms)
+    out = []
+    pos = 0
+    for w, p in words:
+        a = begin_ms + span * pos // total
+        pos += len(w) + 1
+        b = begin_ms + span * pos // total
+        out.append((a, b, w, p))
+    return out

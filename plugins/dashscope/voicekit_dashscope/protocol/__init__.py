@@ -1,0 +1,1 @@
+"""Sans-IO wire protocols of the DashScope services (no sockets, no clocks)."""

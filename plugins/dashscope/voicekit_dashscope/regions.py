@@ -1,0 +1,125 @@
+"""DashScope regions, their hosts, and the rule that keys travel only over TLS.
+
+A region is chosen by name (``region="singapore"``, ``"beijing"``, ``"us"`` or the region ids
+``ap-southeast-1``, ``cn-beijing``, ``us-east-1``). A workspace id selects the newer
+workspace-dedicated domain (``{workspace}.{region}.maas.aliyuncs.com``). ``base_url`` overrides
+everything (the emulator, a proxy). Plain ``ws://``/``http://`` is refused unless the host is a
+loopback address, so an API key is never sent in clear text over a network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from voicekit.errors import ConfigError
+
+INFERENCE_PATH = "/api-ws/v1/inference"
+REALTIME_PATH = "/api-ws/v1/realtime"
+HTTP_API_PATH = "/api/v1"
+CUSTOMIZATION_PATH = "/api/v1/services/audio/asr/customization"
+
+
+@attrs.frozen
+class Region:
+    id: str
+    name: str
+    host: str
+    maas_region: str | None  # for workspace-dedicated domains; None where none is documented
+    realtime_asr: bool  # whether any WebSocket ASR model is documented there
+    notes: str = ""
+
+    def host_for(self, workspace: str | None) -> str:
+        if workspace is None:
+            return self.host
+        if self.maas_region is None:
+            raise ConfigError(f"region {self.name!r} has no workspace-dedicated domain; drop the workspace")
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", workspace):
+            raise ConfigError(f"workspace id {workspace!r} is not valid: letters, digits and '-' only")
+        return f"{workspace}.{self.maas_region}.maas.aliyuncs.com"
+
+
+REGIONS: dict[str, Region] = {
+    "cn-beijing": Region("cn-beijing", "beijing", "dashscope.aliyuncs.com", "cn-beijing", True,
+                         "Chinese mainland; the widest real-time model coverage"),
+    "ap-southeast-1": Region("ap-southeast-1", "singapore", "dashscope-intl.aliyuncs.com", "ap-southeast-1",
+                             True, "international (global excluding the Chinese mainland)"),
+    "us-east-1": Region("us-east-1", "us", "dashscope-us.aliyuncs.com", None, False,
+                        "US (Virginia); no real-time WebSocket ASR model is documented there"),
+}
+_ALIASES = {
+    "beijing": "cn-beijing", "cn": "cn-beijing", "china": "cn-beijing", "mainland": "cn-beijing",
+    "singapore": "ap-southeast-1", "intl": "ap-southeast-1", "international": "ap-southeast-1",
+    "sg": "ap-southeast-1", "us": "us-east-1", "virginia": "us-east-1", "global": "us-east-1",
+}
+DEFAULT_REGION = "ap-southeast-1"
+
+
+def get_region(name: str) -> Region:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in REGIONS:
+        known = ", ".join(sorted({*REGIONS, *_ALIASES}))
+        raise ConfigError(f"unknown DashScope region {name!r}; use one of: {known}")
+    return REGIONS[key]
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(url: str) -> str:
+    """Return ``url`` if it is safe to send a key to; raise :class:`ConfigError` otherwise."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if scheme not in ("ws", "wss", "http", "https"):
+        raise ConfigError(f"DashScope URL {url!r} must start with wss:// or https://")
+    if not host:
+        raise ConfigError(f"DashScope URL {url!r} has no host")
+    if scheme in ("ws", "http") and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to send the API key over plain {scheme}:// to {host}; use {scheme}s:// "
+            "(plain text is only allowed to a loopback address such as the local emulator)"
+        )
+    return url
+
+
+def _with_path(base: str, path: str, *, ws: bool) -> str:
+    """Scheme and host of ``base`` (any path in it is ignored) with the standard ``path``."""
+    parts = urlsplit(base.strip())
+    scheme = parts.scheme.lower()
+    if ws and scheme in ("http", "https"):
+        scheme = {"http": "ws", "https": "wss"}[scheme]
+    if not ws and scheme in ("ws", "wss"):
+        scheme = {"ws": "http", "wss": "https"}[scheme]
+    return check_transport(urlunsplit((scheme, parts.netloc, path, "", "")))
+
+
+@attrs.frozen
+class Endpoints:
+    """Where to connect for one region (or one overriding base URL)."""
+
+    inference_url: str
+    customization_url: str
+    region: Region | None
+
+    @classmethod
+    def resolve(cls, region: str = DEFAULT_REGION, *, workspace: str | None = None,
+                base_url: str | None = None) -> Endpoints:
+        """``base_url`` (e.g. ``ws://127.0.0.1:8765`` for the emulator) wins over the region."""
+        if base_url:
+            return cls(_with_path(base_url, INFERENCE_PATH, ws=True),
+                       _with_path(base_url, CUSTOMIZATION_PATH, ws=False), None)
+        r = get_region(region)
+        host = r.host_for(workspace)
+        return cls(f"wss://{host}{INFERENCE_PATH}", f"https://{host}{CUSTOMIZATION_PATH}", r)

@@ -1,0 +1,128 @@
+"""``voicekit serve``: talk to an assistant from a web browser (a ``voicekit.cli`` extension)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+TOKEN_ENV = "VOICEKIT_SERVE_TOKEN"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``serve`` subcommand (entry point of the ``voicekit.cli`` group)."""
+    p = subparsers.add_parser(
+        "serve", help="serve a web page that talks to an assistant through the browser's microphone",
+        description="Serve a small web page and a WebSocket endpoint on one port: open the page, press Start, "
+                    "and talk to the assistant; its replies play in the browser. Loopback only unless a "
+                    "token is set. See docs/browser.md.")
+    p.add_argument("assistant", help="installed assistant name (see 'voicekit plugins') or module:attribute")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1); any non-loopback address needs --token")
+    p.add_argument("--port", type=int, default=8765, help="port for the page and the WebSocket (default: 8765)")
+    p.add_argument("--token", default=None,
+                   help=f"secret the page must present (default: ${TOKEN_ENV}); open the page as URL#token=...")
+    p.add_argument("--max-sessions", type=int, default=4, help="concurrent conversations allowed (default: 4)")
+    p.add_argument("--hello-timeout", type=float, default=10.0,
+                   help="seconds a new connection has to say hello (default: 10)")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN", default=[],
+                   help="another web origin allowed to open conversations (e.g. https://app.example); "
+                        "the server's own page is always allowed")
+    p.add_argument("--asr", default=None, help="ASR plugin (default: moonshine)")
+    p.add_argument("--vad", default=None, help="VAD plugin (default: webrtc)")
+    p.add_argument("--tts", default=None, help="TTS plugin, or 'none' for text-only replies (default: espeak)")
+    p.add_argument("--asr-option", action="append", metavar="KEY=VALUE", help="option for the ASR plugin")
+    p.add_argument("--vad-option", action="append", metavar="KEY=VALUE", help="option for the VAD plugin")
+    p.add_argument("--tts-option", action="append", metavar="KEY=VALUE", help="option for the TTS plugin")
+    p.add_argument("--interrupt", choices=("vad", "semantic", "none"), default="vad",
+                   help="barge-in policy: vad (stop on speech, default), semantic, none")
+    p.add_argument("--min-interrupt-ms", type=int, default=300,
+                   help="voiced speech needed to interrupt a reply (default: 300)")
+    p.add_argument("--end-silence-ms", type=int, default=600, help="silence that ends an utterance (default: 600)")
+    p.add_argument("--verbose", "-v", action="count", default=0, help="log more (-v info, -vv debug)")
+    p.set_defaults(func=run)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run(args: argparse.Namespace) -> int:
+    import trio
+
+    from voicekit.errors import VoicekitError
+    from voicekit.logging import add_redactor, configure
+    from voicekit.plugins.build import (
+        DEFAULT_ASR,
+        DEFAULT_TTS,
+        DEFAULT_VAD,
+        load_assistant,
+        make_asr,
+        make_tts,
+        make_vad,
+        parse_options,
+    )
+    from voicekit.serve.server import ServeConfig, SessionRecipe, VoiceServer, check_bind
+    from voicekit.session.interruption import make_policy
+    from voicekit.session.session import SessionConfig
+    from voicekit.vad.endpointer import EndpointerConfig
+
+    configure({0: "warning", 1: "info"}.get(args.verbose, "debug"))
+    token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
+    if token:
+        secret = token
+        add_redactor(lambda text: text.replace(secret, "***"))
+    check_bind(args.host, token)  # before loading any model: a refused address fails at once
+    config = ServeConfig(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions,
+                         hello_timeout=args.hello_timeout, allowed_origins=tuple(args.allow_origin))
+    assistant = load_assistant(args.assistant)
+    asr_name = args.asr or DEFAULT_ASR
+    vad_name = args.vad or DEFAULT_VAD
+    asr = make_asr(asr_name, **parse_options(args.asr_option))
+    vad_options: dict[str, Any] = {"sample_rate": 16000, **parse_options(args.vad_option)}
+    make_vad(vad_name, **vad_options)  # fail now on a bad VAD name or option, not at the first call
+    tts_name = None if args.tts == "none" else (args.tts or DEFAULT_TTS)
+    tts = make_tts(tts_name, **parse_options(args.tts_option)) if tts_name else None
+    policy_options: dict[str, Any] = {"min_speech_ms": args.min_interrupt_ms} if args.interrupt == "vad" else {}
+    make_policy(args.interrupt, **policy_options)
+    recipe = SessionRecipe(
+        asr=asr, vad_factory=lambda: make_vad(vad_name, **vad_options), assistant=assistant, tts=tts,
+        config=SessionConfig(endpointer=EndpointerConfig(end_silence_ms=args.end_silence_ms), realtime=True,
+                             audio_policy="drop_oldest"),
+        interruption=lambda: make_policy(args.interrupt, **policy_options),
+        names={"asr": asr_name, "vad": vad_name, "tts": tts_name or "none"})
+    server = VoiceServer(recipe, config)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(server.serve)
+            hint = " (add #token=YOUR_TOKEN to the URL)" if token else ""
+            print(f"voicekit: serving {assistant.name!r} at {url}{hint}; press Ctrl-C to stop", file=sys.stderr)
+            if not _secure_for_browsers(args.host):
+                print("voicekit: note: browsers allow the microphone only on localhost or over HTTPS; "
+                      "put a TLS proxy or a tunnel in front of this address (see docs/browser.md)",
+                      file=sys.stderr)
+
+    try:
+        trio.run(main)
+    except BaseExceptionGroup as group:
+        leaf = _unwrap(group)
+        if isinstance(leaf, KeyboardInterrupt):
+            print("voicekit: stopped", file=sys.stderr)
+            return 130
+        if isinstance(leaf, VoicekitError):
+            raise leaf from None
+        raise
+    except KeyboardInterrupt:
+        print("voicekit: stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _secure_for_browsers(host: str) -> bool:
+    from voicekit.serve.server import is_loopback
+
+    return is_loopback(host)

@@ -1,0 +1,624 @@
+"""``voicekit serve``: a small web page and a WebSocket endpoint, on one port, that let a browser
+talk to an assistant.
+
+One HTTP/1.1 listener (h11) serves the page's static files; a request that asks to upgrade to a
+WebSocket on ``/ws`` is handed, bytes and all, to trio-websocket. Each WebSocket is one
+conversation: the browser's microphone is the session's :class:`WebSocketSource`, the replies go
+back through a :class:`WebSocketSink`, and every session event is forwarded as JSON. The session
+runs in the connection's nursery, so a closed socket cancels it and nothing outlives it.
+
+Protections: loopback by default (a non-loopback address needs a token); the token checked in
+the hello; Host checked against DNS rebinding and Origin against cross-site pages; message size
+limits; a cap on concurrent conversations; timeouts for the HTTP request head and the hello.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from http import HTTPStatus
+from importlib import resources
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+import h11
+import structlog
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from voicekit.asr.base import ASREngine
+from voicekit.audio.frame import AudioFrame
+from voicekit.audio.sinks import AudioSink
+from voicekit.audio.sources import AudioSource
+from voicekit.errors import ConfigError
+from voicekit.handlers.assistant import Assistant
+from voicekit.logging import redact
+from voicekit.serve.protocol import (
+    MAX_AUDIO_BYTES,
+    MAX_TEXT_BYTES,
+    Audio,
+    AudioFormat,
+    CloseCode,
+    End,
+    ErrorMessage,
+    EventMessage,
+    Hello,
+    ProtocolError,
+    Ready,
+    ServerProtocol,
+    encode,
+)
+from voicekit.session.interruption import InterruptionPolicy
+from voicekit.session.session import Session, SessionConfig
+from voicekit.tts.base import TTSEngine
+from voicekit.vad.base import VADBackend
+
+log = structlog.get_logger("voicekit.serve")
+
+WS_PATH: Final = "/ws"
+MAX_REQUEST_HEAD: Final = 8192
+#: Static files: URL path -> (file in voicekit/serve/static, content type).
+STATIC: Final = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/client.js": ("client.js", "text/javascript; charset=utf-8"),
+    "/capture-worklet.js": ("capture-worklet.js", "text/javascript; charset=utf-8"),
+    "/downsampler.js": ("downsampler.js", "text/javascript; charset=utf-8"),
+}
+_CSP: Final = ("default-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; "
+               "img-src 'self' data:; media-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+               "frame-ancestors 'none'")
+
+
+# -- binding rules ------------------------------------------------------------------------------
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1). Other names count as
+    non-loopback: we cannot know what they resolve to."""
+    name = host.strip().lower().rstrip(".")
+    if name in ("localhost", "ip6-localhost", "ip6-loopback") or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without a token."""
+    if token is not None and not token.strip():
+        raise ConfigError("--token is empty: pass a long random string (e.g. from 'openssl rand -hex 16')")
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"refusing to listen on {host!r} without a token: anyone who can reach it could talk to the "
+            "assistant. Pass --token SECRET (or set VOICEKIT_SERVE_TOKEN), or use --host 127.0.0.1")
+
+
+def _positive(owner: str, name: str) -> Callable[[Any, Any, Any], None]:
+    def check(_: Any, __: Any, value: Any) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{owner} {name} must be a positive number, got {value!r}")
+    return check
+
+
+def _port(_: Any, __: Any, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ConfigError(f"port must be 0..65535 (0 = any free port), got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8765, validator=_port)
+    token: str | None = attrs.field(default=None, repr=lambda t: "None" if t is None else "'***'")
+    max_sessions: int = attrs.field(default=4, validator=_positive("serve", "max_sessions"))
+    hello_timeout: float = attrs.field(default=10.0, validator=_positive("serve", "hello_timeout"))
+    request_timeout: float = attrs.field(default=10.0, validator=_positive("serve", "request_timeout"))
+    close_timeout: float = attrs.field(default=2.0, validator=_positive("serve", "close_timeout"))
+    max_audio_bytes: int = attrs.field(default=MAX_AUDIO_BYTES, validator=_positive("serve", "max_audio_bytes"))
+    max_text_bytes: int = attrs.field(default=MAX_TEXT_BYTES, validator=_positive("serve", "max_text_bytes"))
+    #: Extra page origins allowed to open the WebSocket (``"*"`` = any); the server's own is always allowed.
+    allowed_origins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+# -- what a conversation is made of --------------------------------------------------------------
+
+def _live_config() -> SessionConfig:
+    return SessionConfig(realtime=True, audio_policy="drop_oldest")
+
+
+@attrs.define(kw_only=True)
+class SessionRecipe:
+    """How to build one :class:`Session` per connection. The ASR engine, TTS engine and assistant
+    are shared (their per-conversation state lives in the session); the VAD backend and the
+    interruption policy are stateful, so each session gets its own from the factories."""
+
+    asr: ASREngine
+    vad_factory: Callable[[], VADBackend]
+    assistant: Assistant | None = None
+    tts: TTSEngine | None = None
+    config: SessionConfig = attrs.Factory(_live_config)
+    interruption: Callable[[], InterruptionPolicy] | None = None
+    names: dict[str, str] = attrs.Factory(dict)
+
+    @property
+    def reply_rate(self) -> int | None:
+        return self.tts.capabilities.sample_rate if self.tts is not None else None
+
+    def build(self, source: AudioSource, sink: AudioSink | None) -> Session:
+        return Session(source, asr=self.asr, vad=self.vad_factory(), assistant=self.assistant, tts=self.tts,
+                       sink=sink, interruption=self.interruption() if self.interruption else None,
+                       config=self.config, names=self.names)
+
+
+# -- the WebSocket as audio source and sink -------------------------------------------------------
+
+class WebSocketSource:
+    """Microphone audio that arrives as binary messages: PCM int16 mono at ``sample_rate``.
+    The connection's reader task :meth:`push`-es each message; :meth:`end` ends the input.
+    Timestamps count the samples received, so they are contiguous."""
+
+    channels = 1
+
+    def __init__(self, sample_rate: int, *, buffer: int = 100) -> None:
+        self.sample_rate = sample_rate
+        self._send, self._recv = trio.open_memory_channel[bytes](buffer)
+        self._samples = 0
+
+    async def push(self, pcm: bytes) -> bool:
+        """Queue audio (waits while ``buffer`` messages are queued); False once the session
+        stopped reading."""
+        try:
+            await self._send.send(pcm)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    def end(self) -> None:
+        self._send.close()
+
+    def frames(self) -> WebSocketSource:
+        return self
+
+    def __aiter__(self) -> WebSocketSource:
+        return self
+
+    async def __anext__(self) -> AudioFrame:
+        try:
+            pcm = await self._recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        frame = AudioFrame(pcm, self.sample_rate, 1, self._samples / self.sample_rate)
+        self._samples += len(pcm) // 2
+        return frame
+
+    async def aclose(self) -> None:
+        self._send.close()
+        self._recv.close()
+
+
+class WebSocketSink:
+    """Reply audio out as binary messages. Not realtime: the session's player paces it, so the
+    browser receives audio as fast as it plays and a barge-in stops it within one chunk. Writes
+    after the browser went away are dropped (the connection's reader cancels the session)."""
+
+    realtime = False
+    channels = 1
+
+    def __init__(self, ws: WebSocketConnection, sample_rate: int) -> None:
+        self.ws = ws
+        self.sample_rate = sample_rate
+        self.bytes_sent = 0
+        self.closed = False
+
+    async def write(self, frame: AudioFrame) -> None:
+        if self.closed or not frame.pcm:
+            return
+        try:
+            await self.ws.send_message(frame.pcm)
+            self.bytes_sent += len(frame.pcm)
+        except ConnectionClosed:
+            self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+class _PrefixedStream(trio.abc.Stream):
+    """A stream that first returns bytes already read from it (the HTTP request head)."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self.stream = stream
+        self.prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.prefix:
+            n = len(self.prefix) if max_bytes is None else max_bytes
+            data, self.prefix = self.prefix[:n], self.prefix[n:]
+            return data
+        return bytes(await self.stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        if isinstance(self.stream, trio.abc.HalfCloseableStream):
+            await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+@attrs.frozen
+class _Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+    @property
+    def wants_websocket(self) -> bool:
+        return "websocket" in self.headers.get("upgrade", "").lower()
+
+
+async def _read_head(stream: trio.abc.Stream, conn: h11.Connection) -> tuple[_Request, bytes] | None:
+    raw = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = bytes(await stream.receive_some(4096))
+            raw += data
+            conn.receive_data(data)  # b"" = the peer closed
+            continue
+        if isinstance(event, h11.Request):
+            headers: dict[str, str] = {}
+            for name, value in event.headers:
+                key = name.decode("latin-1").lower()
+                text = value.decode("latin-1")
+                headers[key] = f"{headers[key]}, {text}" if key in headers else text
+            return _Request(event.method.decode("latin-1").upper(),
+                            urlsplit(event.target.decode("latin-1")).path, headers), bytes(raw)
+        return None  # ConnectionClosed: the peer left before a request
+
+
+async def _respond(stream: trio.abc.Stream, conn: h11.Connection, status: int, body: bytes,
+                   content_type: str = "text/plain; charset=utf-8", *, head_only: bool = False,
+                   extra: tuple[tuple[str, str], ...] = ()) -> None:
+    headers = [("content-type", content_type), ("content-length", str(len(body))), ("connection", "close"),
+               ("cache-control", "no-store"), ("x-content-type-options", "nosniff"),
+               ("referrer-policy", "no-referrer"), *extra]
+    try:
+        data = conn.send(h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase))
+        if not head_only:
+            data = (data or b"") + (conn.send(h11.Data(data=body)) or b"")
+        data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
+    except h11.LocalProtocolError:  # h11 will not answer a request it could not parse: write it by hand
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+                 *(f"{k}: {v}" for k, v in headers)]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    await stream.send_all(data)
+
+
+def _host_of(netloc: str) -> str:
+    try:
+        return urlsplit("//" + netloc).hostname or ""
+    except ValueError:
+        return ""
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+@attrs.define
+class ServerStats:
+    connections: int = 0  # TCP connections accepted
+    sessions_started: int = 0
+    sessions_finished: int = 0
+    rejected_busy: int = 0
+    rejected_unauthorized: int = 0
+    protocol_errors: int = 0
+    end_reasons: list[str] = attrs.Factory(list)  # how each session ended: "input ended", "cancelled", ...
+
+
+@attrs.define
+class _Conversation:
+    scope: trio.CancelScope
+    close_code: int = CloseCode.NORMAL
+    reason: str = "session ended"
+    error: ErrorMessage | None = None
+    failure: BaseException | None = None
+    done: bool = False
+
+    def finish(self, code: int, reason: str, error: ErrorMessage | None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.close_code, self.reason, self.error = code, reason, error
+        self.scope.cancel()
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    """A cancellation, possibly wrapped in (nested) exception groups by the session's nurseries."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
+
+
+def _close_reason(text: str) -> str:
+    """WebSocket close reasons must fit in 123 bytes."""
+    data = text.encode("utf-8")[:120]
+    return data.decode("utf-8", "ignore")
+
+
+class VoiceServer:
+    """Serve the page and one conversation per WebSocket. ``await server.serve()`` runs until
+    cancelled; with ``nursery.start(server.serve)`` you get the URL once it listens."""
+
+    def __init__(self, recipe: SessionRecipe, config: ServeConfig | None = None) -> None:
+        self.recipe = recipe
+        self.config = config or ServeConfig()
+        self.port: int | None = None
+        self.active = 0  # admitted WebSocket conversations (waiting for hello, or running)
+        self.stats = ServerStats()
+        self._static: dict[str, bytes] = {}
+        self._loopback = is_loopback(self.config.host)
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        check_bind(cfg.host, cfg.token)
+        folder = resources.files("voicekit.serve") / "static"
+        self._static = {name: (folder / name).read_bytes() for name, _ in STATIC.values()}
+        try:
+            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; pick another "
+                              "--port (0 = any free port) or stop what uses it") from exc
+        if cfg.port == 0:  # each listener would get its own free port: keep one
+            for extra in listeners[1:]:
+                await extra.aclose()
+            listeners = listeners[:1]
+        sock = listeners[0].socket
+        self.port = sock.getsockname()[1]
+        log.info("listening", url=self.url, max_sessions=cfg.max_sessions, token=cfg.token is not None)
+        task_status.started(self.url)
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.stats.connections += 1
+        async with stream:
+            try:
+                await self._handle_http(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
+                pass  # the peer left
+            except Exception as exc:  # one bad connection must never stop the server
+                log.warning("connection failed", error=redact(f"{type(exc).__name__}: {exc}"))
+
+    async def _handle_http(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+        try:
+            with trio.fail_after(self.config.request_timeout):
+                got = await _read_head(stream, conn)
+        except trio.TooSlowError:
+            await _respond(stream, conn, 408, b"request head not received in time\n")
+            return
+        except h11.RemoteProtocolError as exc:
+            await _respond(stream, conn, exc.error_status_hint, f"bad HTTP request: {exc}\n".encode())
+            return
+        if got is None:
+            return
+        request, raw = got
+        refusal = self._check_host(request)
+        if refusal is not None:
+            await _respond(stream, conn, 403, refusal.encode() + b"\n")
+            return
+        if request.path == WS_PATH:
+            if not request.wants_websocket:
+                await _respond(stream, conn, 426, b"this is the WebSocket endpoint; open / in a browser\n",
+                               extra=(("upgrade", "websocket"),))
+                return
+            if request.headers.get("sec-websocket-version") != "13" or "sec-websocket-key" not in request.headers:
+                await _respond(stream, conn, 400, b"not a WebSocket version 13 handshake\n",
+                               extra=(("sec-websocket-version", "13"),))
+                return
+            refusal = self._check_origin(request)
+            if refusal is not None:
+                await _respond(stream, conn, 403, refusal.encode() + b"\n")
+                return
+            await self._websocket(stream, raw)
+            return
+        if request.method not in ("GET", "HEAD"):
+            await _respond(stream, conn, 405, b"only GET and HEAD\n", extra=(("allow", "GET, HEAD"),))
+            return
+        entry = STATIC.get(request.path)
+        if entry is None:
+            await _respond(stream, conn, 404, b"not found; the page is at /\n", head_only=request.method == "HEAD")
+            return
+        name, content_type = entry
+        await _respond(stream, conn, 200, self._static[name], content_type, head_only=request.method == "HEAD",
+                       extra=(("content-security-policy", _CSP),))
+
+    def _check_host(self, request: _Request) -> str | None:
+        """Against DNS rebinding: a server on loopback without a token answers only to loopback
+        host names (a hostile page cannot make the browser send ``Host: 127.0.0.1``)."""
+        if not self._loopback or self.config.token:
+            return None
+        host = _host_of(request.headers.get("host", ""))
+        if not host or not is_loopback(host):
+            return (f"host {request.headers.get('host', '')!r} refused: this server listens on loopback without "
+                    "a token and answers only to localhost / 127.0.0.1")
+        return None
+
+    def _check_origin(self, request: _Request) -> str | None:
+        """Only the server's own page (or an allowed origin) may open a conversation from a browser."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return None  # not a browser (browsers always send Origin with WebSocket requests)
+        allowed = self.config.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return None
+        try:
+            netloc = urlsplit(origin).netloc.lower()
+        except ValueError:
+            netloc = ""
+        if netloc and netloc == request.headers.get("host", "").lower():
+            return None
+        return (f"origin {origin!r} may not open a conversation: only this server's own page can "
+                "(or start the server with --allow-origin ORIGIN)")
+
+    async def _websocket(self, stream: trio.SocketStream, head: bytes) -> None:
+        cfg = self.config
+        ws: WebSocketConnection | None = None
+        async with trio.open_nursery() as nursery:
+            with trio.move_on_after(cfg.request_timeout):  # a handshake wsproto rejected never completes
+                request = await trio_websocket.wrap_server_stream(
+                    nursery, _PrefixedStream(stream, head),
+                    max_message_size=2 * max(cfg.max_audio_bytes, cfg.max_text_bytes))
+                ws = await request.accept()
+            if ws is None:
+                nursery.cancel_scope.cancel()
+                return
+            code, reason = int(CloseCode.INTERNAL_ERROR), "server error"
+            try:
+                code, reason = await self._converse(ws)
+            finally:
+                with trio.move_on_after(cfg.close_timeout) as scope:
+                    scope.shield = True
+                    await ws.aclose(code, _close_reason(reason))
+                nursery.cancel_scope.cancel()
+
+    async def _send_error(self, ws: WebSocketConnection, error: ErrorMessage) -> None:
+        try:
+            await ws.send_message(encode(error))
+        except ConnectionClosed:
+            pass
+
+    async def _converse(self, ws: WebSocketConnection) -> tuple[int, str]:
+        if self.active >= self.config.max_sessions:
+            self.stats.rejected_busy += 1
+            n = self.config.max_sessions
+            await self._send_error(ws, ErrorMessage(
+                code="busy", message=f"the server is busy: {n} conversation{'s' if n != 1 else ''} already "
+                                     "running (its --max-sessions limit); try again later"))
+            return CloseCode.TRY_AGAIN_LATER, "server busy"
+        self.active += 1
+        try:
+            return await self._converse_admitted(ws)
+        finally:
+            self.active -= 1
+
+    async def _converse_admitted(self, ws: WebSocketConnection) -> tuple[int, str]:
+        cfg = self.config
+        proto = ServerProtocol(token=cfg.token, max_audio_bytes=cfg.max_audio_bytes,
+                               max_text_bytes=cfg.max_text_bytes)
+        try:
+            with trio.fail_after(cfg.hello_timeout):
+                hello = proto.receive(await ws.get_message())
+        except trio.TooSlowError:
+            await self._send_error(ws, ErrorMessage(
+                code="timeout", message=f"no hello within {cfg.hello_timeout:g} s; the first message must be "
+                                        "{\"type\": \"hello\", \"sample_rate\": 16000, ...}"))
+            return CloseCode.POLICY_VIOLATION, "no hello in time"
+        except ProtocolError as exc:
+            return await self._refuse(ws, exc)
+        except ConnectionClosed:
+            return CloseCode.NORMAL, ""
+        assert isinstance(hello, Hello)
+        rate = self.recipe.reply_rate
+        source = WebSocketSource(hello.sample_rate)
+        sink = WebSocketSink(ws, rate) if rate else None
+        session = self.recipe.build(source, sink)
+        log.info("conversation", session_id=session.id, client=hello.client, sample_rate=hello.sample_rate)
+        try:
+            await ws.send_message(encode(Ready(session_id=session.id,
+                                               assistant=self.recipe.assistant.name if self.recipe.assistant
+                                               else None, sample_rate=hello.sample_rate,
+                                               max_audio_bytes=cfg.max_audio_bytes,
+                                               max_text_bytes=cfg.max_text_bytes)))
+            if rate:
+                await ws.send_message(encode(AudioFormat(sample_rate=rate)))
+        except ConnectionClosed:
+            return CloseCode.NORMAL, ""
+        self.stats.sessions_started += 1
+        async with trio.open_nursery() as nursery:
+            conv = _Conversation(nursery.cancel_scope)
+            nursery.start_soon(self._pump, ws, proto, source, conv)
+            nursery.start_soon(self._run_session, session, conv)
+            nursery.start_soon(self._forward, ws, session, conv)
+        if conv.error is not None:
+            await self._send_error(ws, conv.error)
+        return conv.close_code, conv.reason
+
+    async def _refuse(self, ws: WebSocketConnection, exc: ProtocolError) -> tuple[int, str]:
+        if exc.code == "unauthorized":
+            self.stats.rejected_unauthorized += 1
+        else:
+            self.stats.protocol_errors += 1
+        log.info("refused", code=exc.code, error=str(exc))
+        await self._send_error(ws, ErrorMessage(code=exc.code, message=str(exc)))
+        return exc.close_code, exc.code
+
+    async def _pump(self, ws: WebSocketConnection, proto: ServerProtocol, source: WebSocketSource,
+                    conv: _Conversation) -> None:
+        """The browser → session direction; the peer closing the socket ends the conversation."""
+        try:
+            while True:
+                message = proto.receive(await ws.get_message())
+                if isinstance(message, Audio):
+                    if message.pcm:
+                        await source.push(message.pcm)
+                elif isinstance(message, End):
+                    source.end()
+        except ConnectionClosed:
+            conv.finish(CloseCode.GOING_AWAY, "client left")
+        except ProtocolError as exc:
+            if exc.code == "unauthorized":
+                self.stats.rejected_unauthorized += 1
+            else:
+                self.stats.protocol_errors += 1
+            conv.finish(exc.close_code, exc.code, ErrorMessage(code=exc.code, message=str(exc)))
+
+    async def _run_session(self, session: Session, conv: _Conversation) -> None:
+        reason = "input ended"
+        try:
+            await session.run()
+        except BaseException as exc:
+            if _only_cancelled(exc):
+                reason = "cancelled"
+                raise
+            if not isinstance(exc, Exception):
+                reason = "error"
+                raise
+            reason = "error"  # already an error event; _forward ends the conversation after it
+            conv.failure = exc
+        finally:
+            self.stats.sessions_finished += 1
+            self.stats.end_reasons.append(reason)
+
+    async def _forward(self, ws: WebSocketConnection, session: Session, conv: _Conversation) -> None:
+        """The session → browser direction: every event, in order, until the session ends."""
+        try:
+            async for event in session.events():
+                await ws.send_message(encode(EventMessage(event.to_dict())))
+        except ConnectionClosed:
+            conv.finish(CloseCode.GOING_AWAY, "client left")
+            return
+        if conv.failure is not None:
+            leaf = conv.failure
+            while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+                leaf = leaf.exceptions[0]
+            text = redact(str(leaf).strip().splitlines()[0] if str(leaf).strip() else type(leaf).__name__)
+            conv.finish(CloseCode.INTERNAL_ERROR, "session failed",
+                        ErrorMessage(code="session_failed", message=f"the session failed: {text}"))
+        else:
+            conv.finish(CloseCode.NORMAL, "session ended")
