@@ -36,7 +36,7 @@ apt:
 apt-test:
 	$(call apt_install,$(APT_TEST))
 
-$(VENV)/.installed: apt pyproject.toml $(wildcard plugins/*/pyproject.toml) examples/pyproject.toml
+$(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) examples/pyproject.toml | apt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,audio,aec]' $(foreach p,$(PLUGINS),$(if $(wildcard $(p)/pyproject.toml),-e '$(p)[test]')) -e examples
