@@ -102,7 +102,7 @@ def bench_virtual_session() -> None:
     for _ in range(60):
         script += [Silence(3.0), Speech(2.0), Silence(5.0)]
 
-    async def main() -> None:
+    async def main(chunk_ms: int) -> None:
         from voicekit.handlers import Assistant, Turn
 
         a = Assistant("bench")
@@ -111,13 +111,16 @@ def bench_virtual_session() -> None:
         async def move(turn: Turn) -> str:
             return "Moving forward ten meters."
 
-        await collect(Session(ScriptedSource(script), asr=FakeASR(["go forward ten meters"] * 60),  # type: ignore[arg-type]
-                              vad=WebRTCVAD(16000, 20, 2), assistant=a, tts=FakeTTS(), sink=NullSink(16000),
+        await collect(Session(ScriptedSource(script, chunk_ms=chunk_ms),  # type: ignore[arg-type]
+                              asr=FakeASR(["go forward ten meters"] * 60), vad=WebRTCVAD(16000, 30, 2),
+                              assistant=a, tts=FakeTTS(chunk_ms=100), sink=NullSink(16000),
                               config=SessionConfig(realtime=True)))
 
-    wall = time.perf_counter()
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    print(f"10-minute scripted session (60 turns) on MockClock: {time.perf_counter() - wall:.3f} s wall")
+    for chunk_ms in (100, 20):
+        wall = time.perf_counter()
+        trio.run(main, chunk_ms, clock=trio.testing.MockClock(autojump_threshold=0))
+        print(f"10-minute scripted session (60 turns, {chunk_ms} ms capture buffers, 30 ms VAD frames) "
+              f"on MockClock: {time.perf_counter() - wall:.3f} s wall")
 
 
 def bench_memory(tmp: Path, minutes: float) -> None:
