@@ -152,6 +152,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the memory-test file")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     np.random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         bench_virtual_session()
