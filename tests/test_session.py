@@ -225,3 +225,29 @@ async def test_cancelling_a_session_is_not_an_error(autojump_clock: trio.testing
     tl = Timeline(events)
     assert not tl.of(ev.Error)
     assert tl.kinds()[-1] == "session_ended" and tl.first(ev.SessionEnded).reason == "cancelled"
+
+
+async def test_timer_announcement_on_virtual_time(autojump_clock: trio.testing.MockClock) -> None:
+    from voicekit_examples import clock
+
+    s = Session(ScriptedSource([Silence(1.0), Speech(1.5), Silence(20.0)]),
+                asr=FakeASR(["set a timer for ten seconds"]), vad=EnergyVAD(frame_ms=20),
+                assistant=clock.assistant, tts=FakeTTS(seconds_per_word=0.3), sink=MemorySink(16000),
+                config=SessionConfig(endpointer=EP, realtime=True))
+    tl = await collect(s)
+    texts = [(round(e.t, 2), e.text) for e in tl.of(ev.ReplyText)]
+    assert texts == [(3.1, "Timer set for 10 seconds."), (13.1, "Time is up: the timer for 10 seconds is done.")]
+    assert [e.turn_id for e in tl.of(ev.ReplyFinished)] == [1, 2]
+
+
+async def test_pending_announcements_are_dropped_when_the_input_ends(
+        autojump_clock: trio.testing.MockClock) -> None:
+    from voicekit_examples import clock
+
+    s = Session(ScriptedSource([Silence(1.0), Speech(1.5), Silence(3.0)]),
+                asr=FakeASR(["set a timer for five minutes"]), vad=EnergyVAD(frame_ms=20),
+                assistant=clock.assistant, tts=FakeTTS(), sink=MemorySink(16000),
+                config=SessionConfig(endpointer=EP, realtime=True))
+    tl = await collect(s)
+    assert [e.text for e in tl.of(ev.ReplyText)] == ["Timer set for 5 minutes."]
+    assert trio.current_time() < 10  # the session did not wait five minutes

@@ -52,7 +52,13 @@ async def set_timer(turn: Turn) -> str:
     seconds = float(turn.slots["amount"]) * _UNITS[turn.slots["unit"]]
     if seconds <= 0 or seconds > 24 * 3600:
         return "I can set a timer from one second up to twenty four hours."
+    previous = turn.context.pop("timer", None)
+    if previous is not None:
+        previous.cancel()
     turn.context["timer_ends"] = now() + dt.timedelta(seconds=seconds)
+    if turn.scheduler is not None:  # in a running session: say so when the time is up
+        turn.context["timer"] = turn.announce(f"Time is up: the timer for {_duration(seconds)} is done.",
+                                              after=seconds)
     return f"Timer set for {_duration(seconds)}."
 
 
@@ -71,6 +77,9 @@ async def time_left(turn: Turn) -> str:
 
 @assistant.intent("cancel the timer", "stop the timer", "cancel timer")
 async def cancel_timer(turn: Turn) -> str:
+    timer = turn.context.pop("timer", None)
+    if timer is not None:
+        timer.cancel()
     if turn.context.pop("timer_ends", None) is None:
         return "There is no timer to cancel."
     return "Timer cancelled."

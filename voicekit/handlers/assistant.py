@@ -47,6 +47,29 @@ class Turn:
     language: str | None = None
     emotion: str | None = None
     speaker: str | None = None
+    scheduler: Callable[[str, float], Announcement] | None = attrs.field(default=None, repr=False)
+
+    def announce(self, text: str, *, after: float) -> Announcement:
+        """Have the assistant say ``text`` by itself ``after`` seconds from now (a timer, a
+        reminder). Returns a handle whose ``cancel()`` calls it off. Announcements still pending
+        when the session ends are dropped."""
+        if self.scheduler is None:
+            raise ConfigError("this turn does not belong to a running session: nothing can be announced")
+        if after < 0:
+            raise ConfigError("an announcement cannot be scheduled in the past")
+        return self.scheduler(text, after)
+
+
+@attrs.define
+class Announcement:
+    """A scheduled announcement; ``cancel()`` calls it off if it has not started yet."""
+
+    text: str
+    due: float  # session clock seconds
+    scope: Any = attrs.field(repr=False)  # trio.CancelScope
+
+    def cancel(self) -> None:
+        self.scope.cancel()
 
 
 HandlerResult = str | Reply | None | AsyncIterator[str]

@@ -30,7 +30,7 @@ from voicekit.audio.resample import StreamResampler
 from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
 from voicekit.errors import ConfigError, HandlerError, VoicekitError
-from voicekit.handlers.assistant import Assistant, Reply, Turn
+from voicekit.handlers.assistant import Announcement, Assistant, Reply, Turn
 from voicekit.session.channels import BoundedChannel
 from voicekit.session.interruption import Decision, InterruptionPolicy, VADInterruption
 from voicekit.session.player import ReplyPlayer
@@ -106,6 +106,7 @@ class Session:
         self._turn = 0
         self._reply: _ReplyState | None = None
         self._replies: trio.Nursery | None = None
+        self._scheduled: trio.Nursery | None = None
         self._speech_voiced = 0.0
         self._voiced_at = 0.0
         self._in_speech = False
@@ -153,8 +154,9 @@ class Session:
             assistant=self.assistant.name if self.assistant else None))
         task_status.started()
         try:
-            async with trio.open_nursery() as replies:
+            async with trio.open_nursery() as replies, trio.open_nursery() as scheduled:
                 self._replies = replies
+                self._scheduled = scheduled
                 async with self.asr.open_stream(self._asr_config()) as stream:
                     audio: BoundedChannel[AudioFrame] = BoundedChannel(
                         self.config.audio_buffer_frames,
@@ -163,10 +165,11 @@ class Session:
                         n.start_soon(self._capture, audio)
                         n.start_soon(self._listen, audio, stream)
                         n.start_soon(self._recognize, stream)
-                    if audio.dropped:
-                        self._emit(ev.Warning(t=self.now(), where="audio",
-                                              message="input audio dropped: the pipeline fell behind",
-                                              count=audio.dropped))
+                scheduled.cancel_scope.cancel()  # the input ended: pending announcements are dropped
+                if audio.dropped:
+                    self._emit(ev.Warning(t=self.now(), where="audio",
+                                          message="input audio dropped: the pipeline fell behind",
+                                          count=audio.dropped))
         except trio.Cancelled:
             reason = "cancelled"
             raise
@@ -320,12 +323,38 @@ class Session:
         self._emit(ev.IntentMatched(t=self.now(), turn_id=turn_id, intent=match.intent, slots=match.slots))
         turn = Turn(text=result.text, intent=match.intent, slots=match.slots, turn_id=turn_id,
                     context=self.context, language=result.language, emotion=result.emotion,
-                    speaker=result.speaker)
-        state = _ReplyState(turn_id, "", trio.CancelScope(), trio.Event(), [])
+                    speaker=result.speaker, scheduler=self._schedule)
+        self._start_reply(turn, match.handler)
+
+    def _start_reply(self, turn: Turn, handler: Any) -> None:
+        state = _ReplyState(turn.turn_id, "", trio.CancelScope(), trio.Event(), [])
         self._reply = state
         self.policy.reset()
         assert self._replies is not None
-        self._replies.start_soon(self._run_reply, state, match.handler, turn)
+        self._replies.start_soon(self._run_reply, state, handler, turn)
+
+    def _schedule(self, text: str, after: float) -> Announcement:
+        assert self._scheduled is not None
+        announcement = Announcement(text, self.now() + after, trio.CancelScope())
+        self._scheduled.start_soon(self._announce, announcement, after)
+        return announcement
+
+    async def _announce(self, announcement: Announcement, after: float) -> None:
+        with announcement.scope:
+            await trio.sleep(after)
+            previous = self._reply
+            if previous is not None:
+                await previous.done.wait()  # never talk over a reply
+        if announcement.scope.cancelled_caught:
+            return
+
+        async def say(turn: Turn) -> str:
+            return announcement.text
+
+        self._turn += 1
+        turn = Turn(text="", intent="announcement", slots={}, turn_id=self._turn, context=self.context,
+                    scheduler=self._schedule)
+        self._start_reply(turn, say)
 
     async def _run_reply(self, state: _ReplyState, handler: Any, turn: Turn) -> None:
         structlog.contextvars.bind_contextvars(turn_id=state.turn_id)
