@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import attrs
 import numpy as np
@@ -434,7 +434,53 @@ class UnderrunDetector:
 # the microphone
 
 
-class MicrophoneSource:
+class _DeviceStream:
+    """What the microphone and the speaker share: opening the device once, off the trio thread."""
+
+    _direction: ClassVar[Direction]
+    device: str | int | None
+    sample_rate: int
+    channels: int
+    chunk_ms: int
+    device_rate_request: int | None
+    device_info: DeviceInfo | None
+    device_rate: int | None
+    device_channels: int | None
+    _opened: _Opened | None
+    _limiter: trio.CapacityLimiter
+    _open_lock: trio.Lock
+    _closed: bool
+
+    async def open(self) -> DeviceInfo:
+        """Open the device now (else the first use does); returns the device chosen."""
+        if self._closed:
+            raise AudioError(f"{self!r} is closed — make a new {type(self).__name__}")
+        async with self._open_lock:
+            if self._opened is None:
+                await self._open_device()
+        assert self._opened is not None
+        return self._opened.device
+
+    async def _open_device(self) -> None:
+        raise NotImplementedError
+
+    async def _open_stream(self) -> _Opened:
+        opened = await trio.to_thread.run_sync(
+            _open, self._direction, self.device, self.sample_rate, self.channels, self.chunk_ms,
+            self.device_rate_request, limiter=self._limiter)
+        if self._closed:  # closed while opening
+            await trio.to_thread.run_sync(lambda: _close(opened, drain=False), limiter=self._limiter)
+            raise AudioError(f"{self!r} was closed while opening")
+        self._opened = opened
+        self.device_info, self.device_rate, self.device_channels = opened.device, opened.rate, opened.channels
+        log.info(f"{'microphone' if self._direction == 'input' else 'speaker'} opened",
+                 device=opened.device.name, index=opened.device.index, device_rate=opened.rate,
+                 device_channels=opened.channels, rate=self.sample_rate,
+                 latency_ms=round(opened.latency * 1000, 1))
+        return opened
+
+
+class MicrophoneSource(_DeviceStream):
     """Live audio from an input device, as frames of ``chunk_ms`` at ``sample_rate``/``channels``.
 
     ``device`` is an index or (part of) a name; ``None`` uses ``$VOICEKIT_INPUT_DEVICE``, else the
@@ -448,6 +494,7 @@ class MicrophoneSource:
     """
 
     realtime = True
+    _direction: ClassVar[Direction] = "input"
 
     def __init__(self, device: str | int | None = None, *, sample_rate: int = 16000, channels: int = 1,
                  chunk_ms: int = 20, device_rate: int | None = None,
@@ -488,31 +535,11 @@ class MicrophoneSource:
     def lost_seconds(self) -> float:
         return self._detector.lost_seconds if self._detector else 0.0
 
-    async def open(self) -> DeviceInfo:
-        """Open the device now (else ``frames()`` does); returns the device chosen."""
-        if self._closed:
-            raise AudioError(f"{self!r} is closed — make a new MicrophoneSource")
-        async with self._open_lock:
-            if self._opened is None:
-                await self._open_device()
-        assert self._opened is not None
-        return self._opened.device
-
     async def _open_device(self) -> None:
-        opened = await trio.to_thread.run_sync(
-            _open, "input", self.device, self.sample_rate, self.channels, self.chunk_ms,
-            self.device_rate_request, limiter=self._limiter)
-        if self._closed:  # closed while opening
-            await trio.to_thread.run_sync(lambda: _close(opened, drain=False), limiter=self._limiter)
-            raise AudioError(f"{self!r} was closed while opening")
-        self._opened = opened
-        self.device_info, self.device_rate, self.device_channels = opened.device, opened.rate, opened.channels
+        opened = await self._open_stream()
         tolerance = (self.overrun_tolerance_ms / 1000 if self.overrun_tolerance_ms
                      else max(0.15, 2 * opened.latency) + 2 * self.chunk_ms / 1000)
         self._detector = OverrunDetector(opened.rate, tolerance)
-        log.info("microphone opened", device=opened.device.name, index=opened.device.index,
-                 device_rate=opened.rate, device_channels=opened.channels, rate=self.sample_rate,
-                 latency_ms=round(opened.latency * 1000, 1))
 
     def _read(self, frames: int) -> bytes:
         opened, detector = self._opened, self._detector
@@ -579,7 +606,7 @@ class MicrophoneSource:
 # the speaker
 
 
-class SpeakerSink:
+class SpeakerSink(_DeviceStream):
     """Plays audio on an output device; ``write`` blocks at the device's pace (``realtime=True``).
 
     ``sample_rate``/``channels`` is the format callers write (frames in another format are
@@ -595,6 +622,7 @@ class SpeakerSink:
     """
 
     realtime = True
+    _direction: ClassVar[Direction] = "output"
 
     def __init__(self, sample_rate: int = 16000, device: str | int | None = None, *, channels: int = 1,
                  chunk_ms: int = 20, device_rate: int | None = None, discard_on_cancel: bool = True,
@@ -636,29 +664,9 @@ class SpeakerSink:
     def starved_seconds(self) -> float:
         return self._detector.starved_seconds
 
-    async def open(self) -> DeviceInfo:
-        """Open the device now (else the first ``write`` does); returns the device chosen."""
-        if self._closed:
-            raise AudioError(f"{self!r} is closed — make a new SpeakerSink")
-        async with self._open_lock:
-            if self._opened is None:
-                await self._open_device()
-        assert self._opened is not None
-        return self._opened.device
-
     async def _open_device(self) -> None:
-        opened = await trio.to_thread.run_sync(
-            _open, "output", self.device, self.sample_rate, self.channels, self.chunk_ms,
-            self.device_rate_request, limiter=self._limiter)
-        if self._closed:  # closed while opening
-            await trio.to_thread.run_sync(lambda: _close(opened, drain=False), limiter=self._limiter)
-            raise AudioError(f"{self!r} was closed while opening")
-        self._opened = opened
-        self.device_info, self.device_rate, self.device_channels = opened.device, opened.rate, opened.channels
+        opened = await self._open_stream()
         self.device_rate_request = opened.rate  # reopen (after a discard) at the same rate
-        log.info("speaker opened", device=opened.device.name, index=opened.device.index,
-                 device_rate=opened.rate, device_channels=opened.channels, rate=self.sample_rate,
-                 latency_ms=round(opened.latency * 1000, 1))
 
     def _convert(self, frame: AudioFrame, opened: _Opened) -> npt.NDArray[np.int16]:
         r = self._resampler
