@@ -16,6 +16,7 @@ demo: setup
 	$(BIN)/voicekit run robot --input "$$($(BIN)/python -m voicekit.testing.data goforward)" --output reply.wav
 
 test: apt-test setup
+	$(BIN)/python -m voicekit.testing.data >/dev/null  # real speech for the tests, fetched once
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 setup: $(VENV)/.installed
