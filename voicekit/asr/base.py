@@ -65,6 +65,9 @@ class ASRCapabilities:
     offline: bool = True
     server_endpointing: bool = False
     notes: str = ""
+    # word error rate on the LibriVox clips of the pocketsphinx source package, as measured by
+    # voicekit's own tests and benchmarks (None: not measured). The chooser uses it to break ties.
+    measured_wer: float | None = None
 
     @property
     def preferred_rate(self) -> int:

@@ -1,7 +1,8 @@
 """Command-line commands of the DashScope plugin (entry-point group ``voicekit.cli``).
 
 * ``voicekit hotwords create|list|show|update|delete`` — the vocabulary API;
-* ``voicekit emulate dashscope`` — run the local emulator.
+* ``voicekit emulate dashscope`` — run the local emulator;
+* ``voicekit dashscope transcribe`` — the file-transcription APIs (:mod:`voicekit_dashscope.files_cli`).
 
 Each command is a sync function returning the exit code; errors print one line and exit 1 (2
 for bad usage).
@@ -208,6 +209,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="how emulated Omni replies sound (default espeak)")
     e.add_argument("--omni-script", help="JSON file of scripted Omni replies and tool rules (see the docs)")
     e.set_defaults(func=_run_emulator)
+
+    from voicekit_dashscope.files_cli import register as register_files
+
+    register_files(subparsers)  # voicekit dashscope transcribe ...
 
 
 def _emulate_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]

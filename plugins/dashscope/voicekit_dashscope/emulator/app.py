@@ -53,7 +53,7 @@ class DashScopeEmulator:
     def __init__(self, engine: Any = None, *, host: str = "127.0.0.1", port: int = 0,
                  faults: str | FaultPlan | None = None, api_keys: set[str] | None = None,
                  settings: TaskSettings | None = None, store: VocabularyStore | None = None,
-                 realtime: Any = None) -> None:
+                 realtime: Any = None, files: Any = None) -> None:
         if engine is None:
             from voicekit_dashscope.emulator.engines import load_plugin_engine
 
@@ -78,6 +78,10 @@ class DashScopeEmulator:
         self.realtime = RealtimeService(engine=self.engine, owner=self._owner, faults=self.faults,
                                         stats=self.stats, **dict(realtime or {}))
         self.server.add_websocket(REALTIME_PATH, self.realtime.handle)
+        # file transcription + temporary uploads; ``files`` is a FilesSettings (or a dict of its fields)
+        from voicekit_dashscope.emulator.files import add_file_routes
+
+        self.files = add_file_routes(self, files)
 
     # -- addresses
 
@@ -110,6 +114,7 @@ class DashScopeEmulator:
         self.port = listeners[0].socket.getsockname()[1]
         log.info("emulator_listening", host=self.host, port=self.port)
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.files.run)
             await nursery.start(self.server.serve, listeners)
             task_status.started(self.port)
 

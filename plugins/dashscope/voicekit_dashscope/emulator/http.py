@@ -34,7 +34,7 @@ from wsproto.utilities import RemoteProtocolError
 
 log = structlog.get_logger("voicekit.dashscope.emulator")
 MAX_HEAD = 64 * 1024
-MAX_BODY = 8 * 1024 * 1024
+MAX_BODY = 32 * 1024 * 1024  # a 10 MB audio file in base64 (sync ASR) fits
 READ = 65536
 
 
@@ -254,10 +254,15 @@ class HttpServer:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], HttpHandler] = {}
         self.ws_routes: dict[str, WsHandler] = {}
+        self.prefix_routes: list[tuple[str, str, HttpHandler]] = []
         self.connections = 0
 
     def add_route(self, method: str, path: str, handler: HttpHandler) -> None:
         self.routes[(method.upper(), path.rstrip("/"))] = handler
+
+    def add_prefix_route(self, method: str, prefix: str, handler: HttpHandler) -> None:
+        """Route every path that starts with ``prefix`` (e.g. ``/api/v1/tasks/``) when no exact route matches."""
+        self.prefix_routes.append((method.upper(), prefix, handler))
 
     def add_websocket(self, path: str, handler: WsHandler) -> None:
         self.ws_routes[path.rstrip("/")] = handler
@@ -315,6 +320,9 @@ class HttpServer:
             if request is None:
                 return
             handler = self.routes.get((request.method, request.path.rstrip("/")))
+            if handler is None:
+                handler = next((h for m, p, h in self.prefix_routes
+                                if m == request.method and request.path.startswith(p)), None)
             if handler is None:
                 allowed = [m for (m, p) in self.routes if p == request.path.rstrip("/")]
                 status = 405 if allowed else 404
