@@ -4,6 +4,7 @@ Run by ``test_files_sdk.py`` in a subprocess (the SDK reads ``DASHSCOPE_HTTP_BAS
 
     python files_sdk_driver.py fun URL        # Transcription.async_call + wait (diarization on)
     python files_sdk_driver.py qwen URL       # QwenTranscription.async_call + wait (words on)
+    python files_sdk_driver.py mmc URL        # MultiModalConversation.call, qwen3-asr-flash (sync)
 
 Prints one JSON object: the final task output and the fetched result file.
 """
@@ -44,9 +45,18 @@ def qwen(url: str) -> dict:
     return out
 
 
+def mmc(url: str) -> dict:
+    from dashscope import MultiModalConversation
+
+    messages = [{"role": "system", "content": [{"text": ""}]}, {"role": "user", "content": [{"audio": url}]}]
+    resp = MultiModalConversation.call(model="qwen3-asr-flash", messages=messages, result_format="message",
+                                       asr_options={"language": "en", "enable_itn": False})
+    return {"status_code": resp.status_code, "output": resp.output, "usage": resp.usage}
+
+
 def main() -> int:
     mode, url = sys.argv[1], sys.argv[2]
-    out = {"fun": fun, "qwen": qwen}[mode](url)
+    out = {"fun": fun, "qwen": qwen, "mmc": mmc}[mode](url)
     print(json.dumps(out, default=str))
     return 0
 
