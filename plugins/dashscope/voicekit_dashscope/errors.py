@@ -71,3 +71,17 @@ class VocabularyError(DashScopeError):
 
 class VocabularyValidationError(ConfigError):
     """A hotword list that breaks the service's limits, caught before anything is sent."""
+
+
+def http_error(status: int, code: str | None, message: str | None, what: str, *,
+               auth_codes: tuple[str | None, ...] | None = None) -> DashScopeError:
+    """The typed error for an HTTP error answer: 401/403 (with one of ``auth_codes``, if given)
+    → :class:`AuthenticationError`, 429 and 5xx → :class:`ServiceUnavailableError`, the rest →
+    :class:`DashScopeError`, each carrying the server's code and message."""
+    text = f"{what}: HTTP {status} {code or ''}: {message or ''}".strip()
+    if status in (401, 403) and (auth_codes is None or code in auth_codes):
+        return AuthenticationError(text + " — check DASHSCOPE_API_KEY and that it belongs to this region",
+                                   code=code, server_message=message, status=status)
+    if status in (429, 500, 502, 503, 504):
+        return ServiceUnavailableError(text, code=code, server_message=message, status=status)
+    return DashScopeError(text, code=code, server_message=message, status=status)

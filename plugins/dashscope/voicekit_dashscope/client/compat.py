@@ -17,7 +17,7 @@ import httpx
 
 from voicekit_dashscope.auth import ApiKey, resolve_api_key, scrub
 from voicekit_dashscope.client.files import decode_json
-from voicekit_dashscope.errors import AuthenticationError, DashScopeError, ServiceUnavailableError
+from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error
 from voicekit_dashscope.protocol.files import BadResponseError
 from voicekit_dashscope.regions import DEFAULT_REGION, Endpoints
 
@@ -51,13 +51,7 @@ def _compat_failure(status: int, data: Any, what: str) -> DashScopeError:
     err: dict[str, Any] = data["error"] if isinstance(data, dict) and isinstance(data.get("error"), dict) else {}
     code = err.get("code") or (data.get("code") if isinstance(data, dict) else None)
     message = err.get("message") or (data.get("message") if isinstance(data, dict) else None)
-    text = f"{what}: HTTP {status} {code or ''}: {message or ''}"
-    if status in (401, 403):
-        return AuthenticationError(text + " — check DASHSCOPE_API_KEY and its region", code=code,
-                                   server_message=message, status=status)
-    if status in (429, 500, 502, 503, 504):
-        return ServiceUnavailableError(text, code=code, server_message=message, status=status)
-    return DashScopeError(text, code=code, server_message=message, status=status)
+    return http_error(status, code, message, what)
 
 
 class CompatClient:

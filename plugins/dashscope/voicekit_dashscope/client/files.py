@@ -28,7 +28,7 @@ import structlog
 import trio
 
 from voicekit_dashscope.auth import ApiKey, resolve_api_key, scrub
-from voicekit_dashscope.errors import AuthenticationError, DashScopeError, ServiceUnavailableError
+from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error
 from voicekit_dashscope.protocol.files import (
     TASKS_PATH,
     TRANSCRIPTION_PATH,
@@ -81,13 +81,7 @@ def raise_for_error(resp: httpx.Response, data: Any, what: str) -> None:
         return
     code = data.get("code") if isinstance(data, dict) else None
     message = (data.get("message") or data.get("msg")) if isinstance(data, dict) else None
-    text = f"{what}: HTTP {resp.status_code} {code or ''}: {message or ''}".strip()
-    if resp.status_code in (401, 403) and code in ("InvalidApiKey", "AccessDenied", None):
-        raise AuthenticationError(text + " — check DASHSCOPE_API_KEY and that it belongs to this region",
-                                  code=code, server_message=message, status=resp.status_code)
-    if resp.status_code in (429, 500, 502, 503, 504):
-        raise ServiceUnavailableError(text, code=code, server_message=message, status=resp.status_code)
-    raise DashScopeError(text, code=code, server_message=message, status=resp.status_code)
+    raise http_error(resp.status_code, code, message, what, auth_codes=("InvalidApiKey", "AccessDenied", None))
 
 
 class FileTranscriber:
