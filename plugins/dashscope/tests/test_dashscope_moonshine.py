@@ -16,8 +16,9 @@ from voicekit_dashscope.asr.task import FunASRRealtime
 from voicekit_dashscope.emulator import TaskSettings, running_emulator
 
 from voicekit.asr.base import ASRConfig
+from voicekit.asr.feed import forward
 from voicekit.audio.frame import AudioFrame
-from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
+from voicekit.vad.endpointer import Endpointer, EndpointerConfig
 from voicekit.vad.webrtc import WebRTCVAD
 
 pytest.importorskip("voicekit_moonshine", reason="needs the moonshine plugin (embedded engine)")
@@ -38,14 +39,7 @@ async def _direct(engine: object, pcm: bytes, settings: TaskSettings) -> list[st
     finals: list[str] = []
     async with engine.open_stream(ASRConfig(sample_rate=16000)) as stream:  # type: ignore[attr-defined]
         async def feed() -> None:
-            items = [*ep.push(AudioFrame(pcm, 16000)), *ep.flush()]
-            for item in items:
-                if isinstance(item, SpeechStart):
-                    await stream.speech_started(item.t)
-                elif isinstance(item, SpeechEnd):
-                    await stream.speech_ended(item.t)
-                else:
-                    await stream.send_audio(item)
+            await forward(stream, [*ep.push(AudioFrame(pcm, 16000)), *ep.flush()])
             await stream.finish()
 
         async with trio.open_nursery() as nursery:

@@ -42,8 +42,9 @@ import structlog
 import trio
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
+from voicekit.asr.feed import forward
 from voicekit.audio.frame import AudioFrame
-from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
+from voicekit.vad.endpointer import Endpointer, EndpointerConfig
 from voicekit_dashscope.emulator.biasing import apply_hotwords, split_words, spread
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope.emulator.task import ENGINE_RATE, TaskSettings, _make_vad
@@ -148,13 +149,7 @@ async def transcribe_channel(engine: Any, samples: np.ndarray, *, vad: str = "we
             items = list(endpointer.push(chunk))
             if i == len(chunks) - 1:
                 items += list(endpointer.flush())
-            for item in items:
-                if isinstance(item, SpeechStart):
-                    await stream.speech_started(item.t)
-                elif isinstance(item, SpeechEnd):
-                    await stream.speech_ended(item.t)
-                else:
-                    await stream.send_audio(item)
+            await forward(stream, items)
             if i % 50 == 0:
                 await trio.sleep(0)
         await stream.finish()
