@@ -27,13 +27,8 @@ Figures are printed, not asserted.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import wave
 from pathlib import Path
@@ -42,7 +37,7 @@ from typing import Any
 import numpy as np
 import webrtcvad
 
-from voicekit.testing.alsa import VirtualSoundCard, played_segments
+from voicekit.testing.alsa import LiveAssistant, VirtualSoundCard, played_segments
 from voicekit.testing.data import speech
 
 RATE = 16000
@@ -92,51 +87,24 @@ def _wait(pred: Any, until: float) -> bool:
 def conversation(folder: Path, extra: list[str]) -> dict[str, float]:
     request, interruption = _clip(1.0), _from_onset(_clip(2.0))
     req_span, int_span = _voiced_span(request), _voiced_span(interruption)
-    events: list[dict[str, Any]] = []
     until = time.monotonic() + 90
     with VirtualSoundCard(folder, paced=True) as card:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "voicekit.cli.main", "run", "robot", "--input", "mic", "--output", "speaker",
-             "--json", *extra],
-            env={**card.env, "VOICEKIT_INPUT_DEVICE": "vk_mic", "VOICEKIT_OUTPUT_DEVICE": "vk_speaker"},
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-
-        def read() -> None:
-            assert child.stdout is not None
-            for line in child.stdout:
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # not an event line
-                event["wall"] = time.monotonic()
-                events.append(event)
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
+        with LiveAssistant(card, extra=tuple(extra)) as live:
             if not card.mic_reading.wait(60):
                 raise SystemExit("the child never opened the microphone")
             time.sleep(0.3)
             card.say(request)
             if not _wait(lambda: played_segments(card.played), until):
-                raise SystemExit(f"no reply was played; events: {[e['event'] for e in events]}")
+                raise SystemExit(f"no reply was played; events: {live.kinds()}")
             time.sleep(0.2)
             card.say(interruption)
-            if not _wait(lambda: any(e["event"] == "reply_finished" for e in events), until):
-                raise SystemExit(f"no second reply; events: {[e['event'] for e in events]}")
+            if not _wait(lambda: "reply_finished" in live.kinds(), until):
+                raise SystemExit(f"no second reply; events: {live.kinds()}")
             time.sleep(0.3)
-        finally:
-            stopped = time.monotonic()
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            reader.join(5)
         segments = played_segments(card.played)
         # microphone audio the child failed to read in time (an overrun), before we stopped it
-        dropped = sum(1 for t in card.mic_drop_times if t < stopped) * card.tick
+        dropped = sum(1 for t in card.mic_drop_times if t < live.stopped_at) * card.tick
+    events = live.events
     cut = next((e for e in events if e["event"] == "reply_interrupted"), None)
     if cut is None or len(segments) < 2:
         raise SystemExit(f"the reply was not interrupted; events: {[e['event'] for e in events]}")

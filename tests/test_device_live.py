@@ -12,12 +12,7 @@ guard against: the child runs with ``--echo none`` and the test checks the devic
 
 from __future__ import annotations
 
-import json
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 import wave
 from pathlib import Path
@@ -26,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voicekit.testing.alsa import VirtualSoundCard, played_segments
+from voicekit.testing.alsa import LiveAssistant, VirtualSoundCard, played_segments
 from voicekit.testing.data import speech
 
 pytest.importorskip("pyaudio")
@@ -59,54 +54,27 @@ def _wait(pred: Any, until: float) -> bool:
 def test_live_turn_reply_and_barge_in(tmp_path: Path) -> None:
     utterance = _pcm("goforward")
     interruption = _pcm("goforward", gain=2.0)
-    events: list[dict[str, Any]] = []
     until = time.monotonic() + DEADLINE
     with VirtualSoundCard(tmp_path / "card", paced=True) as card:
-        errors = (tmp_path / "child.err").open("w")
-        child = subprocess.Popen(
-            [sys.executable, "-m", "voicekit.cli.main", "run", "robot", "--input", "mic", "--output", "speaker",
-             "--json", "--echo", "none"],
-            env={**card.env, "VOICEKIT_INPUT_DEVICE": "vk_mic", "VOICEKIT_OUTPUT_DEVICE": "vk_speaker"},
-            stdout=subprocess.PIPE, stderr=errors, text=True)
-
-        def read() -> None:
-            assert child.stdout is not None
-            for line in child.stdout:
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # not an event line
-                event["wall"] = time.monotonic()
-                events.append(event)
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
+        with (tmp_path / "child.err").open("w") as errors, \
+                LiveAssistant(card, extra=("--echo", "none"), stderr=errors) as live:
             assert card.mic_reading.wait(max(1.0, until - time.monotonic())), \
                 f"the child never opened the mic: {(tmp_path / 'child.err').read_text()[-2000:]}"
             time.sleep(0.3)
             card.say(utterance)
-            assert _wait(lambda: played_segments(card.played), until), f"no reply was played: {events}"
+            assert _wait(lambda: played_segments(card.played), until), f"no reply was played: {live.events}"
             time.sleep(0.2)
             card.say(interruption)  # talk over the reply
-            assert _wait(lambda: any(e["event"] == "reply_finished" for e in events), until), \
-                f"the second request was not answered: {[e['event'] for e in events]}"
+            assert _wait(lambda: "reply_finished" in live.kinds(), until), \
+                f"the second request was not answered: {live.kinds()}"
             time.sleep(0.3)
-        finally:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            reader.join(5)
-            errors.close()
         segments = played_segments(card.played)
 
+    events = live.events
     turns = [e for e in events if e["event"] == "turn_ended"]
     stderr = (tmp_path / "child.err").read_text()[-2000:]
     assert len(turns) >= 2, ([(e["event"], e.get("text")) for e in events], stderr)
-    assert child.returncode == 130, stderr  # Ctrl-C ends a live session cleanly
+    assert live.returncode == 130, stderr  # Ctrl-C ends a live session cleanly
     assert _words(turns[0]["text"]) == "go forward ten meters"
     assert _words(turns[1]["text"]) == "go forward ten meters"
     cut = next(e for e in events if e["event"] == "reply_interrupted")

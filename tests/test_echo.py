@@ -82,6 +82,7 @@ def test_echo_canceller_attenuates_echo_of_real_audio() -> None:
         out.append(done.to_array()[:, 0].astype(np.float32))
     residual = np.concatenate(out)[16000 * 2 :]
     erle = 10 * np.log10(np.mean(echo[16000 * 2 :] ** 2) / max(np.mean(residual**2), 1e-9))
+    print(f"echo return loss enhancement: {erle:.1f} dB")
     assert erle > 15, f"echo return loss enhancement only {erle:.1f} dB"
 
 

@@ -28,12 +28,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
+import json
 import os
+import signal
+import subprocess
+import sys
 import termios
 import threading
 import time
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -265,3 +269,51 @@ def played_segments(played: list[tuple[float, bytes]], *, channels: int = 1, thr
         else:
             spans.append((start, end))
     return spans
+
+
+class LiveAssistant:
+    """``voicekit run ASSISTANT --input mic --output speaker --json`` in a child process wired to a
+    :class:`VirtualSoundCard`. ``events`` collects the child's JSON events, each with a ``wall``
+    time (``time.monotonic()`` when read). Leaving the block stops the child with Ctrl-C (SIGINT),
+    as a person would; ``returncode`` is then its exit status."""
+
+    def __init__(self, card: VirtualSoundCard, assistant: str = "robot", *, extra: tuple[str, ...] = (),
+                 stderr: Any = None) -> None:
+        self.card = card
+        self.args = [sys.executable, "-m", "voicekit.cli.main", "run", assistant, "--input", "mic",
+                     "--output", "speaker", "--json", *extra]
+        self.stderr = stderr if stderr is not None else subprocess.DEVNULL
+        self.events: list[dict[str, Any]] = []
+        self.returncode: int | None = None
+        self.stopped_at = 0.0
+
+    def __enter__(self) -> LiveAssistant:
+        env = {**self.card.env, "VOICEKIT_INPUT_DEVICE": "vk_mic", "VOICEKIT_OUTPUT_DEVICE": "vk_speaker"}
+        self._child = subprocess.Popen(self.args, env=env, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._child.stdout is not None
+        for line in self._child.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # not an event line
+            event["wall"] = time.monotonic()
+            self.events.append(event)
+
+    def kinds(self) -> list[str]:
+        return [e["event"] for e in self.events]
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped_at = time.monotonic()
+        self._child.send_signal(signal.SIGINT)
+        try:
+            self._child.wait(10)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        self._reader.join(5)
+        self.returncode = self._child.returncode

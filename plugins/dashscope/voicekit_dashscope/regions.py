@@ -113,6 +113,12 @@ class Endpoints:
     customization_url: str
     region: Region | None
 
+    @property
+    def http_host(self) -> str:
+        """``scheme://host[:port]`` of the HTTP APIs (file transcription, uploads, compatible mode)."""
+        parts = urlsplit(self.customization_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
     @classmethod
     def resolve(cls, region: str = DEFAULT_REGION, *, workspace: str | None = None,
                 base_url: str | None = None) -> Endpoints:

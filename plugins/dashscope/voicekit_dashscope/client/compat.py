@@ -10,7 +10,6 @@ import json
 import wave
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import httpx
@@ -61,8 +60,7 @@ class CompatClient:
         key = resolve_api_key(api_key)
         assert key is not None
         self._key = key
-        parts = urlsplit(Endpoints.resolve(region, workspace=workspace, base_url=base_url).customization_url)
-        self.host_url = f"{parts.scheme}://{parts.netloc}"
+        self.host_url = Endpoints.resolve(region, workspace=workspace, base_url=base_url).http_host
         self.timeout = timeout
         self._transport = transport
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import httpx
@@ -94,8 +93,7 @@ class FileTranscriber:
         key = resolve_api_key(api_key)
         assert key is not None
         self._key = key
-        parts = urlsplit(Endpoints.resolve(region, workspace=workspace, base_url=base_url).customization_url)
-        self.host_url = f"{parts.scheme}://{parts.netloc}"
+        self.host_url = Endpoints.resolve(region, workspace=workspace, base_url=base_url).http_host
         self.workspace = workspace
         self.timeout = timeout
         self.poll_first = poll_first
