@@ -1,7 +1,9 @@
 """structlog set-up: a short chain of processors, session and turn ids from contextvars.
 
-Plugins that hold secrets add a scrubbing processor with :func:`add_redactor`; it runs on every
-log line, before rendering.
+Plugins that hold secrets register a scrubbing function with :func:`add_redactor`. It runs on
+every field of every log line before rendering (tracebacks are rendered to text first, so they are
+scrubbed too), and once more on the rendered line itself, so nothing reaches the log stream that
+has not passed through it.
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ def redact(text: str) -> str:
     return text
 
 
-def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _redact_processor(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     if not _redactors:
         return event_dict
+    if event_dict.get("exc_info") or event_dict.get("stack_info"):
+        # render the traceback now, while it can still be scrubbed
+        event_dict = structlog.processors.StackInfoRenderer()(logger, name, event_dict)
+        event_dict = structlog.processors.format_exc_info(logger, name, event_dict)
     for key, value in list(event_dict.items()):
         if isinstance(value, str):
             event_dict[key] = redact(value)
@@ -43,6 +49,13 @@ def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
+def _redact_rendered(_: Any, __: str, rendered: Any) -> Any:
+    """The last step of the chain: scrub the rendered line as a whole."""
+    if _redactors and isinstance(rendered, str):
+        return redact(rendered)
+    return rendered
+
+
 def configure(level: str = "warning", *, json: bool = False, stream: TextIO | None = None) -> None:
     """Configure structlog for the command line (libraries embedding voicekit may skip this)."""
     processors: list[Any] = [
@@ -51,6 +64,7 @@ def configure(level: str = "warning", *, json: bool = False, stream: TextIO | No
         structlog.processors.TimeStamper(fmt="iso"),
         _redact_processor,
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False),
+        _redact_rendered,
     ]
     structlog.configure(
         processors=processors,

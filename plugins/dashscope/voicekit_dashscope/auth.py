@@ -2,7 +2,8 @@
 
 The key is read from a setting or from ``DASHSCOPE_API_KEY``. Every :class:`ApiKey` registers
 itself with a process-wide scrubber, so a key that ends up inside an exception message, a URL or a
-log field is replaced by ``sk-…xyz1`` (its last four characters) before it is shown. The scrubber
+log field is replaced by ``<redacted…xyz1>`` (its last four characters) before it is shown; a part
+of it (any 8 characters in a row, say a key cut short by a length limit) by ``<redacted>``. The scrubber
 is also installed into voicekit's logging chain (:func:`voicekit.logging.add_redactor`), and
 :func:`structlog_processor` is available for applications that build their own chain.
 """
@@ -10,6 +11,7 @@ is also installed into voicekit's logging chain (:func:`voicekit.logging.add_red
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import MutableMapping
 from typing import Any
@@ -19,6 +21,12 @@ from voicekit.errors import ConfigError
 ENV_VAR = "DASHSCOPE_API_KEY"
 _lock = threading.Lock()
 _secrets: set[str] = set()
+
+
+MIN_RUN = 8  # any run of this many characters of a secret is hidden, wherever it stands
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+)(?!<redacted)[^\s\"',;]{4,}")
+_SK = re.compile(r"\bsk-(?!<redacted)[A-Za-z0-9_\-]{2,}")
+_grams: dict[str, re.Pattern[str]] = {}
 
 
 def mask(secret: str) -> str:
@@ -33,17 +41,61 @@ def register_secret(secret: str) -> None:
         return
     with _lock:
         _secrets.add(secret)
+        if secret not in _grams:
+            n = min(MIN_RUN, len(secret))
+            grams = sorted({secret[i:i + n] for i in range(len(secret) - n + 1)})
+            _grams[secret] = re.compile("(?=(" + "|".join(re.escape(g) for g in grams) + "))")
     _install_voicekit_redactor()
 
 
-def scrub(text: str) -> str:
-    """Replace every registered secret inside ``text`` by its masked form."""
-    if not _secrets:
+def _hide_runs(text: str, secret: str, pattern: re.Pattern[str]) -> str:
+    """Replace every stretch of ``text`` made of overlapping ``MIN_RUN``-character pieces of
+    ``secret`` (a cut, partial or whole copy of it) by ``<redacted>``."""
+    n = min(MIN_RUN, len(secret))
+    spans: list[list[int]] = []
+    for m in pattern.finditer(text):
+        start = m.start()
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], start + n)
+        else:
+            spans.append([start, start + n])
+    if not spans:
         return text
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, mask(secret))
+    out: list[str] = []
+    pos = 0
+    for start, end in spans:
+        out.append(text[pos:start])
+        out.append(mask(secret) if text[start:end] == secret else "<redacted>")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every secret hidden: each registered key whole or in part (any run of
+    :data:`MIN_RUN` of its characters, so a key cut short by a length limit is still caught),
+    and anything shaped like a credential (``Bearer …``, ``sk-…``) whether registered or not.
+
+    This is the one masking step: the DashScope error constructors and voicekit's log redactor
+    both call it, and any text is masked *before* it is cut to a length."""
+    if not isinstance(text, str):
+        text = str(text)
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+        patterns = [_grams[s] for s in secrets]
+    for secret, pattern in zip(secrets, patterns, strict=True):
+        text = _hide_runs(text, secret, pattern)
+    if "earer" in text or "EARER" in text:
+        text = _BEARER.sub(lambda m: f"{m[1]}{m[2]}<redacted>", text)
+    if "sk-" in text:
+        text = _SK.sub("sk-<redacted>", text)
     return text
+
+
+def excerpt(text: str, limit: int) -> str:
+    """``text`` masked, then cut to ``limit`` characters (never the other way round)."""
+    cleaned = scrub(text)
+    return cleaned if len(cleaned) <= limit else cleaned[: max(0, limit - 1)] + "…"
 
 
 def _scrub_value(value: Any) -> Any:

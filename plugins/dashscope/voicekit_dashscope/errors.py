@@ -14,7 +14,7 @@ class DashScopeError(ASRError):
     def __init__(self, message: str, *, code: str | None = None, server_message: str | None = None,
                  task_id: str | None = None, status: int | None = None) -> None:
         super().__init__(scrub(message))
-        self.code = code
+        self.code = scrub(code) if code is not None else None
         self.server_message = scrub(server_message) if server_message is not None else None
         self.task_id = task_id
         self.status = status
