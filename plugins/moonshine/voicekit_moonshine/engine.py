@@ -4,13 +4,15 @@ Moonshine decodes whole utterances, so this plugin cuts the stream at the sessio
 audio between ``speech_started`` and ``speech_ended`` is one utterance and gets one final
 transcript. Partials come from re-decoding the growing utterance every ``partial_interval``
 seconds of audio, skipped while the decoder is still busy (a partial never delays a final).
-Inference runs on a worker thread through a one-slot limiter per model (the C handle is not
-shared between threads at once).
+The model is loaded once per process through :mod:`voicekit.modelcache` and shared by every
+stream (each stream keeps only its own audio); inference runs on a worker thread through a
+one-slot limiter per model (the C handle is not shared between threads at once).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
@@ -22,25 +24,65 @@ import trio
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ASRError, ConfigError
+from voicekit.modelcache import shared_model
 
 RATE = 16000
-_MODELS: dict[str, tuple[Any, trio.CapacityLimiter]] = {}
+# moonshine_voice creates its native-library singleton without a lock: two transcribers built at
+# the same moment can see it half made. Every construction goes through this lock.
+_CONSTRUCT = threading.Lock()
 
 
-def _load(model: str) -> tuple[Any, trio.CapacityLimiter]:
-    if model not in _MODELS:
-        from moonshine_voice import ModelArch, Transcriber, get_model_path
+class _Model:
+    """One loaded Moonshine transcriber, shared by every stream of the process. The native handle
+    must not decode on two threads at once: ``lock`` guards it across trio runs and threads, and a
+    one-slot trio limiter per run keeps waiting decodes off the worker threads."""
 
-        arch = {"tiny-en": ModelArch.TINY, "base-en": ModelArch.BASE}.get(model)
-        path = get_model_path(model)
-        if arch is None or not path.exists():
-            raise ConfigError(
-                f"moonshine model {model!r} is not installed; the wheel ships 'tiny-en'"
-            )
+    def __init__(self, name: str, transcriber: Any) -> None:
+        self.name = name
+        self.transcriber = transcriber
+        self.lock = threading.Lock()
+
+    def limiter(self) -> trio.CapacityLimiter:
+        limiters = _LIMITERS.get(None)
+        if limiters is None:
+            limiters = {}
+            _LIMITERS.set(limiters)
+        if self.name not in limiters:
+            limiters[self.name] = trio.CapacityLimiter(1)
+        return limiters[self.name]
+
+    def decode(self, audio: npt.NDArray[np.float32]) -> str:
+        with self.lock:
+            return _decode(self.transcriber, audio)
+
+
+_LIMITERS: trio.lowlevel.RunVar[dict[str, trio.CapacityLimiter] | None] = trio.lowlevel.RunVar(
+    "voicekit_moonshine_limiters", default=None)
+
+
+def model_key(model: str) -> tuple[str, str]:
+    """The key of a Moonshine model in :data:`voicekit.modelcache.MODELS`."""
+    return ("moonshine", model)
+
+
+def _build(model: str) -> _Model:
+    from moonshine_voice import ModelArch, Transcriber, get_model_path
+
+    arch = {"tiny-en": ModelArch.TINY, "base-en": ModelArch.BASE}.get(model)
+    path = get_model_path(model)
+    if arch is None or not path.exists():
+        raise ConfigError(
+            f"moonshine model {model!r} is not installed; the wheel ships 'tiny-en'"
+        )
+    with _CONSTRUCT:
         # vad_threshold=0 turns Moonshine's own segmentation off: voicekit's VAD cuts utterances.
         transcriber = Transcriber(str(path), arch, options={"vad_threshold": "0"})
-        _MODELS[model] = (transcriber, trio.CapacityLimiter(1))
-    return _MODELS[model]
+    return _Model(model, transcriber)
+
+
+def load_model(model: str) -> _Model:
+    """The process-wide Moonshine model (loaded on first use, once, whatever the thread)."""
+    return shared_model(model_key(model), lambda: _build(model))
 
 
 def _decode(transcriber: Any, audio: npt.NDArray[np.float32]) -> str:
@@ -84,9 +126,9 @@ class MoonshineASR:
     async def open_stream(self, config: ASRConfig) -> AsyncIterator[_Stream]:
         if config.sample_rate != RATE:
             raise ConfigError(f"moonshine takes {RATE} Hz audio, not {config.sample_rate} Hz")
-        transcriber, limiter = await trio.to_thread.run_sync(_load, self.model)
+        model = await trio.to_thread.run_sync(load_model, self.model)
         send, recv = trio.open_memory_channel[TranscriptResult](64)
-        stream = _Stream(self, transcriber, limiter, send, recv)
+        stream = _Stream(self, model, send, recv)
         async with trio.open_nursery() as nursery:
             stream._nursery = nursery
             nursery.start_soon(stream._worker)
@@ -97,12 +139,12 @@ class MoonshineASR:
 
 
 class _Stream:
-    def __init__(self, engine: MoonshineASR, transcriber: Any, limiter: trio.CapacityLimiter,
+    def __init__(self, engine: MoonshineASR, model: _Model,
                  send: trio.MemorySendChannel[TranscriptResult],
                  recv: trio.MemoryReceiveChannel[TranscriptResult]) -> None:
         self._engine = engine
-        self._transcriber = transcriber
-        self._limiter = limiter
+        self._model = model
+        self._limiter = model.limiter()
         self._send = send
         self._recv = recv
         self._nursery: trio.Nursery | None = None
@@ -185,7 +227,7 @@ class _Stream:
             async with self._limiter:
                 if utt != self._utterance or not self._open:
                     return  # the utterance ended while we waited: its final is coming
-                text = await trio.to_thread.run_sync(_decode, self._transcriber, audio)
+                text = await trio.to_thread.run_sync(self._model.decode, audio)
             if text and utt == self._utterance and self._open:
                 try:
                     await self._send.send(TranscriptResult(text, False, utt, start, None, language="en"))
@@ -198,5 +240,5 @@ class _Stream:
         async with self._send, self._work_recv:
             async for utt, audio, start, end in self._work_recv:
                 async with self._limiter:
-                    text = await trio.to_thread.run_sync(_decode, self._transcriber, audio)
+                    text = await trio.to_thread.run_sync(self._model.decode, audio)
                 await self._send.send(TranscriptResult(text, True, utt, start, end, language="en"))
