@@ -36,17 +36,56 @@ class ServiceUnavailableError(DashScopeError):
     retryable = True
 
 
+# --------------------------------------------------------------------------- classification
+# The one table that says which server error codes a new connection cannot fix (the request, the
+# key or the account is wrong), with what the user should do about each. Every client asks
+# :func:`is_retryable`; nothing else decides whether to retry.
+
+PERMANENT_CODES: dict[str, str] = {
+    "InvalidParameter": "a request parameter is wrong: check the model name, sample rate, audio format, "
+                        "language hints and vocabulary id",
+    "invalid_request_error": "the request is wrong: check the model name and session settings",
+    "invalid_value": "a setting has a value the model does not take: check the session settings",
+    "NO_VALID_AUDIO_ERROR": "the audio could not be decoded: send 16-bit mono PCM or WAV at the declared rate",
+    "Arrearage": "the account has an overdue payment: settle it in the Model Studio console",
+    "AccessDenied": "the key may not use this model or workspace: check DASHSCOPE_API_KEY and the region",
+    "Model.AccessDenied": "the key may not use this model: enable it in the Model Studio console",
+    "InvalidApiKey": "check DASHSCOPE_API_KEY and that the key belongs to the selected region",
+    "ModelNotFound": "check the model name and that the model is offered in the selected region",
+    "DataInspectionFailed": "the input was refused by the content inspection; it will be refused again",
+}
+TRANSIENT_CODES = frozenset({"InternalError", "InternalError.Algo", "ServiceUnavailable", "Throttling",
+                             "Throttling.RateQuota", "Throttling.AllocationQuota", "RequestTimeOut",
+                             "CLIENT_ERROR", "server_error", "rate_limit_exceeded"})
+
+
+def fix_for(code: str | None) -> str | None:
+    """What to do about a permanent error code, or ``None`` for a code that is not permanent."""
+    return PERMANENT_CODES.get(code) if code else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a new connection may fix ``exc``: permanent codes never, known transient codes
+    always, otherwise the error type's own ``retryable``. Non-DashScope errors are not retried."""
+    if not isinstance(exc, DashScopeError):
+        return False
+    if exc.code in PERMANENT_CODES:
+        return False
+    if exc.code in TRANSIENT_CODES or getattr(exc, "error_type", None) == "server_error":
+        return True
+    return exc.retryable
+
+
 class TaskFailedError(DashScopeError):
     """The server sent ``task-failed`` with an error code and message."""
 
-    # error codes that a new task will not fix (the request itself is wrong)
-    PERMANENT = frozenset({"InvalidParameter", "NO_VALID_AUDIO_ERROR", "Arrearage", "AccessDenied",
-                           "InvalidApiKey", "ModelNotFound", "Model.AccessDenied", "DataInspectionFailed"})
+    PERMANENT = frozenset(PERMANENT_CODES)  # kept for callers of the earlier name
 
     def __init__(self, code: str, server_message: str, *, task_id: str | None = None) -> None:
-        super().__init__(f"DashScope task failed: {code}: {server_message}", code=code,
-                         server_message=server_message, task_id=task_id)
-        self.retryable = code not in self.PERMANENT
+        fix = fix_for(code)
+        super().__init__(f"DashScope task failed: {code}: {server_message}" + (f" — {fix}" if fix else ""),
+                         code=code, server_message=server_message, task_id=task_id)
+        self.retryable = fix is None
 
 
 class ConnectionLostError(DashScopeError):

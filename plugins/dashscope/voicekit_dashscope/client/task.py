@@ -31,7 +31,7 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection
 
 from voicekit.asr.base import TranscriptResult, Word
-from voicekit_dashscope.auth import ApiKey, scrub
+from voicekit_dashscope.auth import ApiKey, excerpt, scrub
 from voicekit_dashscope.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -41,6 +41,7 @@ from voicekit_dashscope.errors import (
     ServerTimeoutError,
     ServiceUnavailableError,
     TaskFailedError,
+    is_retryable,
 )
 from voicekit_dashscope.protocol.task import (
     ClientTaskProtocol,
@@ -90,7 +91,7 @@ class Timeouts:
 def _handshake_error(exc: BaseException, url: str) -> DashScopeError:
     if isinstance(exc, ConnectionRejected):
         status = exc.status_code
-        body = (exc.body or b"").decode("utf-8", "replace")[:200]
+        body = excerpt((exc.body or b"").decode("utf-8", "replace"), 200)
         if status in (401, 403):
             return AuthenticationError(
                 f"DashScope refused the API key (HTTP {status}); check DASHSCOPE_API_KEY and that the key "
@@ -98,8 +99,15 @@ def _handshake_error(exc: BaseException, url: str) -> DashScopeError:
         if status in (429, 503):
             return ServiceUnavailableError(f"DashScope is unavailable (HTTP {status}); try again later",
                                            status=status, server_message=body)
-        return DashScopeError(f"WebSocket handshake with {url} rejected: HTTP {status} {body}", status=status)
-    return ConnectionLostError(f"cannot connect to {url}: {scrub(str(exc)) or type(exc).__name__}")
+        if status >= 500:
+            return ServiceUnavailableError(f"WebSocket handshake with {url} failed: HTTP {status} {body}".strip(),
+                                           status=status, server_message=body)
+        return DashScopeError(f"WebSocket handshake with {url} rejected: HTTP {status} {body}".strip(),
+                              status=status, server_message=body)
+    if isinstance(exc, HandshakeError) and not isinstance(exc, OSError):
+        return ConnectionLostError(f"WebSocket handshake with {url} failed: "
+                                   f"{excerpt(str(exc), 200) or type(exc).__name__}")
+    return ConnectionLostError(f"cannot connect to {url}: {excerpt(str(exc), 200) or type(exc).__name__}")
 
 
 class TaskConnection:
@@ -204,12 +212,24 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+def _rank(exc: DashScopeError) -> int:
+    """Which of several simultaneous failures explains the others: a permanent error first, then
+    the server's own words (task-failed, error events), then timeouts, then a lost connection."""
+    if not is_retryable(exc):
+        return 0
+    if isinstance(exc, ConnectionLostError):
+        return 3
+    if isinstance(exc, ServerTimeoutError):
+        return 2
+    return 1
+
+
 def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one error that matters in a nursery's exception group (a DashScope error if any)."""
     leaves = _leaves(group)
-    for leaf in leaves:
-        if isinstance(leaf, DashScopeError):
-            return leaf
+    ours = [leaf for leaf in leaves if isinstance(leaf, DashScopeError)]
+    if ours:
+        return min(ours, key=_rank)
     for leaf in leaves:
         if isinstance(leaf, ConnectionClosed):
             return ConnectionLostError(f"connection closed: {leaf.reason}")
@@ -311,8 +331,9 @@ class Recognizer:
                         failures = 0
                     failures += 1
                     can_resend = self._bytes_per_ms is not None or not self._sent_any_audio
-                    if not exc.retryable or not can_resend or failures > self.retry.max_retries:
-                        if exc.retryable and failures > self.retry.max_retries:
+                    retryable = is_retryable(exc)
+                    if not retryable or not can_resend or failures > self.retry.max_retries:
+                        if retryable and failures > self.retry.max_retries:
                             err: DashScopeError = RetriesExhaustedError(
                                 f"DashScope stream failed {failures} times in a row; last error: {exc}",
                                 code=exc.code, server_message=exc.server_message)
@@ -405,6 +426,15 @@ class Recognizer:
         return None
 
     async def _sender(self, conn: TaskConnection, base_bytes: int, recv_scope: trio.CancelScope) -> None:
+        try:
+            await self._send_all(conn, base_bytes, recv_scope)
+        except ConnectionLostError:
+            # The server may have said why (task-failed) just before it closed: give the receiver,
+            # which reads what was queued before the close, a moment to report that instead.
+            await trio.sleep(self.timeouts.close)
+            raise
+
+    async def _send_all(self, conn: TaskConnection, base_bytes: int, recv_scope: trio.CancelScope) -> None:
         # 1. re-send what no final covers yet (cut at the acknowledged position). The receiver
         #    may drop acknowledged chunks meanwhile, so walk by byte position, not by index.
         pos = base_bytes
