@@ -334,7 +334,6 @@ class RealtimeConnectionHandler:
         self.closed = trio.Event()
         self._engine_t = 0.0
         self.speaking_until = 0.0  # when the reply audio sent so far ends, played in real time
-        self._stream_cm: Any = None
 
     # -- sending
 
@@ -369,9 +368,6 @@ class RealtimeConnectionHandler:
             pass
         finally:
             self.closed.set()
-            if self.stream is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await self._close_stream()
 
     async def _session_cap(self, limit: float) -> None:
         await trio.sleep(limit)
@@ -446,24 +442,29 @@ class RealtimeConnectionHandler:
                                                 end_silence_ms=silence))
 
     async def _open_stream(self) -> Any:
+        """The engine stream of this connection, opened on first use.
+
+        The stream is a context manager that may hold a nursery of its own (moonshine's does), so
+        it is entered *and* exited by one task, :meth:`_hold_stream`, which lives in the
+        connection's nursery: the stream closes when the connection does, properly nested.
+        (Entering it here and exiting it from ``run``'s ``finally`` misnests the nurseries and
+        kills the whole emulator.)
+        """
         if self.stream is None:
-            tr = self.proto.config.transcription
-            language = tr.language if tr is not None and tr is not UNSET else None
-            context = tr.corpus_text if tr is not None and tr is not UNSET else None
-            cm = self.engine.open_stream(ASRConfig(sample_rate=ENGINE_RATE, language=language,
-                                                   context=context or self.proto.config.instructions))
-            self._stream_cm = cm
-            self.stream = await cm.__aenter__()
             assert self.nursery is not None
-            self.nursery.start_soon(self._pump)
+            self.stream = await self.nursery.start(self._hold_stream)
         return self.stream
 
-    async def _close_stream(self) -> None:
-        cm, self.stream = self._stream_cm, None
-        try:
-            await cm.__aexit__(None, None, None)
-        except Exception:  # the engine's own errors must not hide the connection's
-            pass
+    async def _hold_stream(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        tr = self.proto.config.transcription
+        language = tr.language if tr is not None and tr is not UNSET else None
+        context = tr.corpus_text if tr is not None and tr is not UNSET else None
+        config = ASRConfig(sample_rate=ENGINE_RATE, language=language,
+                           context=context or self.proto.config.instructions)
+        async with self.engine.open_stream(config) as stream, trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump, stream)
+            task_status.started(stream)
+            await trio.sleep_forever()  # until the connection's nursery is cancelled
 
     # -- audio in
 
@@ -604,8 +605,7 @@ class RealtimeConnectionHandler:
 
     # -- transcripts
 
-    async def _pump(self) -> None:
-        stream = self.stream
+    async def _pump(self, stream: Any) -> None:
         partial_cls = TranscriptionText if not self.model.is_omni else TranscriptionDelta
         async for r in stream:
             if not self.utterances:
