@@ -24,8 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--token", default=None,
                    help=f"secret the page must present (default: ${TOKEN_ENV}); open the page as URL#token=...")
     p.add_argument("--max-sessions", type=int, default=4, help="concurrent conversations allowed (default: 4)")
-    p.add_argument("--hello-timeout", type=float, default=10.0,
-                   help="seconds a new connection has to say hello (default: 10)")
+    p.add_argument("--hello-timeout", type=float, default=5.0,
+                   help="seconds a new connection has to say hello (default: 5)")
+    p.add_argument("--idle-timeout", type=float, default=60.0,
+                   help="close a conversation whose client sends nothing for this many seconds (default: 60)")
+    p.add_argument("--max-pending", type=int, default=32,
+                   help="connections that have not said hello yet, in all (default: 32; the oldest is dropped)")
+    p.add_argument("--max-pending-per-address", type=int, default=8,
+                   help="connections that have not said hello yet, per client address (default: 8; "
+                        "raise it behind a reverse proxy, where every client has the proxy's address)")
     p.add_argument("--allow-origin", action="append", metavar="ORIGIN", default=[],
                    help="another web origin allowed to open conversations (e.g. https://app.example); "
                         "the server's own page is always allowed")
@@ -77,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         add_redactor(lambda text: text.replace(secret, "***"))
     check_bind(args.host, token)  # before loading any model: a refused address fails at once
     config = ServeConfig(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions,
-                         hello_timeout=args.hello_timeout, allowed_origins=tuple(args.allow_origin))
+                         hello_timeout=args.hello_timeout, idle_timeout=args.idle_timeout,
+                         max_pending=args.max_pending, max_pending_per_address=args.max_pending_per_address,
+                         allowed_origins=tuple(args.allow_origin))
     assistant = load_assistant(args.assistant)
     asr_name = args.asr or DEFAULT_ASR
     vad_name = args.vad or DEFAULT_VAD

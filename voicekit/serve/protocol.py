@@ -26,6 +26,7 @@ import enum
 import hmac
 import json
 import math
+import re
 from typing import Any, Final
 
 import attrs
@@ -141,6 +142,17 @@ ServerMessage = Ready | AudioFormat | EventMessage | ErrorMessage | ReplyAudio
 
 # -- encoding -----------------------------------------------------------------------------------
 
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    """``value`` as text that can be sent as UTF-8: JSON lets a client write a lone surrogate
+    (``"\\udc80"``), which no UTF-8 encoder accepts; it becomes U+FFFD."""
+    if value.isascii():
+        return value
+    return _SURROGATE.sub("\ufffd", value)
+
+
 def _jsonable(value: Any) -> Any:
     """Plain JSON values; NaN and infinities (invalid JSON for browsers) become null."""
     if isinstance(value, float):
@@ -149,7 +161,9 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, (int, bool)):
         return value
     return str(value)
 
@@ -186,6 +200,9 @@ def _parse_json(data: str, *, limit: int | None) -> dict[str, Any]:
         raise ProtocolError(f"text message is not valid JSON ({exc.msg} at position {exc.pos}); "
                             "send a JSON object such as {\"type\": \"hello\", ...}",
                             close_code=CloseCode.UNSUPPORTED_DATA) from None
+    except RecursionError:  # e.g. 4 KB of "[[[[...": nesting no client message needs
+        raise ProtocolError("text message is nested too deeply; send a flat JSON object such as "
+                            "{\"type\": \"hello\", ...}", close_code=CloseCode.UNSUPPORTED_DATA) from None
     if not isinstance(body, dict):
         raise ProtocolError(f"text message must be a JSON object with a \"type\", got a {type(body).__name__}",
                             close_code=CloseCode.UNSUPPORTED_DATA)
@@ -226,7 +243,7 @@ def parse_hello(body: dict[str, Any]) -> Hello:
     token = _field(body, "token", str, None, "a string")
     client = _field(body, "client", str, None, "a string")
     return Hello(sample_rate=rate, channels=channels, format=fmt, version=version, token=token,
-                 client=client[:100] if client else None)
+                 client=_text(client[:100]) if client else None)
 
 
 def decode_server(data: str | bytes) -> ServerMessage:
@@ -326,5 +343,7 @@ class ServerProtocol:
             raise ProtocolError("this server needs a token: put it in the hello (the page reads it from "
                                 "the URL as #token=...)", code="unauthorized",
                                 close_code=CloseCode.POLICY_VIOLATION)
-        if not hmac.compare_digest(token.encode("utf-8"), self._token.encode("utf-8")):
+        # surrogatepass: a token with a lone surrogate (valid JSON, not valid UTF-8) is just wrong
+        given, expected = token.encode("utf-8", "surrogatepass"), self._token.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, expected):
             raise ProtocolError("wrong token", code="unauthorized", close_code=CloseCode.POLICY_VIOLATION)

@@ -9,12 +9,16 @@ runs in the connection's nursery, so a closed socket cancels it and nothing outl
 
 Protections: loopback by default (a non-loopback address needs a token); the token checked in
 the hello; Host checked against DNS rebinding and Origin against cross-site pages; message size
-limits; a cap on concurrent conversations; timeouts for the HTTP request head and the hello.
+limits; a cap on concurrent conversations that only a client past its hello can take; a separate,
+small pool (global and per client address) for connections that have not said hello yet; timeouts
+for the HTTP request head, the hello and an idle conversation. docs/security.md has the reasons.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import struct
+from collections import Counter
 from collections.abc import Callable
 from http import HTTPStatus
 from importlib import resources
@@ -48,6 +52,7 @@ from voicekit.serve.protocol import (
     ProtocolError,
     Ready,
     ServerProtocol,
+    State,
     encode,
 )
 from voicekit.session.interruption import InterruptionPolicy
@@ -114,7 +119,14 @@ class ServeConfig:
     port: int = attrs.field(default=8765, validator=_port)
     token: str | None = attrs.field(default=None, repr=lambda t: "None" if t is None else "'***'")
     max_sessions: int = attrs.field(default=4, validator=_positive("serve", "max_sessions"))
-    hello_timeout: float = attrs.field(default=10.0, validator=_positive("serve", "hello_timeout"))
+    #: Connections that have not said a valid hello yet (HTTP requests, WebSockets before the hello):
+    #: they never hold a session slot; this pool is bounded on its own (the oldest is dropped when full) ...
+    max_pending: int = attrs.field(default=32, validator=_positive("serve", "max_pending"))
+    #: ... and per client address (one more is refused with HTTP 429).
+    max_pending_per_address: int = attrs.field(default=8, validator=_positive("serve", "max_pending_per_address"))
+    hello_timeout: float = attrs.field(default=5.0, validator=_positive("serve", "hello_timeout"))
+    #: A conversation whose client sends nothing for this long (before its end message) is closed.
+    idle_timeout: float = attrs.field(default=60.0, validator=_positive("serve", "idle_timeout"))
     request_timeout: float = attrs.field(default=10.0, validator=_positive("serve", "request_timeout"))
     close_timeout: float = attrs.field(default=2.0, validator=_positive("serve", "close_timeout"))
     max_audio_bytes: int = attrs.field(default=MAX_AUDIO_BYTES, validator=_positive("serve", "max_audio_bytes"))
@@ -229,11 +241,15 @@ class WebSocketSink:
 # -- HTTP ---------------------------------------------------------------------------------------
 
 class _PrefixedStream(trio.abc.Stream):
-    """A stream that first returns bytes already read from it (the HTTP request head)."""
+    """The socket as the WebSocket layer sees it: it first returns bytes already read (the HTTP
+    request head), notes whether a close frame went out, and does not close the socket when asked
+    to: the server does that itself, after sending the close frame the WebSocket layer leaves out
+    on a frame-level protocol error, and after a lingering close (see :func:`_linger`)."""
 
     def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
         self.stream = stream
         self.prefix = prefix
+        self.sent_close = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self.prefix:
@@ -243,6 +259,9 @@ class _PrefixedStream(trio.abc.Stream):
         return bytes(await self.stream.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        # each call carries whole frames; a server frame starting 0x88 is a (final) close frame
+        if bytes(data[:1]) == b"\x88":
+            self.sent_close = True
         await self.stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -253,7 +272,35 @@ class _PrefixedStream(trio.abc.Stream):
             await self.stream.send_eof()
 
     async def aclose(self) -> None:
-        await self.stream.aclose()
+        await trio.lowlevel.checkpoint()  # the server closes the socket (VoiceServer._handle)
+
+
+#: Close codes the WebSocket layer reports for frames it could not parse.
+_FRAME_ERRORS: Final = frozenset({CloseCode.PROTOCOL_ERROR, 1007, CloseCode.MESSAGE_TOO_BIG})
+
+
+def _close_frame(code: int, reason: str) -> bytes:
+    """An unmasked (server) close frame."""
+    payload = struct.pack("!H", code) + _close_reason(reason).encode("utf-8")
+    return bytes([0x88, len(payload)]) + payload
+
+
+async def _linger(stream: trio.abc.Stream, seconds: float, *, limit: int = 1 << 20) -> None:
+    """Half-close, then read and drop what the client still sends, until it closes, ``seconds``
+    pass or ``limit`` bytes arrived. Closing a socket that has unread data makes the kernel send a
+    reset, which can destroy the last answer (an HTTP error, a close frame) before the client reads it."""
+    with trio.move_on_after(seconds):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            total = 0
+            while total < limit:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                total += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return
 
 
 @attrs.frozen
@@ -267,16 +314,27 @@ class _Request:
         return "websocket" in self.headers.get("upgrade", "").lower()
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
 async def _read_head(stream: trio.abc.Stream, conn: h11.Connection) -> tuple[_Request, bytes] | None:
+    """The request head (at most :data:`MAX_REQUEST_HEAD` bytes, else :class:`_HeadTooLarge`) and
+    every byte read so far."""
     raw = bytearray()
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
+            if len(raw) > MAX_REQUEST_HEAD:
+                raise _HeadTooLarge
             data = bytes(await stream.receive_some(4096))
             raw += data
             conn.receive_data(data)  # b"" = the peer closed
             continue
         if isinstance(event, h11.Request):
+            ends = [i + n for i, n in ((raw.find(b"\r\n\r\n"), 4), (raw.find(b"\n\n"), 2)) if i >= 0]
+            if not ends or min(ends) > MAX_REQUEST_HEAD:  # h11 only limits a head it has not seen whole
+                raise _HeadTooLarge
             headers: dict[str, str] = {}
             for name, value in event.headers:
                 key = name.decode("latin-1").lower()
@@ -321,7 +379,11 @@ class ServerStats:
     sessions_finished: int = 0
     rejected_busy: int = 0
     rejected_unauthorized: int = 0
-    protocol_errors: int = 0
+    protocol_errors: int = 0  # bad messages and frames the WebSocket layer could not parse
+    rejected_address: int = 0  # refused: too many unauthenticated connections from one address
+    evicted: int = 0  # unauthenticated connections dropped because the pool was full
+    idle_closed: int = 0  # conversations closed by the idle timeout
+    connection_failures: int = 0  # connections that ended in an unexpected exception (logged)
     end_reasons: list[str] = attrs.Factory(list)  # how each session ended: "input ended", "cancelled", ...
 
 
@@ -348,6 +410,45 @@ def _only_cancelled(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
+def _must_propagate(exc: BaseException) -> bool:
+    """What a connection may pass up to the server: Ctrl-C, and the server's own cancellation.
+    Anything else (an error, ``SystemExit`` from a handler, a mix with a cancellation) ends that
+    connection only; a pending cancellation is delivered again at the server's next checkpoint."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[0] is not None or _only_cancelled(exc)
+    return isinstance(exc, (KeyboardInterrupt, trio.Cancelled))
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for the first real error in ``exc`` (exception groups unwrapped, secrets redacted)."""
+    leaf = exc
+    while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+        leaf = next((e for e in leaf.exceptions if not _only_cancelled(e)), leaf.exceptions[0])
+    text = str(leaf).strip().splitlines()[0] if str(leaf).strip() else ""
+    if isinstance(leaf, Exception) and text:
+        return redact(text)
+    return redact(f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__)
+
+
+@attrs.define(eq=False)
+class _Ticket:
+    """A connection that has not said a valid hello yet: it holds a place in the pending pool
+    (and in its address's share of it) until it is answered, admitted, or evicted."""
+
+    address: str
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    evicted: bool = False
+    released: bool = False
+
+
+def _peer_address(stream: trio.abc.Stream) -> str:
+    try:
+        peer = stream.socket.getpeername()  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return "?"
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
 def _close_reason(text: str) -> str:
     """WebSocket close reasons must fit in 123 bytes."""
     data = text.encode("utf-8")[:120]
@@ -362,10 +463,12 @@ class VoiceServer:
         self.recipe = recipe
         self.config = config or ServeConfig()
         self.port: int | None = None
-        self.active = 0  # admitted WebSocket conversations (waiting for hello, or running)
+        self.active = 0  # running conversations (each past a valid hello)
         self.stats = ServerStats()
         self._static: dict[str, bytes] = {}
         self._loopback = is_loopback(self.config.host)
+        self._pending: dict[_Ticket, None] = {}  # insertion-ordered: the oldest first
+        self._per_address: Counter[str] = Counter()
 
     @property
     def url(self) -> str:
@@ -394,23 +497,81 @@ class VoiceServer:
         task_status.started(self.url)
         await trio.serve_listeners(self._handle, listeners)
 
+    # -- the pending (not yet authenticated) pool
+
+    def _admit(self, address: str) -> _Ticket | None:
+        """A place in the pending pool, or None when ``address`` has its share already. When the
+        pool is full the oldest pending connection makes room: a flood can only push out other
+        unauthenticated connections, and a client that says hello at once still gets through."""
+        cfg = self.config
+        if self._per_address[address] >= cfg.max_pending_per_address:
+            return None
+        while len(self._pending) >= cfg.max_pending:
+            oldest = next(iter(self._pending))
+            oldest.evicted = True
+            oldest.scope.cancel()
+            self._release(oldest)
+            self.stats.evicted += 1
+        ticket = _Ticket(address)
+        self._pending[ticket] = None
+        self._per_address[address] += 1
+        return ticket
+
+    def _release(self, ticket: _Ticket) -> None:
+        if ticket.released:
+            return
+        ticket.released = True
+        self._pending.pop(ticket, None)
+        self._per_address[ticket.address] -= 1
+        if self._per_address[ticket.address] <= 0:
+            del self._per_address[ticket.address]
+
+    @property
+    def pending(self) -> int:
+        """Connections that have not said a valid hello yet."""
+        return len(self._pending)
+
+    # -- connections
+
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.stats.connections += 1
+        cfg = self.config
+        address = _peer_address(stream)
         async with stream:
             try:
-                await self._handle_http(stream)
+                ticket = self._admit(address)
+                if ticket is None:
+                    self.stats.rejected_address += 1
+                    log.info("refused", code="too_many_connections", client=address)
+                    await _respond(stream, h11.Connection(h11.SERVER), 429,
+                                   f"too many connections from {address} that have not started a conversation "
+                                   f"(at most {cfg.max_pending_per_address}); try again later\n".encode())
+                    await _linger(stream, min(0.5, cfg.close_timeout), limit=64 * 1024)
+                    return
+                try:
+                    with ticket.scope:
+                        await self._handle_http(stream, ticket)
+                        await _linger(stream, cfg.close_timeout)
+                finally:
+                    self._release(ticket)
             except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
                 pass  # the peer left
-            except Exception as exc:  # one bad connection must never stop the server
-                log.warning("connection failed", error=redact(f"{type(exc).__name__}: {exc}"))
+            except BaseException as exc:  # one bad connection must never stop the server
+                if _must_propagate(exc):
+                    raise
+                self.stats.connection_failures += 1
+                log.warning("connection failed", error=_describe(exc))
 
-    async def _handle_http(self, stream: trio.SocketStream) -> None:
+    async def _handle_http(self, stream: trio.SocketStream, ticket: _Ticket) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
         try:
             with trio.fail_after(self.config.request_timeout):
                 got = await _read_head(stream, conn)
         except trio.TooSlowError:
             await _respond(stream, conn, 408, b"request head not received in time\n")
+            return
+        except _HeadTooLarge:
+            await _respond(stream, conn, 431, f"request head over {MAX_REQUEST_HEAD} bytes\n".encode())
             return
         except h11.RemoteProtocolError as exc:
             await _respond(stream, conn, exc.error_status_hint, f"bad HTTP request: {exc}\n".encode())
@@ -435,7 +596,7 @@ class VoiceServer:
             if refusal is not None:
                 await _respond(stream, conn, 403, refusal.encode() + b"\n")
                 return
-            await self._websocket(stream, raw)
+            await self._websocket(stream, raw, ticket)
             return
         if request.method not in ("GET", "HEAD"):
             await _respond(stream, conn, 405, b"only GET and HEAD\n", extra=(("allow", "GET, HEAD"),))
@@ -476,25 +637,40 @@ class VoiceServer:
         return (f"origin {origin!r} may not open a conversation: only this server's own page can "
                 "(or start the server with --allow-origin ORIGIN)")
 
-    async def _websocket(self, stream: trio.SocketStream, head: bytes) -> None:
+    async def _websocket(self, stream: trio.SocketStream, head: bytes, ticket: _Ticket) -> None:
         cfg = self.config
         ws: WebSocketConnection | None = None
+        wrapped = _PrefixedStream(stream, head)
         async with trio.open_nursery() as nursery:
             with trio.move_on_after(cfg.request_timeout):  # a handshake wsproto rejected never completes
                 request = await trio_websocket.wrap_server_stream(
-                    nursery, _PrefixedStream(stream, head),
-                    max_message_size=2 * max(cfg.max_audio_bytes, cfg.max_text_bytes))
+                    nursery, wrapped, max_message_size=2 * max(cfg.max_audio_bytes, cfg.max_text_bytes))
                 ws = await request.accept()
             if ws is None:
                 nursery.cancel_scope.cancel()
                 return
             code, reason = int(CloseCode.INTERNAL_ERROR), "server error"
             try:
-                code, reason = await self._converse(ws)
+                code, reason = await self._converse(ws, ticket)
             finally:
                 with trio.move_on_after(cfg.close_timeout) as scope:
                     scope.shield = True
+                    if ticket.evicted:
+                        code, reason = CloseCode.TRY_AGAIN_LATER, "too many connections waiting for a hello"
+                        await self._send_error(ws, ErrorMessage(
+                            code="busy", message="too many connections are waiting to say hello; this one waited "
+                                                 "longest and was dropped: say hello at once after connecting"))
                     await ws.aclose(code, _close_reason(reason))
+                    closed = ws.closed
+                    if closed is not None and closed.code in _FRAME_ERRORS and not wrapped.sent_close:
+                        # a frame the WebSocket layer could not parse: it dropped the connection without
+                        # telling the client why; tell it (RFC 6455 §7.1.7: fail with a close frame)
+                        self.stats.protocol_errors += 1
+                        log.info("refused", code="bad_frame", close_code=closed.code, error=closed.reason)
+                        try:
+                            await stream.send_all(_close_frame(closed.code, closed.reason or "protocol error"))
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            pass
                 nursery.cancel_scope.cancel()
 
     async def _send_error(self, ws: WebSocketConnection, error: ErrorMessage) -> None:
@@ -503,21 +679,7 @@ class VoiceServer:
         except ConnectionClosed:
             pass
 
-    async def _converse(self, ws: WebSocketConnection) -> tuple[int, str]:
-        if self.active >= self.config.max_sessions:
-            self.stats.rejected_busy += 1
-            n = self.config.max_sessions
-            await self._send_error(ws, ErrorMessage(
-                code="busy", message=f"the server is busy: {n} conversation{'s' if n != 1 else ''} already "
-                                     "running (its --max-sessions limit); try again later"))
-            return CloseCode.TRY_AGAIN_LATER, "server busy"
-        self.active += 1
-        try:
-            return await self._converse_admitted(ws)
-        finally:
-            self.active -= 1
-
-    async def _converse_admitted(self, ws: WebSocketConnection) -> tuple[int, str]:
+    async def _converse(self, ws: WebSocketConnection, ticket: _Ticket) -> tuple[int, str]:
         cfg = self.config
         proto = ServerProtocol(token=cfg.token, max_audio_bytes=cfg.max_audio_bytes,
                                max_text_bytes=cfg.max_text_bytes)
@@ -534,6 +696,22 @@ class VoiceServer:
         except ConnectionClosed:
             return CloseCode.NORMAL, ""
         assert isinstance(hello, Hello)
+        if self.active >= cfg.max_sessions:
+            self.stats.rejected_busy += 1
+            n = cfg.max_sessions
+            await self._send_error(ws, ErrorMessage(
+                code="busy", message=f"the server is busy: {n} conversation{'s' if n != 1 else ''} already "
+                                     "running (its --max-sessions limit); try again later"))
+            return CloseCode.TRY_AGAIN_LATER, "server busy"
+        self.active += 1
+        self._release(ticket)  # authenticated: from now on it holds a session slot, not a pending place
+        try:
+            return await self._conversation(ws, proto, hello)
+        finally:
+            self.active -= 1
+
+    async def _conversation(self, ws: WebSocketConnection, proto: ServerProtocol, hello: Hello) -> tuple[int, str]:
+        cfg = self.config
         rate = self.recipe.reply_rate
         source = WebSocketSource(hello.sample_rate)
         sink = WebSocketSink(ws, rate) if rate else None
@@ -571,9 +749,21 @@ class VoiceServer:
     async def _pump(self, ws: WebSocketConnection, proto: ServerProtocol, source: WebSocketSource,
                     conv: _Conversation) -> None:
         """The browser → session direction; the peer closing the socket ends the conversation."""
+        idle = self.config.idle_timeout
         try:
             while True:
-                message = proto.receive(await ws.get_message())
+                with trio.move_on_after(idle) as waiting:
+                    data = await ws.get_message()
+                if waiting.cancelled_caught:
+                    if proto.state is State.ENDED:
+                        continue  # the input has ended: the session finishes its replies, then closes
+                    self.stats.idle_closed += 1
+                    log.info("idle", seconds=idle)
+                    conv.finish(CloseCode.POLICY_VIOLATION, "idle timeout", ErrorMessage(
+                        code="idle_timeout", message=f"nothing received for {idle:g} s; send audio, or "
+                                                     "{\"type\": \"end\"} when the microphone stops"))
+                    return
+                message = proto.receive(data)
                 if isinstance(message, Audio):
                     if message.pcm:
                         await source.push(message.pcm)
@@ -596,11 +786,13 @@ class VoiceServer:
             if _only_cancelled(exc):
                 reason = "cancelled"
                 raise
-            if not isinstance(exc, Exception):
-                reason = "error"
+            reason = "error"
+            if _must_propagate(exc):  # Ctrl-C
                 raise
-            reason = "error"  # already an error event; _forward ends the conversation after it
+            # an error (already an error event), or SystemExit & co. from a handler: this
+            # conversation fails, the server goes on; _forward ends the conversation after the events
             conv.failure = exc
+            log.warning("session failed", error=_describe(exc))
         finally:
             self.stats.sessions_finished += 1
             self.stats.end_reasons.append(reason)
@@ -614,10 +806,7 @@ class VoiceServer:
             conv.finish(CloseCode.GOING_AWAY, "client left")
             return
         if conv.failure is not None:
-            leaf = conv.failure
-            while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
-                leaf = leaf.exceptions[0]
-            text = redact(str(leaf).strip().splitlines()[0] if str(leaf).strip() else type(leaf).__name__)
+            text = _describe(conv.failure)
             conv.finish(CloseCode.INTERNAL_ERROR, "session failed",
                         ErrorMessage(code="session_failed", message=f"the session failed: {text}"))
         else:
