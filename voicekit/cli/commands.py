@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from voicekit.audio.sources import AudioSource, open_source
 from voicekit.errors import AudioError, ConfigError, PluginError, VoicekitError
 from voicekit.formats import render
 from voicekit.logging import configure
+from voicekit.outputs import OutputError, check_folder, check_target, partial_name, refuse_input, write_atomic
 from voicekit.plugins.build import (
     DEFAULT_ASR,
     DEFAULT_TTS,
@@ -56,6 +59,23 @@ def _trio_run(fn: Any, *args: Any) -> Any:
         raise _unwrap(group) from None
 
 
+def _warn(message: str) -> None:
+    """A warning about the input, shown at every verbosity (results stay on stdout)."""
+    try:
+        print(f"voicekit: warning: {message}", file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):  # stderr is gone: nothing to tell
+        pass
+
+
+def _is_stream(path: str) -> bool:
+    """A named pipe, /dev/stdin or <(...): read once, never probed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
 def _source(spec: str, *, realtime: bool) -> AudioSource:
     if spec == "mic":
         try:
@@ -65,11 +85,13 @@ def _source(spec: str, *, realtime: bool) -> AudioSource:
                 "microphone input needs PyAudio: install 'voicekit[audio]' (and apt portaudio19-dev); "
                 "or pass --input FILE") from exc
         return MicrophoneSource()
-    if spec != "-":
+    if spec == "-":
+        return open_source(spec, sample_rate=16000, realtime=realtime)
+    if not _is_stream(spec):
         from voicekit.audio.sources import probe
 
         probe(spec)  # a missing, empty or non-audio file fails here with one clear line
-    return open_source(spec, sample_rate=16000, realtime=realtime)
+    return open_source(spec, sample_rate=16000, realtime=realtime, on_warning=_warn)
 
 
 def _sink(spec: str, rate: int) -> AudioSink | None:
@@ -100,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     from voicekit.cli.output import Printer
 
     configure(_log_level(args.verbose))
+    if args.output not in ("speaker", "none") and args.input not in ("mic", "-"):
+        refuse_input(args.output, [args.input], what="--output")  # before anything is opened
     assistant = load_assistant(args.assistant)
     asr_name = args.asr or DEFAULT_ASR
     vad_name = args.vad or DEFAULT_VAD
@@ -124,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     errors: list[ev.Error] = []
 
     async def main() -> int:
+        ok = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(session.run)
@@ -131,8 +156,14 @@ def run(args: argparse.Namespace) -> int:
                     printer(event)
                     if isinstance(event, ev.Error):
                         errors.append(event)
+            ok = True
+        except KeyboardInterrupt:
+            ok = True  # Ctrl-C is how a microphone session ends: keep what was recorded
+            raise
         finally:
-            if sink is not None:
+            if isinstance(sink, WavFileSink) and not ok:
+                sink.discard()  # a failed run leaves no half-written reply file
+            elif sink is not None:
                 await sink.aclose()
         if isinstance(sink, WavFileSink) and not args.json:
             print(f"(reply audio written to {args.output})", file=sys.stderr)
@@ -168,45 +199,106 @@ class _Bar:
             sys.stderr.write("\n")
 
 
+def _plan_outputs(files: list[str], output: str, fmt: str) -> list[str] | None:
+    """Where each input's transcript goes (None: stdout), checked before any work is done."""
+    if output == "-":
+        return None
+    many = len(files) > 1
+    if many or os.path.isdir(output) or output.endswith(("/", os.sep)):
+        if os.path.exists(output) and not os.path.isdir(output):
+            raise OutputError(f"-o {output!r} is a file, but {len(files)} inputs need a folder — "
+                              "give a folder (it is created if missing) or one input")
+        if not os.path.exists(output) and Path(output).suffix and not output.endswith(("/", os.sep)):
+            raise OutputError(f"-o {output!r} looks like a file name, but {len(files)} inputs need a folder — "
+                              f"give a folder, e.g. -o {Path(output).stem}/")
+        if not os.path.exists(output):
+            try:
+                os.makedirs(output)
+            except OSError as exc:
+                raise OutputError(f"cannot create output folder {output!r}: {exc.strerror} — "
+                                  "pick a writable place") from None
+        check_folder(output)
+        targets = [os.path.join(output, Path(path).stem + "." + fmt) for path in files]
+        seen: dict[str, str] = {}
+        for path, target in zip(files, targets, strict=True):
+            if target in seen:
+                raise OutputError(f"{seen[target]!r} and {path!r} would both be written to {target!r} — "
+                                  "transcribe them into different folders")
+            seen[target] = path
+    else:
+        check_target(output)
+        targets = [output]
+    for target in targets:
+        refuse_input(target, files, what="-o")
+        refuse_input(partial_name(target), files, what="-o (partial result)")
+    return targets
+
+
 def transcribe(args: argparse.Namespace) -> int:
     from voicekit.audio.sources import FileSource, probe
+    from voicekit.transcribe import TranscriptionFailed
     from voicekit.transcribe import transcribe as run_transcribe
 
     configure(_log_level(args.verbose))
+    files: list[str] = list(args.files)
+    targets = _plan_outputs(files, args.output, args.format)  # a bad -o fails here, not after the work
     asr_name = args.asr or DEFAULT_ASR
     asr = make_asr(asr_name, **parse_options(args.asr_option))
     vad = make_vad(args.vad or DEFAULT_VAD, sample_rate=16000)
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-    many = len(args.files) > 1
-    out_dir: Path | None = None
-    if many and args.output != "-":
-        out_dir = Path(args.output)
-        out_dir.mkdir(parents=True, exist_ok=True)
+    many = len(files) > 1
     failures = 0
-    for path in args.files:
+
+    def emit(path: str, segments: list[Any], target: str | None, *, partial: bool) -> None:
+        text = render(segments, args.format, source=str(path))
+        if target is not None:
+            write_atomic(target, text.encode("utf-8"), what="transcript")
+            return
+        if many and args.format == "txt":
+            sys.stdout.write(f"== {path}" + (" (incomplete)" if partial else "") + "\n")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    for index, path in enumerate(files):
+        target = targets[index] if targets is not None else None
+        bar = _Bar(Path(path).name, None, show)
         try:
-            info = probe(path)  # reads the header: a bad file fails here, before any work
-            source = FileSource(path, sample_rate=16000)
-            bar = _Bar(Path(path).name, info.duration, show)
+            info = None if _is_stream(path) else probe(path)  # a bad file fails here, before any work
+            source = FileSource(path, sample_rate=16000, on_warning=_warn)
+            bar.duration = info.duration if info is not None else None
             segments = _trio_run(_transcribe_one, run_transcribe, source, asr, vad, bar,
                                  SessionConfig(language=args.language))
             bar.done()
+        except TranscriptionFailed as exc:
+            bar.done()
+            failures += 1
+            kept = ""
+            if exc.segments:
+                where = partial_name(target) if target is not None else None
+                emit(path, exc.segments, where, partial=True)
+                kept = (f"; the {len(exc.segments)} segment(s) recognised up to {exc.recognised_until:.1f} s "
+                        + (f"are in {where!r}" if where else "are printed above"))
+            print(f"voicekit: error: {path}: {_one_line(exc)}{kept}", file=sys.stderr)
+            if not isinstance(exc.error, AudioError):
+                rest = len(files) - index - 1
+                if rest:
+                    print(f"voicekit: error: skipped {rest} remaining file(s) after that error", file=sys.stderr)
+                return 1
+            continue
         except AudioError as exc:
-            print(f"voicekit: error: {exc}", file=sys.stderr)
+            bar.done()
+            print(f"voicekit: error: {_one_line(exc)}", file=sys.stderr)
             failures += 1
             continue
-        text = render(segments, args.format, source=str(path))
-        if out_dir is not None:
-            target = out_dir / (Path(path).stem + "." + args.format)
-            target.write_text(text, encoding="utf-8")
-        elif args.output != "-":
-            Path(args.output).write_text(text, encoding="utf-8")
-        else:
-            if many and args.format == "txt":
-                sys.stdout.write(f"== {path}\n")
-            sys.stdout.write(text)
-            sys.stdout.flush()
+        emit(path, segments, target, partial=False)
     return 1 if failures else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    from voicekit.logging import redact
+
+    lines = str(exc).strip().splitlines()
+    return redact(lines[0] if lines else type(exc).__name__)
 
 
 async def _transcribe_one(fn: Any, source: Any, asr: Any, vad: Any, bar: _Bar, config: SessionConfig) -> Any:
@@ -216,6 +308,10 @@ async def _transcribe_one(fn: Any, source: Any, asr: Any, vad: Any, bar: _Bar, c
 def plugins(args: argparse.Namespace) -> int:
     import attrs
 
+    if getattr(args, "name", None):
+        from voicekit.plugins.options import show_plugin
+
+        return show_plugin(args.name, as_json=args.json)
     infos = list_plugins()
     if args.json:
         rows = []

@@ -7,6 +7,7 @@ names ``register(subparsers)``, which adds parsers whose ``func(args) -> int`` d
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -66,6 +67,7 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _add_plugins(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("plugins", help="list installed plugins, their capabilities and load errors")
+    p.add_argument("name", nargs="?", help="show this plugin's options: types, defaults and help")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)
 
@@ -119,6 +121,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status when the reader of stdout went away (128 + SIGPIPE, what a shell reports for `cat`).
+EXIT_CLOSED_PIPE = 141
+
+
+def _closed_pipe() -> int:
+    """stdout's reader is gone (``voicekit ... | head``): end quietly, like any Unix filter."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail again
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_CLOSED_PIPE
+
+
+def _only(group: BaseExceptionGroup[BaseException], kind: type[BaseException]) -> BaseException | None:
+    """The first ``kind`` leaf of ``group`` if every other leaf is a cancellation, else None."""
+    import trio
+
+    match, rest = group.split(kind)
+    if match is None:
+        return None
+    if rest is not None:
+        _cancelled, others = rest.split(trio.Cancelled)
+        if others is not None:
+            return None
+    leaf: BaseException = match
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -128,8 +162,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VoicekitError as exc:
         print(f"voicekit: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return _closed_pipe()
     except KeyboardInterrupt:
         return 130
+    except BaseExceptionGroup as group:
+        if _only(group, BrokenPipeError) is not None:
+            return _closed_pipe()
+        if _only(group, KeyboardInterrupt) is not None:
+            return 130
+        err = _only(group, VoicekitError)
+        if err is not None:
+            print(f"voicekit: error: {_one_line(err)}", file=sys.stderr)
+            return 1
+        raise
 
 
 def _one_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from voicekit.asr.base import ASREngine
 from voicekit.errors import ConfigError, PluginError
 from voicekit.handlers.assistant import Assistant
+from voicekit.plugins.options import coerce_options
 from voicekit.plugins.registry import load
 from voicekit.tts.base import TTSEngine
 from voicekit.vad.base import VADBackend
@@ -18,10 +19,19 @@ DEFAULT_TTS = "espeak"
 
 
 def _construct(group: str, name: str, factory: Any, options: dict[str, Any]) -> Any:
+    """Check ``options`` against the plugin's declared schema, then build the plugin.
+
+    Text values (from ``--asr-option KEY=VALUE`` or a config file) are parsed for the option's
+    type; Python values are checked. See :mod:`voicekit.plugins.options`.
+    """
+    what = f"{group} plugin {name!r}"
+    checked = coerce_options(what, factory, options)
     try:
-        return factory(**options)
+        return factory(**checked)
     except TypeError as exc:
-        raise ConfigError(f"bad options for {group} plugin {name!r}: {exc}") from exc
+        raise ConfigError(f"bad options for {what}: {str(exc)[:200]}") from None
+    except ValueError as exc:  # a plugin's own check that did not use ConfigError
+        raise ConfigError(f"bad options for {what}: {str(exc)[:200]}") from None
 
 
 def make_asr(name: str = DEFAULT_ASR, **options: Any) -> ASREngine:
@@ -53,22 +63,18 @@ def load_assistant(spec: str) -> Assistant:
     return obj
 
 
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["key=value", ...]`` → dict; values parsed as int, float, bool or kept as text."""
-    out: dict[str, Any] = {}
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """``["key=value", ...]`` → ``{key: "value"}``, text kept as given.
+
+    The values are typed later, by the plugin's option schema (:func:`make_asr` and friends):
+    ``hotwords=a,b`` becomes a list, ``retry=5`` a number, ``api_key=123…`` stays text.
+    """
+    out: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"option {pair!r} must look like key=value")
-        value: Any = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for conv in (int, float):
-                try:
-                    value = conv(raw)
-                    break
-                except ValueError:
-                    pass
-        out[key.replace("-", "_")] = value
+            shown = pair if len(pair) <= 40 else pair[:40] + "…"
+            raise ConfigError(f"option {shown!r} must look like KEY=VALUE")
+        out[key.replace("-", "_")] = raw
     return out

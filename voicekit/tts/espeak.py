@@ -21,6 +21,7 @@ import trio
 
 from voicekit.audio.frame import SAMPLE_WIDTH, AudioFrame
 from voicekit.errors import ConfigError, TTSError
+from voicekit.plugins.options import Option
 from voicekit.tts.base import TTSCapabilities
 
 #: Language codes of the voices espeak-ng 1.51 ships (``espeak-ng --voices``); see also
@@ -107,6 +108,16 @@ class EspeakTTS:
         notes="formant synthesis via the espeak-ng program; instant, intelligible, robotic",
     )
     binary: ClassVar[str] = "espeak-ng"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("voice", "str", "en-us", "espeak-ng voice or language name (see 'espeak-ng --voices')"),
+        Option("rate_wpm", "int", 175, "speed in words per minute", minimum=80, maximum=450),
+        Option("pitch", "int", 50, "pitch 0-99", minimum=0, maximum=99),
+        Option("amplitude", "int", 100, "loudness 0-200 (100 is espeak-ng's default)", minimum=0, maximum=200),
+        Option("word_gap_ms", "int", 0, "extra pause between words, ms", minimum=0, maximum=1000),
+        Option("chunk_ms", "int", 20, "length of the audio chunks handed to the player, ms", minimum=1,
+               maximum=1000),
+        Option("binary", "str", None, "espeak-ng executable name or path"),
+    )
 
     def __init__(self, voice: str = "en-us", rate_wpm: int = 175, pitch: int = 50, *, amplitude: int = 100,
                  word_gap_ms: int = 0, chunk_ms: int = 20, binary: str | None = None, **kw: Any) -> None:

@@ -7,6 +7,7 @@ from typing import ClassVar
 import webrtcvad
 
 from voicekit.errors import ConfigError
+from voicekit.plugins.options import Option
 from voicekit.vad.base import VADCapabilities
 
 
@@ -21,6 +22,13 @@ class WebRTCVAD:
         sample_rates=(8000, 16000, 32000, 48000),
         frame_ms=(10, 20, 30),
         notes="GMM-based; mode 0-3 sets aggressiveness",
+    )
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("sample_rate", "int", 16000, "rate the VAD runs at (the session resamples to it)",
+               choices=("8000", "16000", "32000", "48000")),
+        Option("frame_ms", "int", 30, "frame length in ms", choices=("10", "20", "30")),
+        Option("mode", "int", 2, "aggressiveness: 0 lets most audio through as speech, 3 is strictest",
+               choices=("0", "1", "2", "3")),
     )
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 30, mode: int = 2) -> None:

@@ -168,6 +168,25 @@ class ApiKey:
         raise TypeError("ApiKey cannot be pickled")
 
 
+HTTP_BASE_ENV = "DASHSCOPE_HTTP_BASE_URL"
+WEBSOCKET_BASE_ENV = "DASHSCOPE_WEBSOCKET_BASE_URL"
+
+
+def env_base_urls() -> tuple[str | None, str | None]:
+    """``(websocket, http)`` base URLs from the official SDK's environment variables, if set.
+
+    ``DASHSCOPE_WEBSOCKET_BASE_URL`` (e.g. ``wss://dashscope.aliyuncs.com/api-ws/v1/inference``)
+    points the WebSocket APIs (task protocol, and the realtime API on the same host) elsewhere;
+    ``DASHSCOPE_HTTP_BASE_URL`` (e.g. ``https://dashscope.aliyuncs.com/api/v1``) the HTTP ones
+    (file transcription, uploads, vocabularies, compatible mode). voicekit takes the scheme and
+    host of each (the standard paths are kept). Precedence: an explicit ``base_url`` setting,
+    then these variables, then the region's host.
+    """
+    ws = os.environ.get(WEBSOCKET_BASE_ENV, "").strip() or None
+    http = os.environ.get(HTTP_BASE_ENV, "").strip() or None
+    return ws, http
+
+
 def resolve_api_key(value: str | ApiKey | None = None, *, required: bool = True) -> ApiKey | None:
     """The key from an explicit setting, else from ``DASHSCOPE_API_KEY``.
 

@@ -128,4 +128,11 @@ class Endpoints:
                        _with_path(base_url, CUSTOMIZATION_PATH, ws=False), None)
         r = get_region(region)
         host = r.host_for(workspace)
+        from voicekit_dashscope.auth import env_base_urls
+
+        ws_env, http_env = env_base_urls()  # the official SDK's variables: option > environment > region
+        if ws_env or http_env:
+            return cls(_with_path(ws_env, INFERENCE_PATH, ws=True) if ws_env else f"wss://{host}{INFERENCE_PATH}",
+                       _with_path(http_env, CUSTOMIZATION_PATH, ws=False) if http_env
+                       else f"https://{host}{CUSTOMIZATION_PATH}", None)
         return cls(f"wss://{host}{INFERENCE_PATH}", f"https://{host}{CUSTOMIZATION_PATH}", r)

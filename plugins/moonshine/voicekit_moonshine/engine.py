@@ -25,6 +25,7 @@ from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ASRError, ConfigError
 from voicekit.modelcache import shared_model
+from voicekit.plugins.options import Option
 
 RATE = 16000
 # moonshine_voice creates its native-library singleton without a lock: two transcribers built at
@@ -110,6 +111,14 @@ class MoonshineASR:
         offline=True,
         notes="embedded default; finals per VAD-endpointed utterance, partials by re-decoding",
         measured_wer=0.03,  # tests/test_cli.py::test_transcribe_librivox_word_error_rate (2.8 %)
+    )
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("model", "enum", "tiny-en", "Moonshine model (the wheel ships tiny-en)",
+               choices=("tiny-en", "base-en")),
+        Option("partial_interval", "float", 0.5, "seconds between partial results (0 turns partials off)",
+               minimum=0.0),
+        Option("max_utterance_s", "float", 25.0, "longest utterance decoded in one piece, seconds",
+               minimum=1.0),
     )
 
     def __init__(self, model: str = "tiny-en", partial_interval: float = 0.5,

@@ -33,6 +33,7 @@ import trio
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult, Word
 from voicekit.audio.frame import SAMPLE_WIDTH, AudioFrame
 from voicekit.errors import ASRError, ConfigError
+from voicekit.plugins.options import Option
 from voicekit_pocketsphinx.jsgf import GrammarError, check_grammar
 
 T = TypeVar("T")
@@ -152,6 +153,23 @@ class PocketSphinxASR:
         notes="JSGF grammar or keyword spotting (ASRConfig.grammar / .keywords); "
         "otherwise dictation with a small US English language model",
         measured_wer=0.28,  # dictation, bench/bench_pocketsphinx.py (commands: 0 %)
+    )
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("kws_threshold", "float", 1e-20, "keyword-spotting threshold in (0, 1]; smaller spots more",
+               minimum=0.0, maximum=1.0),
+        Option("dictionary", "str", None, "pronunciation dictionary file (default: the bundled CMUdict)"),
+        Option("lm", "str", None, "language model file for dictation (default: the bundled en-us model)"),
+        Option("hmm", "str", None, "acoustic model folder (default: the bundled en-us model)"),
+        Option("words", "json", None, "extra pronunciations as a JSON object {word: phones}"),
+        Option("partial_interval", "float", 0.5, "seconds between partial results", minimum=0.0),
+        Option("preroll", "float", 0.3, "seconds of audio kept before speech starts (0-1)",
+               minimum=0.0, maximum=1.0),
+        Option("threads", "int", 2, "decoder threads", minimum=1),
+        Option("loglevel", "enum", "ERROR", "pocketsphinx's own log level",
+               choices=("DEBUG", "INFO", "WARN", "ERROR", "FATAL")),
+        Option("decoder_options", "json", None, "extra decoder parameters as a JSON object"),
+        Option("grammar_file", "str", None, "JSGF grammar file (command mode)"),
+        Option("keywords", "list", None, "keyphrases to spot (comma separated)"),
     )
 
     def __init__(

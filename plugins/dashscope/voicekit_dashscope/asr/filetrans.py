@@ -22,20 +22,24 @@ import trio
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ConfigError
+from voicekit.plugins.options import Option
 from voicekit_dashscope.client.files import FileTranscriber
+from voicekit_dashscope.options import connection
 from voicekit_dashscope.protocol.files import FILE_MODELS, FileModel, FileOptions
-from voicekit_dashscope.regions import DEFAULT_REGION
+from voicekit_dashscope.regions import DEFAULT_REGION, check_model_region
 
 
 def file_capabilities(spec: FileModel) -> ASRCapabilities:
-    return ASRCapabilities(
+    from voicekit_dashscope.asr.models import guide_record
+
+    return guide_record(ASRCapabilities(
         name=spec.name, family=spec.family, mode="file", api="http", languages=spec.languages,
         hotwords=spec.vocabulary, prompt_context=spec.context_text, emotion=spec.emotion,
         diarization=spec.diarization, word_timestamps=True, partials=False,
         sample_rates=(spec.sample_rate,) if spec.sample_rate == 8000 else (16000, 8000, 24000, 44100, 48000),
         max_duration_s=spec.max_duration_s, max_file_bytes=spec.max_bytes, regions=spec.regions, offline=False,
         notes="asynchronous file task: results after the whole file" + (
-            "; diarization recommended for audio up to 2 h" if spec.diarization else ""))
+            "; diarization recommended for audio up to 2 h" if spec.diarization else "")))
 
 
 class _Stream:
@@ -79,12 +83,24 @@ class _Stream:
 class FileASR:
     capabilities: ClassVar[ASRCapabilities] = file_capabilities(FILE_MODELS["fun-asr"])
     spec: ClassVar[FileModel] = FILE_MODELS["fun-asr"]
+    options: ClassVar[tuple[Option, ...]] = (
+        *connection(),
+        Option("diarization", "bool", False, "label speakers (models with diarization only)"),
+        Option("speaker_count", "int", None, "expected number of speakers, with diarization", minimum=2,
+               maximum=100),
+        Option("vocabulary_id", "str", None, "hotword list id (voicekit hotwords create)"),
+        Option("language", "str", None, "language code hint, e.g. en"),
+        Option("context", "str", None, "context text: domain terms, names (qwen3-asr-flash-filetrans)"),
+        Option("deadline", "float", 3600.0, "seconds to wait for the result", minimum=1.0),
+        Option("poll_first", "float", 1.0, "first poll interval, seconds", minimum=0.01),
+    )
 
     def __init__(self, api_key: Any = None, *, region: str = DEFAULT_REGION, workspace: str | None = None,
                  base_url: str | None = None, diarization: bool = False, speaker_count: int | None = None,
                  vocabulary_id: str | None = None, language: str | None = None, context: str | None = None,
                  deadline: float = 3600.0, poll_first: float = 1.0) -> None:
-        if diarization and not self.spec.diarization:
+        check_model_region(self.spec.name, region)  # also with base_url: the region decides what the key reaches
+        if diarization and not self.capabilities.diarization:
             raise ConfigError(f"{self.spec.name} has no diarization; use fun-asr or paraformer-v2")
         self.client = FileTranscriber(api_key, region=region, workspace=workspace, base_url=base_url,
                                       poll_first=poll_first)

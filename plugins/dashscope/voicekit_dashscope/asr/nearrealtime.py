@@ -25,10 +25,13 @@ import trio
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ConfigError
+from voicekit.plugins.options import Option
+from voicekit_dashscope.asr.models import guide_record
 from voicekit_dashscope.auth import ApiKey
 from voicekit_dashscope.client.compat import ChatResult, CompatClient, wav_data_url
+from voicekit_dashscope.options import connection
 from voicekit_dashscope.protocol.files import _QWEN_LANGS
-from voicekit_dashscope.regions import DEFAULT_REGION, get_region
+from voicekit_dashscope.regions import DEFAULT_REGION, check_model_region, get_region, regional_model_name
 
 log = structlog.get_logger("voicekit.dashscope.nearrealtime")
 MAX_SYNC_SECONDS = 300.0
@@ -117,22 +120,35 @@ class _Stream:
 class Qwen3ASRFlash:
     """``qwen3-asr-flash`` as a near-real-time voicekit ASR plugin."""
 
-    capabilities: ClassVar[ASRCapabilities] = ASRCapabilities(
+    capabilities: ClassVar[ASRCapabilities] = guide_record(ASRCapabilities(
         name="qwen3-asr-flash", family="qwen3-asr", mode="near-realtime", api="http", languages=_QWEN_LANGS,
         hotwords=False, prompt_context=True, emotion=True, diarization=False, word_timestamps=False,
         partials=False, sample_rates=(16000, 8000, 24000, 48000), max_duration_s=MAX_SYNC_SECONDS,
         max_file_bytes=10 * 1024 * 1024, regions=("cn-beijing", "ap-southeast-1", "us-east-1"), offline=False,
-        notes="utterances (cut at 5 s) sent to the synchronous API; US region: native form only")
+        notes="utterances (cut at 5 s) sent to the synchronous API; US region: native form only"))
     model: ClassVar[str] = "qwen3-asr-flash"
+    options: ClassVar[tuple[Option, ...]] = (
+        *connection(),
+        Option("api", "enum", "compat", "compat: OpenAI-compatible chat completions; native: DashScope's own "
+                                        "(the only form in the US region)", choices=("compat", "native")),
+        Option("max_chunk_s", "float", 5.0, "longest piece sent at once, seconds; a long turn is cut at a pause "
+                                           "inside the last part of the window", minimum=0.5, maximum=MAX_SYNC_SECONDS),
+        Option("concurrency", "int", 4, "requests in flight at once", minimum=1, maximum=64),
+        Option("language", "str", None, "language code of the speech, e.g. en (default: detect)"),
+        Option("context", "str", None, "text that biases recognition: names, terms, the topic"),
+        Option("model", "str", None, "model name to call (default: qwen3-asr-flash, -us in the US region)"),
+        Option("transport", "object", None, "an httpx transport (Python only; tests)"),
+    )
 
     def __init__(self, api_key: str | ApiKey | None = None, *, region: str = DEFAULT_REGION,
                  workspace: str | None = None, base_url: str | None = None, api: str = "compat",
                  max_chunk_s: float = 5.0, concurrency: int = 4, language: str | None = None,
                  context: str | None = None, model: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        check_model_region(model or self.model, region)  # also with base_url: the region decides what the key reaches
         if api not in ("compat", "native"):
             raise ConfigError(f"api must be 'compat' (OpenAI-compatible) or 'native', not {api!r}")
-        if not base_url and get_region(region).id == "us-east-1" and api == "compat":
+        if get_region(region).id == "us-east-1" and api == "compat":
             raise ConfigError("qwen3-asr-flash has no OpenAI-compatible endpoint in the US region; use api='native'")
         if not 0.5 <= max_chunk_s <= MAX_SYNC_SECONDS:
             raise ConfigError(f"max_chunk_s must be between 0.5 and {MAX_SYNC_SECONDS:g} s")
@@ -145,8 +161,7 @@ class Qwen3ASRFlash:
         self.concurrency = concurrency
         self.language = language
         self.context = context
-        self.model_name = model or (self.model + ("-us" if not base_url and get_region(region).id == "us-east-1"
-                                                  else ""))
+        self.model_name = model or regional_model_name(self.model, region)
 
     async def recognize(self, pcm: bytes, rate: int, *, context: str | None = None,
                         language: str | None = None) -> ChatResult:

@@ -22,9 +22,11 @@ from typing import Any, ClassVar
 
 from voicekit.asr.base import ASRCapabilities
 from voicekit.errors import ConfigError
+from voicekit.plugins.options import Option
 from voicekit_dashscope.asr.nearrealtime import Qwen3ASRFlash
 from voicekit_dashscope.auth import ApiKey
 from voicekit_dashscope.client.compat import ChatResult, CompatClient, wav_data_url
+from voicekit_dashscope.options import without
 from voicekit_dashscope.protocol.realtime import ASR_LANGUAGES, OMNI3_LANGUAGES
 from voicekit_dashscope.regions import DEFAULT_REGION, get_region
 
@@ -36,12 +38,14 @@ _LANGS_3 = OMNI3_LANGUAGES
 
 
 def _caps(name: str, languages: tuple[str, ...], max_s: float, max_bytes: int) -> ASRCapabilities:
-    return ASRCapabilities(
+    from voicekit_dashscope.asr.models import guide_record
+
+    return guide_record(ASRCapabilities(
         name=name, family="qwen-omni", mode="near-realtime", api="http", languages=languages, hotwords=False,
         prompt_context=True, emotion=False, diarization=False, word_timestamps=False, partials=False,
         sample_rates=(16000, 24000, 48000, 8000), max_duration_s=max_s, max_file_bytes=max_bytes,
         regions=("cn-beijing", "ap-southeast-1"), offline=False,
-        notes="Omni as a transcriber: system-prompt context, no timestamps/hotwords/diarization")
+        notes="Omni as a transcriber: system-prompt context, no timestamps/hotwords/diarization"))
 
 
 class OmniHTTPASR(Qwen3ASRFlash):
@@ -49,6 +53,10 @@ class OmniHTTPASR(Qwen3ASRFlash):
 
     capabilities: ClassVar[ASRCapabilities] = _caps("qwen3.5-omni-plus", _LANGS_35, 3 * 3600.0, 2 * 1024 ** 3)
     model: ClassVar[str] = "qwen3.5-omni-plus"
+    options: ClassVar[tuple[Option, ...]] = (
+        *without(Qwen3ASRFlash.options, "api", "model"),
+        Option("prompt", "str", TRANSCRIBE_PROMPT, "system prompt that asks the model for a verbatim transcript"),
+    )
 
     def __init__(self, api_key: str | ApiKey | None = None, *, region: str = DEFAULT_REGION,
                  base_url: str | None = None, prompt: str = TRANSCRIBE_PROMPT, **kwargs: Any) -> None:

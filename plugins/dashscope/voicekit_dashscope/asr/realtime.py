@@ -23,15 +23,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
+import attrs
 import structlog
 import trio
 
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ASRError, ConfigError
+from voicekit.plugins.options import Option
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
 from voicekit_dashscope.client.realtime import Connector, RealtimeConnection, realtime_base_url, websocket_connector
 from voicekit_dashscope.errors import ConnectionLostError, DashScopeError
+from voicekit_dashscope.options import connection, model_option
 from voicekit_dashscope.protocol.realtime import (
     MODELS,
     AudioAppend,
@@ -57,7 +60,7 @@ from voicekit_dashscope.protocol.realtime import (
     check_session,
     get_realtime_model,
 )
-from voicekit_dashscope.regions import DEFAULT_REGION
+from voicekit_dashscope.regions import DEFAULT_REGION, check_model_region
 
 log = structlog.get_logger("voicekit.dashscope.realtime")
 MANUAL_LIMIT_S = 55.0  # the service refuses more than 60 s of audio per manual commit
@@ -67,17 +70,38 @@ TRANSCRIBE_INSTRUCTIONS = (
 
 
 def capabilities_for(spec: RealtimeModel, *, server_endpointing: bool) -> ASRCapabilities:
-    return ASRCapabilities(
+    from voicekit_dashscope.asr.models import guide_record
+
+    return guide_record(ASRCapabilities(
         name=spec.name, family=spec.family, mode="streaming", api="websocket", languages=spec.languages,
         hotwords=False, prompt_context=True, emotion=spec.emotion, word_timestamps=False, partials=True,
         sample_rates=spec.input_rates, max_duration_s=spec.session_limit_s, regions=spec.regions, offline=False,
-        server_endpointing=server_endpointing, notes=spec.notes)
+        server_endpointing=server_endpointing, notes=spec.notes))
+
+
+def _options(models: tuple[str, ...], default_model: str, default_mode: str) -> tuple[Option, ...]:
+    return (
+        model_option(default_model, models),
+        *connection(),
+        Option("sample_rate", "int", None, "audio rate sent to the service (default: the model's preferred "
+                                           "rate; the session resamples to it)", minimum=8000, maximum=48000),
+        Option("mode", "enum", default_mode, "server_vad: the service cuts turns; manual: the session's VAD "
+                                             "commits each utterance", choices=("server_vad", "manual")),
+        Option("language", "str", None, "language code of the speech, e.g. en (default: detect)"),
+        Option("context", "str", None, "text that biases recognition: names, terms, the topic"),
+        Option("vad_threshold", "float", None, "server VAD threshold (-1.0 to 1.0)", minimum=-1.0, maximum=1.0),
+        Option("silence_duration_ms", "int", None, "server VAD silence that ends a turn, ms", minimum=0),
+        Option("finish_timeout_s", "float", 20.0, "how long to wait for the last result, seconds", minimum=0.0),
+        Option("append_ms", "int", 100, "audio per append message, ms", minimum=10, maximum=1000),
+        Option("connector", "object", None, "a custom transport connector (Python only; tests)"),
+    )
 
 
 class _RealtimeASR:
     family: ClassVar[str]
     default_model: ClassVar[str]
-    capabilities: ClassVar[ASRCapabilities]
+    capabilities: ASRCapabilities  # the class's default model; an instance's own chosen model
+    options: ClassVar[tuple[Option, ...]]
     uses_response: bool = False  # the final transcript is a model response (Omni prompt-context mode)
 
     def __init__(self, model: str | None = None, *, api_key: str | ApiKey | None = None,
@@ -85,11 +109,18 @@ class _RealtimeASR:
                  connector: Connector | None = None, mode: str | None = None, language: str | None = None,
                  context: str | None = None, vad_threshold: float | None = None,
                  silence_duration_ms: int | None = None, finish_timeout_s: float = 20.0,
-                 append_ms: int = 100) -> None:
+                 append_ms: int = 100, sample_rate: int | None = None) -> None:
         self.model = model or self.default_model
         self.spec = get_realtime_model(self.model)
         if self.spec.family != self.family and not (self.family == "omni" and self.spec.is_omni):
             raise ConfigError(f"{self.model} is not a {self.family} model; use the {self.spec.name} entry point")
+        caps = capabilities_for(self.spec, server_endpointing=type(self).capabilities.server_endpointing)
+        if sample_rate is not None:
+            if sample_rate not in self.spec.input_rates:
+                raise ConfigError(f"{self.model} takes {', '.join(map(str, self.spec.input_rates))} Hz audio, "
+                                  f"not sample_rate={sample_rate}")
+            caps = attrs.evolve(caps, sample_rates=(sample_rate,))
+        self.capabilities = caps
         self.mode = mode or self._default_mode()
         if self.mode not in ("server_vad", "manual"):
             raise ConfigError(f"mode must be 'server_vad' or 'manual', not {self.mode!r}")
@@ -105,12 +136,8 @@ class _RealtimeASR:
             key = resolve_api_key(api_key)
             assert key is not None
             self.api_key: ApiKey | None = key
+            check_model_region(self.model, region)  # also with base_url: the region decides what the key reaches
             base = realtime_base_url(region, workspace=workspace, base_url=base_url)
-            if base_url is None and region and self.spec.regions:
-                from voicekit_dashscope.regions import get_region
-
-                if get_region(region).id not in self.spec.regions:
-                    raise ConfigError(f"{self.model} is not offered in region {region}; use one of {self.spec.regions}")
             connector = websocket_connector(key, base=base, workspace=workspace)
         else:
             self.api_key = None
@@ -165,6 +192,8 @@ class Qwen3ASRRealtime(_RealtimeASR):
     family = "qwen3-asr"
     default_model = "qwen3-asr-flash-realtime"
     capabilities = capabilities_for(MODELS["qwen3-asr-flash-realtime"], server_endpointing=True)
+    options = _options(tuple(n for n, m in MODELS.items() if m.family == "qwen3-asr"),
+                       "qwen3-asr-flash-realtime", "server_vad")
 
     def session(self, rate: int, config: ASRConfig) -> SessionConfig:
         language = self.language or (config.language.split("-")[0].lower() if config.language else None)
@@ -178,12 +207,21 @@ class Qwen3ASRRealtime(_RealtimeASR):
                              turn_detection=self.turn_detection())
 
 
+def _omni_options(default_model: str) -> tuple[Option, ...]:
+    models = tuple(n for n, m in MODELS.items() if m.is_omni)
+    return (*_options(models, default_model, "manual"),
+            Option("transcript_source", "enum", "response",
+                   "response: the model transcribes with the context; input: the built-in transcription",
+                   choices=("response", "input")))
+
+
 class OmniRealtimeASR(_RealtimeASR):
     """A Qwen-Omni realtime model used for transcription with prompt context injection."""
 
     family = "omni"
     default_model = "qwen3.5-omni-plus-realtime"
     capabilities = capabilities_for(MODELS["qwen3.5-omni-plus-realtime"], server_endpointing=False)
+    options = _omni_options("qwen3.5-omni-plus-realtime")
 
     def __init__(self, model: str | None = None, *, transcript_source: str = "response", **kwargs: Any) -> None:
         if transcript_source not in ("response", "input"):
@@ -407,13 +445,16 @@ class RealtimeASRStream:
 class Qwen35OmniPlusRealtimeASR(OmniRealtimeASR):
     default_model = "qwen3.5-omni-plus-realtime"
     capabilities = capabilities_for(MODELS["qwen3.5-omni-plus-realtime"], server_endpointing=False)
+    options = _omni_options("qwen3.5-omni-plus-realtime")
 
 
 class Qwen35OmniFlashRealtimeASR(OmniRealtimeASR):
     default_model = "qwen3.5-omni-flash-realtime"
     capabilities = capabilities_for(MODELS["qwen3.5-omni-flash-realtime"], server_endpointing=False)
+    options = _omni_options("qwen3.5-omni-flash-realtime")
 
 
 class Qwen3OmniFlashRealtimeASR(OmniRealtimeASR):
     default_model = "qwen3-omni-flash-realtime"
     capabilities = capabilities_for(MODELS["qwen3-omni-flash-realtime"], server_endpointing=False)
+    options = _omni_options("qwen3-omni-flash-realtime")

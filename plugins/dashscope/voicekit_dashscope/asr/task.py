@@ -18,23 +18,59 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
+import attrs
 import trio
 
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ASRError, ConfigError
+from voicekit.plugins.options import Option
 from voicekit_dashscope.asr.models import MODELS, ModelSpec, get_model
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
 from voicekit_dashscope.client.task import Recognizer, RetryPolicy, Timeouts, _leaves
+from voicekit_dashscope.options import connection, model_option
 from voicekit_dashscope.protocol.task import RecognitionParameters
-from voicekit_dashscope.regions import DEFAULT_REGION, Endpoints
+from voicekit_dashscope.regions import DEFAULT_REGION, Endpoints, check_model_region
 from voicekit_dashscope.vocabulary import Hotword, ManagedVocabulary, VocabularyClient
+
+
+def _options(family: str, default_model: str, region: str = DEFAULT_REGION) -> tuple[Option, ...]:
+    models = tuple(n for n, m in MODELS.items() if m.family == family)
+    return (
+        model_option(default_model, models),
+        *connection(region),
+        Option("sample_rate", "int", None, "audio rate sent to the service (default: the model's preferred "
+                                           "rate; the session resamples to it)", minimum=8000, maximum=48000),
+        Option("vocabulary_id", "str", None, "hotword list id (voicekit hotwords create)"),
+        Option("hotwords", "list", (), "words to favour; a managed vocabulary is created from them"),
+        Option("hotword_weight", "int", 4, "weight of the hotwords, 1-5", minimum=1, maximum=5),
+        Option("semantic_punctuation", "bool", None, "cut sentences by meaning instead of by silence"),
+        Option("max_sentence_silence_ms", "int", None, "silence that ends a sentence, ms (200-6000)",
+               minimum=200, maximum=6000),
+        Option("multi_threshold_mode", "bool", None, "avoid cutting overly long sentences"),
+        Option("language_hints", "list", None, "language codes to expect, e.g. en or zh,en"),
+        Option("disfluency_removal", "bool", None, "drop filler words (Paraformer)"),
+        Option("heartbeat", "bool", None, "keep the connection through long silences"),
+        Option("speech_noise_threshold", "float", None, "noise gate, -1.0 to 1.0 (Fun-ASR)",
+               minimum=-1.0, maximum=1.0),
+        Option("punctuation_prediction", "bool", None, "add punctuation"),
+        Option("inverse_text_normalization", "bool", None, "write numbers as digits"),
+        Option("special_word_filter", "json", None, "words to filter, JSON as the service documents it (Fun-ASR)"),
+        Option("context", "json", None, "conversation context as a JSON list of messages (fun-asr-realtime)"),
+        Option("extra_parameters", "json", None, "more request parameters, as a JSON object"),
+        Option("retry", "int", 5, "reconnect attempts after failures in a row", minimum=0, maximum=100,
+               convert=lambda n: RetryPolicy(max_retries=n)),
+        Option("timeouts", "object", None, "a voicekit_dashscope.client.task.Timeouts (Python only)"),
+        Option("max_buffer_s", "float", 300.0, "audio kept for replay after a reconnect, seconds",
+               minimum=1.0, maximum=3600.0),
+    )
 
 
 class _TaskProtocolASR:
     family: ClassVar[str]
     default_model: ClassVar[str]
-    capabilities: ClassVar[ASRCapabilities]
+    capabilities: ASRCapabilities  # the class's default model; an instance's own chosen model
+    options: ClassVar[tuple[Option, ...]]
 
     def __init__(
         self,
@@ -62,15 +98,14 @@ class _TaskProtocolASR:
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         max_buffer_s: float = 300.0,
+        sample_rate: int | None = None,
     ) -> None:
         self.model = model or self.default_model
         self.spec: ModelSpec = get_model(self.model, self.family)
+        self.capabilities = self._rate_capabilities(sample_rate)
         self.api_key = resolve_api_key(api_key)
+        check_model_region(self.model, region)  # also with base_url: the region decides what the key reaches
         self.endpoints = Endpoints.resolve(region, workspace=workspace, base_url=base_url)
-        if self.endpoints.region is not None and self.endpoints.region.id not in self.spec.regions:
-            raise ConfigError(
-                f"model {self.model} is not offered in region {self.endpoints.region.name}; "
-                f"it is documented for: {', '.join(self.spec.regions)}")
         self.workspace = workspace
         self.base_url = base_url
         self.region = region
@@ -112,6 +147,16 @@ class _TaskProtocolASR:
         self.timeouts = timeouts or Timeouts()
         self.max_buffer_s = max_buffer_s
         self._managed: dict[tuple[str, ...], ManagedVocabulary] = {}
+
+    def _rate_capabilities(self, sample_rate: int | None) -> ASRCapabilities:
+        """The chosen model's record; with ``sample_rate``, that rate only (the session resamples to it)."""
+        caps = self.spec.capabilities()
+        if sample_rate is None:
+            return caps
+        if not self.spec.any_rate and sample_rate not in self.spec.sample_rates:
+            raise ConfigError(f"{self.model} takes {', '.join(map(str, self.spec.sample_rates))} Hz audio, "
+                              f"not sample_rate={sample_rate}")
+        return attrs.evolve(caps, sample_rates=(sample_rate,))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(model={self.model!r}, url={self.endpoints.inference_url!r}, "
@@ -232,6 +277,7 @@ class FunASRRealtime(_TaskProtocolASR):
     family = "fun-asr"
     default_model = "fun-asr-realtime"
     capabilities = MODELS["fun-asr-realtime"].capabilities()
+    options = _options("fun-asr", "fun-asr-realtime")
 
 
 class ParaformerRealtime(_TaskProtocolASR):
@@ -240,6 +286,7 @@ class ParaformerRealtime(_TaskProtocolASR):
     family = "paraformer"
     default_model = "paraformer-realtime-v2"
     capabilities = MODELS["paraformer-realtime-v2"].capabilities()
+    options = _options("paraformer", "paraformer-realtime-v2", "cn-beijing")
 
     def __init__(self, model: str | None = None, *, region: str = "cn-beijing", **kwargs: Any) -> None:
         super().__init__(model, region=region, **kwargs)

@@ -54,7 +54,14 @@ Connector = Callable[[str], AbstractAsyncContextManager[RealtimeTransport]]
 
 def realtime_base_url(region: str = DEFAULT_REGION, *, workspace: str | None = None,
                       base_url: str | None = None) -> str:
-    """``wss://host/api-ws/v1/realtime`` for a region (or ``base_url``'s host, e.g. the emulator)."""
+    """``wss://host/api-ws/v1/realtime`` for a region (or ``base_url``'s host, e.g. the emulator).
+
+    Without ``base_url``, the host of ``$DASHSCOPE_WEBSOCKET_BASE_URL`` is used when it is set.
+    """
+    if not base_url:
+        from voicekit_dashscope.auth import env_base_urls
+
+        base_url = env_base_urls()[0]
     if base_url:
         parts = urlsplit(base_url.strip())
         scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
