@@ -1,8 +1,19 @@
 """Faults the emulator injects on demand, triggered by how much audio it has received.
 
 A spec is a comma-separated list of rules, each ``KIND[=ARG]@SECONDS`` (once, when the
-emulator has received that many seconds of audio in total, over all tasks) or
-``KIND[=ARG]/SECONDS`` (every that many seconds of audio). Kinds:
+emulator has received that many seconds of *first-seen* audio in total, over all connections) or
+``KIND[=ARG]/SECONDS`` (every that many seconds of first-seen audio).
+
+The fault clock counts first-seen audio only. A client that resumes after a fault re-sends the
+audio no final covered yet; those bytes are the same an earlier connection already received, so
+they do not move the clock. A new connection's opening audio is compared with what the last few
+connections received (:data:`REPLAY_WINDOW_S` each); as long as it repeats one of them it is
+replay, and the first byte that differs (or runs past what was received) is new. So a schedule
+names points of the *recording*: ``drop@5,close1011@10`` hits a resuming client once after 5 s
+and once after 10 s of its audio, however much it re-sends, and every sentence is eventually
+heard whole. Audio given without its bytes (``advance(seconds)``) always counts.
+
+Kinds:
 
 ``drop``        stop answering entirely — no pongs, no close, the TCP connection stays open
 ``reset``       drop the TCP connection without a WebSocket close
@@ -19,6 +30,8 @@ Example: ``drop@5,close1011/7,task-failed/11``.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
+from typing import Any
 
 import attrs
 
@@ -46,12 +59,59 @@ class FaultRule:
         self.next_at = self.at if self.at is not None else (self.every or 0.0)
 
 
+REPLAY_WINDOW_S = 60.0  # how much of each connection's latest audio a resuming client may re-send
+REPLAY_SOURCES = 6  # how many recent connections are remembered for that
+_DECIDE_S = 0.2  # audio a new connection must have sent before it is judged replay or new
+
+
+@attrs.define(eq=False)
+class _Source:
+    """What one connection has sent, and whether it is still repeating an earlier connection."""
+
+    bytes_per_s: float
+    history: bytearray = attrs.field(factory=bytearray)  # its latest audio
+    base: int = 0  # absolute byte index of history[0]
+    opening: bytearray = attrs.field(factory=bytearray)  # its audio so far, while judged replay
+    state: str = "probe"  # probe → replay → fresh
+    ref: _Source | None = None  # the earlier connection it repeats
+    pos: int = 0  # absolute byte index in ref's history of the next byte expected
+
+    def remember(self, audio: bytes) -> None:
+        self.history += audio
+        limit = int(REPLAY_WINDOW_S * self.bytes_per_s)
+        extra = len(self.history) - limit
+        if extra > 0:
+            del self.history[:extra]
+            self.base += extra
+
+    def find(self, needle: bytes | bytearray) -> int | None:
+        """Absolute position of ``needle`` in this history, or where the history ends in a prefix
+        of ``needle`` (a replay that has just run past what this connection received)."""
+        at = self.history.find(needle)
+        if at >= 0:
+            return self.base + at
+        # the needle may begin with this history's tail and go on with new audio: look for the
+        # longest suffix of the history that starts the needle (a long enough one, to be sure)
+        size = len(self.history)
+        first = max(0, size - len(needle) + 1)
+        probe = bytes(needle[: min(len(needle), max(2, int(_DECIDE_S * self.bytes_per_s)))])
+        hist, need = memoryview(self.history), memoryview(needle)
+        start = self.history.find(probe[: size - first], first) if size > first else -1
+        while 0 <= start < size:
+            if hist[start:] == need[: size - start]:
+                return self.base + start
+            start = self.history.find(probe[: size - start - 2], start + 2)
+        return None
+
+
 @attrs.define
 class FaultPlan:
     rules: list[FaultRule] = attrs.field(factory=list)
     audio_seconds: float = 0.0
     injected: list[tuple[float, Fault]] = attrs.field(factory=list)
     pending_rejects: list[int] = attrs.field(factory=list)
+    replayed_seconds: float = 0.0  # re-sent audio that did not move the clock
+    _sources: OrderedDict[Any, _Source] = attrs.field(factory=OrderedDict, repr=False)
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultPlan:
@@ -82,8 +142,63 @@ class FaultPlan:
                                         every=t if m["op"] == "/" else None))
         return plan
 
-    def advance(self, seconds: float) -> list[Fault]:
-        """Count ``seconds`` more audio; return the faults that are now due (in order)."""
+    def advance(self, seconds: float, audio: bytes | None = None, source: Any = None) -> list[Fault]:
+        """Count ``seconds`` more audio; return the faults that are now due (in order).
+
+        With the ``audio`` bytes and the connection (``source``, any object that stands for it),
+        audio the connection re-sends from an earlier connection does not count."""
+        if audio and source is not None and seconds > 0:
+            fresh = self._fresh_bytes(source, audio, len(audio) / seconds)
+            self.replayed_seconds += (len(audio) - fresh) * seconds / len(audio)
+            seconds = fresh * seconds / len(audio)
+            if seconds <= 0:
+                return []
+        return self._tick(seconds)
+
+    def _fresh_bytes(self, key: Any, audio: bytes, bytes_per_s: float) -> int:
+        src = self._sources.get(key)
+        if src is None:
+            src = self._sources[key] = _Source(bytes_per_s)
+            while len(self._sources) > REPLAY_SOURCES:
+                self._sources.popitem(last=False)
+        src.remember(audio)
+        if src.state == "fresh":
+            return len(audio)
+        src.opening += audio
+        if src.state == "probe":
+            if len(src.opening) < _DECIDE_S * bytes_per_s:
+                return 0  # judged once there is enough to tell
+            return self._judge(key, src, len(src.opening))
+        # replaying: does this piece go on repeating the earlier connection?
+        assert src.ref is not None
+        ref = src.ref
+        offset = src.pos - ref.base
+        expected = ref.history[offset: offset + len(audio)] if offset >= 0 else b""
+        if len(expected) == len(audio) and expected == audio:
+            src.pos += len(audio)
+            return 0
+        return self._judge(key, src, len(audio))
+
+    def _judge(self, key: Any, src: _Source, unjudged: int) -> int:
+        """Place the connection's opening audio in an earlier connection's history; return how
+        many of the last ``unjudged`` bytes are new."""
+        opening = src.opening
+        for other_key, other in reversed(self._sources.items()):
+            if other_key is key or other.bytes_per_s != src.bytes_per_s:
+                continue
+            at = other.find(opening)
+            if at is None:
+                continue
+            repeated = min(len(opening), other.base + len(other.history) - at)
+            if repeated == len(opening):
+                src.state, src.ref, src.pos = "replay", other, at + len(opening)
+                return 0
+            src.state, src.ref, src.opening = "fresh", None, bytearray()
+            return min(unjudged, len(opening) - repeated)
+        src.state, src.ref, src.opening = "fresh", None, bytearray()
+        return unjudged
+
+    def _tick(self, seconds: float) -> list[Fault]:
         self.audio_seconds += seconds
         due: list[Fault] = []
         for rule in self.rules:

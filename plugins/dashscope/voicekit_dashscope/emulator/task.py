@@ -321,7 +321,7 @@ class _Task:
         self.samples += frame.samples
         await self._endpoint(stream, frame)
         await self._heartbeat(frame.duration)
-        for fault in self.conn.faults.advance(frame.duration):
+        for fault in self.conn.faults.advance(frame.duration, data, self.conn):
             if fault.kind == "malformed":
                 await self.conn.send('{"header": {"task_id": "' + (self.conn.proto.task_id or "") + '", "event": ')
             elif fault.kind == "slow":
