@@ -42,10 +42,13 @@ async def test_header_is_patched_on_close_and_data_streams_before(tmp_path: Path
     sink = WavFileSink(path, 8000)
     for f in ramp_frames(50, rate=8000, chunk=160):
         await sink.write(f)
-    size_before = path.stat().st_size
+    temp = Path(sink.temp_path)
+    assert temp.parent == tmp_path and not path.exists()  # the target appears only when complete
+    size_before = temp.stat().st_size
     assert size_before > 44 + 4096  # written in blocks while recording, not only at the end
-    assert struct.unpack("<I", path.read_bytes()[40:44])[0] == 0  # sizes unknown until closed
+    assert struct.unpack("<I", temp.read_bytes()[40:44])[0] == 0  # sizes unknown until closed
     await sink.aclose()
+    assert not temp.exists()
     raw = path.read_bytes()
     assert len(raw) == 44 + 50 * 160 * 2
     assert struct.unpack("<I", raw[40:44])[0] == 50 * 160 * 2
@@ -72,7 +75,7 @@ async def test_wav_sink_resamples_foreign_frames(tmp_path: Path) -> None:
 
 
 async def test_wav_sink_errors(tmp_path: Path) -> None:
-    with pytest.raises(AudioError, match="cannot create WAV file") as exc:
+    with pytest.raises(AudioError, match="cannot write WAV file .* does not exist") as exc:
         WavFileSink(tmp_path / "no" / "such" / "dir.wav", 16000)
     assert "no/such/dir.wav" in str(exc.value) and "\n" not in str(exc.value)
     with pytest.raises(ConfigError):

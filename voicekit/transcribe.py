@@ -12,43 +12,94 @@ from voicekit import events as ev
 from voicekit.asr.base import ASREngine, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.audio.sources import AudioSource
+from voicekit.errors import VoicekitError
+from voicekit.logging import redact
 from voicekit.session.session import Session, SessionConfig
 from voicekit.vad.base import VADBackend
 
 
-class _Progress:
-    """Wraps a source and reports the audio position of each frame it passes on."""
+class TranscriptionFailed(VoicekitError):
+    """Recognition stopped part-way; what was recognised before is kept.
 
-    def __init__(self, source: AudioSource, report: Callable[[float], None]) -> None:
+    ``segments`` are the final segments received before the failure, ``position`` the seconds of
+    audio handed to the recognizer when it failed, ``error`` the typed error that stopped it (also
+    the ``__cause__``).
+    """
+
+    def __init__(self, error: BaseException, segments: list[TranscriptResult], position: float) -> None:
+        self.error = error
+        self.segments = segments
+        self.position = position
+        lines = str(error).strip().splitlines()
+        cause = redact(lines[0]) if lines else type(error).__name__
+        super().__init__(f"recognition stopped at {position:.1f} s of audio after {len(segments)} "
+                         f"segment(s): {cause}")
+
+    @property
+    def recognised_until(self) -> float:
+        """End of the last segment received, in seconds of audio (0 if none)."""
+        ends = [s.end for s in self.segments if s.end is not None]
+        return max(ends) if ends else 0.0
+
+
+class _Progress:
+    """Wraps a source and records (and reports) the audio position of each frame it passes on."""
+
+    def __init__(self, source: AudioSource, report: Callable[[float], None] | None) -> None:
         self.source = source
         self.sample_rate = source.sample_rate
         self.channels = source.channels
         self.report = report
+        self.position = 0.0
+        self.started = False
 
     async def frames(self) -> AsyncIterator[AudioFrame]:
         async for frame in self.source.frames():
-            self.report(frame.end)
+            self.started = True
+            self.position = frame.end
+            if self.report is not None:
+                self.report(frame.end)
             yield frame
 
     async def aclose(self) -> None:
         await self.source.aclose()
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 async def transcribe(source: AudioSource, *, asr: ASREngine, vad: VADBackend,
                      config: SessionConfig | None = None,
                      progress: Callable[[float], None] | None = None,
                      on_result: Callable[[TranscriptResult], Any] | None = None) -> list[TranscriptResult]:
-    """Final transcript segments of ``source``, in order."""
-    src: AudioSource = _Progress(source, progress) if progress is not None else source
+    """Final transcript segments of ``source``, in order.
+
+    If recognition fails after audio started flowing (a cloud task fails, a connection is lost for
+    good), :class:`TranscriptionFailed` is raised carrying the segments recognised so far and the
+    position where it stopped. A failure before any audio (an unreadable file) raises the original
+    typed error.
+    """
+    src = _Progress(source, progress)
     session = Session(src, asr=asr, vad=vad, config=config or SessionConfig())
     finals: list[TranscriptResult] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(session.run)
-        async for event in session.events():
-            if isinstance(event, ev.Transcript) and event.is_final and event.text.strip():
-                result = TranscriptResult(event.text, True, event.utterance_id, event.start, event.end,
-                                          event.words, event.language, event.emotion, event.speaker)
-                finals.append(result)
-                if on_result is not None:
-                    on_result(result)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            async for event in session.events():
+                if isinstance(event, ev.Transcript) and event.is_final and event.text.strip():
+                    result = TranscriptResult(event.text, True, event.utterance_id, event.start, event.end,
+                                              event.words, event.language, event.emotion, event.speaker)
+                    finals.append(result)
+                    if on_result is not None:
+                        on_result(result)
+    except BaseException as exc:
+        leaf = _leaf(exc)
+        if isinstance(leaf, VoicekitError) and (src.started or finals):
+            raise TranscriptionFailed(leaf, finals, src.position) from leaf
+        if leaf is not exc and isinstance(leaf, VoicekitError):
+            raise leaf from None
+        raise
     return finals

@@ -18,6 +18,7 @@ import trio
 from voicekit.audio.frame import SAMPLE_WIDTH, AudioFrame
 from voicekit.audio.resample import StreamResampler
 from voicekit.errors import AudioError, ConfigError
+from voicekit.outputs import AtomicFile, OutputError
 
 #: WAV data is written to disk in blocks of at least this many bytes (one thread hop each).
 WRITE_BLOCK: Final = 256 * 1024
@@ -81,10 +82,12 @@ class _Converter:
 class WavFileSink:
     """Stream 16-bit PCM into a WAV file.
 
-    The file is created (or truncated) in the constructor, data is written in blocks as it
-    arrives, and the header's sizes are filled in on ``aclose()`` — until then the header says
-    "0 bytes", which most players read as "streaming, read to the end". Frames at another rate or
-    channel count are resampled to the sink's format.
+    Data is written in blocks as it arrives to a temporary file next to ``path``
+    (``.NAME.XXXXXX.part``, see :mod:`voicekit.outputs`); ``aclose()`` fills in the header's sizes
+    and renames it over ``path``, so ``path`` is either untouched or a complete WAV file. A run
+    that fails calls :meth:`discard` instead, which removes the temporary file. The temporary file
+    is created in the constructor, so a folder that is missing or read-only fails at once. Frames
+    at another rate or channel count are resampled to the sink's format.
     """
 
     realtime = False
@@ -100,13 +103,16 @@ class WavFileSink:
         self._convert = _Converter(sample_rate, channels)
         self._closed = False
         try:
-            self._file: BinaryIO = open(self.path, "wb")  # closed in aclose()
+            self._out = AtomicFile(self.path, what="WAV file")  # committed in aclose()
+        except OutputError as exc:
+            raise AudioError(str(exc)) from None
+        self.temp_path = self._out.temp_path
+        self._file: BinaryIO = self._out.file
+        try:
             self._file.write(_wav_header(sample_rate, channels, 0))
         except OSError as exc:
-            raise AudioError(
-                f"cannot create WAV file {self.path!r}: {exc.strerror} — "
-                "check that the folder exists and is writable"
-            ) from None
+            self._out.discard()
+            raise AudioError(f"cannot write WAV file {self.path!r}: {exc.strerror} — check free disk space") from None
 
     def __repr__(self) -> str:
         return f"WavFileSink({self.path!r}, sample_rate={self.sample_rate}, channels={self.channels})"
@@ -148,10 +154,13 @@ class WavFileSink:
     def _finish(self) -> None:
         self._file.seek(0)
         self._file.write(_wav_header(self.sample_rate, self.channels, self._data_bytes))
-        self._file.close()
+        try:
+            self._out.commit()
+        except OutputError as exc:
+            raise AudioError(str(exc)) from None
 
     async def aclose(self) -> None:
-        """Write what is buffered, patch the header and close the file. Safe to call twice."""
+        """Write what is buffered, patch the header and rename the file into place. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -162,8 +171,12 @@ class WavFileSink:
                 await self._drain()
                 await trio.to_thread.run_sync(self._finish)
         finally:
-            if not self._file.closed:
-                self._file.close()
+            self._out.discard()  # does nothing once committed
+
+    def discard(self) -> None:
+        """Give up: remove the temporary file and leave ``path`` as it was. Safe to call twice."""
+        self._closed = True
+        self._out.discard()
 
 
 class NullSink:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -196,6 +197,10 @@ class _Decoder:
     def __init__(self, path: str, sample_rate: int | None, channels: int, start: float,
                  quality: str = "HQ") -> None:
         self.path = path
+        self.regular = _is_regular(path)
+        #: readable warnings about this file (damage, truncation, non-finite samples), in order
+        self.warnings: list[str] = []
+        self.nonfinite = 0
         self.start = start
         self.out_channels = channels
         self.quality = quality
@@ -279,6 +284,11 @@ class _Decoder:
                 continue
             for fr in frames:
                 a = _frame_to_float(fr)
+                if fr.format.name.startswith(("flt", "dbl")):
+                    bad = ~np.isfinite(a)
+                    if bad.any():  # NaN/Inf is not audio: silence it rather than cast garbage
+                        self.nonfinite += int(bad.sum())
+                        a = np.where(bad, np.float32(0.0), a)
                 self.decoded += len(a)
                 a = self._trim(fr, a)
                 if not len(a):
@@ -342,12 +352,21 @@ class _Decoder:
                 f"{self.path!r} contains no audio samples — record or export the audio again"
             )
         decoded_s = self.decoded / self.native_rate
+        if self.nonfinite:
+            log.warning("audio file holds NaN or infinite samples; replaced them with silence",
+                        path=self.path, samples=self.nonfinite)
+            self.warnings.append(
+                f"{self.path!r} holds {self.nonfinite} NaN or infinite sample(s), which are not audio; "
+                "replaced them with silence — check the program that wrote it")
         if self._last_error is not None:
             log.warning("audio file is damaged or truncated; skipped what could not be decoded",
                         path=self.path, decoded_seconds=round(decoded_s, 3), bad_packets=self._bad_packets,
                         error=_av_reason(self._last_error))
+            self.warnings.append(
+                f"{self.path!r} is damaged or truncated ({_av_reason(self._last_error)}): skipped "
+                f"{self._bad_packets} part(s) that could not be decoded; used {decoded_s:.1f} s of audio")
             return
-        expected = _wav_truncation(self.path, os.path.getsize(self.path))
+        expected = _wav_truncation(self.path, os.path.getsize(self.path)) if self.regular else None
         if expected is None and self.info.duration is not None and self.start == 0:
             margin = max(0.2, 0.02 * self.info.duration)
             if decoded_s < self.info.duration - margin:
@@ -356,6 +375,9 @@ class _Decoder:
             log.warning("audio file ends before its declared length; it may be truncated",
                         path=self.path, decoded_seconds=round(decoded_s, 3),
                         declared_seconds=round(expected, 3))
+            self.warnings.append(
+                f"{self.path!r} ends at {decoded_s:.1f} s but its header declares {expected:.1f} s; "
+                "it may be truncated — used the audio that is there")
 
 
 def _open_container(path: str) -> av.container.InputContainer:
@@ -426,24 +448,73 @@ def _info(container: av.container.InputContainer, stream: av.AudioStream, path: 
     return AudioInfo(path, container.format.name, ctx.name, rate, channels, duration)
 
 
-def _check_file(path: str) -> None:
-    """Cheap, synchronous checks with clear messages (before FFmpeg sees the file)."""
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+#: Bytes looked at to tell a text file from audio.
+_SNIFF_BYTES: Final = 4096
+_TEXT_CONTROLS: Final = frozenset(b"\t\n\r\f\v\x1b\x08")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """True if ``head`` is plain text: every audio container has binary bytes in its first kilobytes."""
+    if not head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # a multi-byte character cut at the end is still text
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return all(ch.isprintable() or ord(ch) in _TEXT_CONTROLS for ch in text)
+
+
+def _check_file(path: str) -> bool:
+    """Cheap, synchronous checks with clear messages (before FFmpeg sees the file).
+
+    Returns True for a regular file, False for a pipe or device (read once, as a stream).
+    """
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise AudioError(f"audio file not found: {path!r} — check the path") from None
     except OSError as exc:
         raise AudioError(f"cannot read audio file {path!r}: {exc.strerror} — check the path") from None
-    if os.path.isdir(path):
+    if stat.S_ISDIR(st.st_mode):
         raise AudioError(f"{path!r} is a directory, not an audio file — pass a file")
+    if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            return False  # a named pipe, /dev/stdin, process substitution: decoded as a stream
+        raise AudioError(f"{path!r} is not a regular file, pipe or audio device — pass an audio file")
     if st.st_size == 0:
         raise EmptyAudioError(f"audio file is empty (0 bytes): {path!r} — record or export the audio again")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise AudioError(f"cannot read audio file {path!r}: {exc.strerror} — fix its permissions") from None
+    if _looks_like_text(head):
+        raise UnsupportedAudioError(
+            f"{path!r} is a text file, not audio — pass an audio file ({_FORMATS_HINT})"
+        )
+    return True
 
 
 def probe(path: str | os.PathLike[str]) -> AudioInfo:
-    """Read a file's header (blocking, a few kilobytes) and describe its audio stream."""
+    """Read a file's header (blocking, a few kilobytes) and describe its audio stream.
+
+    A named pipe cannot be probed (that would use up its data): open it with :class:`FileSource`.
+    """
     p = os.fspath(path)
-    _check_file(p)
+    if not _check_file(p):
+        raise AudioError(
+            f"{p!r} is a pipe, not a file: probing it would use up its audio — open it with FileSource "
+            "(or open_source) and read it once"
+        )
     container = _open_container(p)
     try:
         return _info(container, _audio_stream(container, p), p)
@@ -466,22 +537,37 @@ class FileSource:
     Errors: a missing path raises :class:`AudioError`; an empty file, or a file with no samples,
     :class:`EmptyAudioError`; anything that is not decodable audio (text, images, video without
     sound, unknown codecs, a file damaged before any audio) :class:`UnsupportedAudioError`. A file
-    that is cut short or damaged part-way is decoded up to the damage, then a warning is logged.
-    The cheap checks run in the constructor, the rest when ``frames()`` starts.
+    that is cut short or damaged part-way, or holds NaN/infinite float samples (replaced with
+    silence), is decoded as far as possible; then a warning is logged and passed, as one readable
+    line, to ``on_warning`` (the CLI prints it on stderr). A text file is refused before FFmpeg
+    sees it. The cheap checks run in the constructor, the rest when ``frames()`` starts.
+
+    A named pipe (or ``/dev/stdin``, or a shell's ``<(...)``) is decoded as a stream: it can be
+    read once, and with ``sample_rate=None`` the constructor blocks until its header has arrived.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, sample_rate: int | None = 16000, channels: int = 1,
-                 chunk_ms: int = 20, realtime: bool = False, start: float = 0.0) -> None:
+                 chunk_ms: int = 20, realtime: bool = False, start: float = 0.0,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         _positive_int("FileSource", "sample_rate", sample_rate, allow_none=True)
         _positive_int("FileSource", "channels", channels)
         _positive_int("FileSource", "chunk_ms", chunk_ms)
         if not isinstance(start, int | float) or not math.isfinite(start) or start < 0:
             raise ConfigError(f"FileSource start must be a number of seconds >= 0, got {start!r}")
         self.path = os.fspath(path)
-        _check_file(self.path)
+        self.regular = _check_file(self.path)
+        self.on_warning = on_warning
+        #: warnings about the file seen so far (also logged and passed to ``on_warning``)
+        self.warnings: list[str] = []
         self.info: AudioInfo | None = None
+        self._pending: _Decoder | None = None  # a pipe's decoder, opened to read its header
+        self._used = False
         if sample_rate is None:
-            self.info = probe(self.path)
+            if self.regular:
+                self.info = probe(self.path)
+            else:
+                self._pending = _Decoder(self.path, None, channels, float(start))
+                self.info = self._pending.info
             sample_rate = self.info.sample_rate
         self.sample_rate: int = sample_rate
         self.channels = channels
@@ -503,11 +589,25 @@ class FileSource:
     def frames(self) -> AsyncGenerator[AudioFrame, None]:
         if self._owner.closed:
             raise AudioError(f"{self!r} is closed — make a new source to read the file again")
+        if not self.regular:
+            if self._used:
+                raise AudioError(f"{self.path!r} is a pipe and was read already — its audio is gone; "
+                                 "save it to a file to read it twice")
+            self._used = True
         return self._owner.track(self._frames())
 
+    def _report(self, decoder: _Decoder) -> None:
+        while decoder.warnings:
+            message = decoder.warnings.pop(0)
+            self.warnings.append(message)
+            if self.on_warning is not None:
+                self.on_warning(message)
+
     async def _frames(self) -> AsyncGenerator[AudioFrame, None]:
-        decoder = await trio.to_thread.run_sync(
-            _Decoder, self.path, self.sample_rate, self.channels, self.start, limiter=DECODE_LIMITER)
+        decoder, self._pending = self._pending, None
+        if decoder is None:
+            decoder = await trio.to_thread.run_sync(
+                _Decoder, self.path, self.sample_rate, self.channels, self.start, limiter=DECODE_LIMITER)
         try:
             self.info = decoder.info
             chunker = _Chunker(self.sample_rate, self.channels, self.chunk_ms, self.realtime, t0=self.start)
@@ -516,6 +616,7 @@ class FileSource:
             while not eof and not self._owner.closed:
                 samples, eof = await trio.to_thread.run_sync(decoder.read_batch, batch,
                                                              limiter=DECODE_LIMITER)
+                self._report(decoder)
                 for frame in chunker.cut(samples, final=eof):
                     await chunker.pace(frame)
                     yield frame
@@ -525,6 +626,9 @@ class FileSource:
             decoder.close()
 
     async def aclose(self) -> None:
+        if self._pending is not None:
+            self._pending.close()
+            self._pending = None
         await self._owner.aclose()
 
 

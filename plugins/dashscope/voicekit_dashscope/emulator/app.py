@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 import trio
 
+from voicekit.errors import ConfigError
 from voicekit_dashscope.emulator.faults import FaultPlan
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse, HttpServer, ServerWebSocket
 from voicekit_dashscope.emulator.task import TaskConnectionHandler, TaskSettings
@@ -31,6 +32,18 @@ from voicekit_dashscope.emulator.vocabulary import VocabularyStore
 from voicekit_dashscope.regions import CUSTOMIZATION_PATH, HTTP_API_PATH, INFERENCE_PATH
 
 log = structlog.get_logger("voicekit.dashscope.emulator")
+
+
+class ListenError(ConfigError, OSError):
+    """The emulator cannot listen on the address it was given (port in use, no such address, ...)."""
+
+    def __init__(self, errno: int, host: str, port: int, reason: str) -> None:
+        super().__init__(errno, reason)
+        self.message = (f"cannot listen on {host}:{port}: {reason} — another program may be using it; "
+                        "pick another --port (0 picks a free one)")
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _bearer(value: str | None) -> str | None:
@@ -110,7 +123,10 @@ class DashScopeEmulator:
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; reports the bound port through ``nursery.start``."""
-        listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host)
+        except OSError as exc:
+            raise ListenError(exc.errno or 0, self.host, self.requested_port, exc.strerror or str(exc)) from None
         self.port = listeners[0].socket.getsockname()[1]
         log.info("emulator_listening", host=self.host, port=self.port)
         async with trio.open_nursery() as nursery:
