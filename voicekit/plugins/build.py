@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 from voicekit.asr.base import ASREngine
@@ -46,18 +48,54 @@ def make_tts(name: str = DEFAULT_TTS, **options: Any) -> TTSEngine:
     return _construct("tts", name, load("tts", name), options)  # type: ignore[no-any-return]
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _import_from_cwd(module_name: str) -> Any:
+    """Import ``module_name`` with the current folder importable, as ``python -m`` does."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path and os.curdir not in sys.path:
+        sys.path.insert(0, cwd)
+    return importlib.import_module(module_name)
+
+
 def load_assistant(spec: str) -> Assistant:
-    """An installed assistant by name, or ``package.module:attribute``."""
+    """An installed assistant by name, or ``module:attribute`` (modules in the current folder too).
+
+    Every failure — a missing module, a syntax error in it, an import that raises, a factory that
+    raises — is a :class:`PluginError` with one line naming the spec and the cause.
+    """
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
+        if not module_name or not attr:
+            raise PluginError(f"cannot load assistant {spec!r}: write it as module:attribute, e.g. my_bot:assistant")
         try:
-            obj = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise PluginError(f"cannot load assistant {spec!r}: {exc}") from exc
+            module = _import_from_cwd(module_name)
+        except SyntaxError as exc:
+            where = f"{os.path.basename(exc.filename or module_name)}, line {exc.lineno}"
+            raise PluginError(f"cannot load assistant {spec!r}: syntax error in {where}: {exc.msg} "
+                              "— fix the module") from exc
+        except ImportError as exc:
+            raise PluginError(f"cannot load assistant {spec!r}: {exc} — run voicekit in the folder that "
+                              "holds the module, or install it") from exc
+        except Exception as exc:
+            raise PluginError(f"cannot load assistant {spec!r}: importing {module_name!r} raised "
+                              f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        try:
+            obj = getattr(module, attr)
+        except AttributeError as exc:
+            raise PluginError(f"cannot load assistant {spec!r}: module {module_name!r} has no attribute "
+                              f"{attr!r}") from exc
     else:
         obj = load("assistants", spec)
     if callable(obj) and not isinstance(obj, Assistant):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise PluginError(f"assistant factory {spec!r} raised {type(exc).__name__}: {_first_line(exc)} "
+                              "— fix the factory") from exc
     if not isinstance(obj, Assistant):
         raise PluginError(f"{spec!r} is a {type(obj).__name__}, not a voicekit Assistant")
     return obj
