@@ -153,38 +153,6 @@ def _only(group: BaseExceptionGroup[BaseException], kind: type[BaseException]) -
     return leaf
 
 
-#: Exit status when the reader of stdout went away (128 + SIGPIPE, what a shell reports for `cat`).
-EXIT_CLOSED_PIPE = 141
-
-
-def _closed_pipe() -> int:
-    """stdout's reader is gone (``voicekit ... | head``): end quietly, like any Unix filter."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail again
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-    return EXIT_CLOSED_PIPE
-
-
-def _only(group: BaseExceptionGroup[BaseException], kind: type[BaseException]) -> BaseException | None:
-    """The first ``kind`` leaf of ``group`` if every other leaf is a cancellation, else None."""
-    import trio
-
-    match, rest = group.split(kind)
-    if match is None:
-        return None
-    if rest is not None:
-        _cancelled, others = rest.split(trio.Cancelled)
-        if others is not None:
-            return None
-    leaf: BaseException = match
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
