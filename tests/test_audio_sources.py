@@ -543,3 +543,83 @@ def test_open_source_errors(tmp_path: Path, spec: str, kw: dict[str, object], er
     with pytest.raises(error, match=match) as exc:
         open_source(spec, **kw)
     assert "\n" not in str(exc.value)
+
+
+# ------------------------------------------------- hostile inputs: text posing as audio, pipes, NaN
+
+
+@pytest.mark.parametrize("name,text", [
+    ("riff.flac", "RIFF? this is a note, not a recording\n"),  # FFmpeg guesses FLAC from the name
+    ("riff.wav", "RIFF?"),
+    ("amr.amr", "#!AMR\nhello\n"),  # the AMR magic, then text
+    ("utf8.mp3", "Ünïcödé text ♪♪♪ " * 40),
+])
+async def test_text_posing_as_audio_is_refused(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    for attempt in (lambda: probe(path), lambda: FileSource(path)):
+        with pytest.raises(UnsupportedAudioError, match="is a text file, not audio") as exc:
+            attempt()
+        one_line(exc, path)
+
+
+async def test_named_pipe_is_decoded_as_a_stream(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "tone.wav", tone(1.5, 16000), 16000)
+    fifo = tmp_path / "audio.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(wav.read_bytes())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, feed)
+        source = await trio.to_thread.run_sync(lambda: FileSource(fifo, sample_rate=None))
+        assert source.sample_rate == 16000
+        frames = await read_all(source)
+    assert frames[-1].end == pytest.approx(1.5)
+    assert_contiguous(frames)
+    assert abs(dominant_frequency(joined(frames)[:, 0] / 32768.0, 16000) - 440) < 5
+    again = FileSource(fifo)  # a pipe's audio can be read once
+    first = again.frames()
+    with pytest.raises(AudioError, match="is a pipe and was read already"):
+        again.frames()
+    await first.aclose()
+    with pytest.raises(AudioError, match="is a pipe") as exc:
+        probe(fifo)  # probing would use the audio up
+    one_line(exc, fifo)
+
+
+async def test_nan_and_inf_float_samples_become_silence_with_one_warning(tmp_path: Path) -> None:
+    good = tone(1.0, 16000)[:, 0]
+    bad = good.copy()
+    bad[::7] = np.nan
+    bad[1::11] = np.inf
+    bad[2::13] = -np.inf
+    data = bad.astype("<f4").tobytes()
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt "
+              + struct.pack("<IHHIIHH", 16, 3, 1, 16000, 64000, 4, 32) + b"data" + struct.pack("<I", len(data)))
+    path = tmp_path / "nan.wav"
+    path.write_bytes(header + data)
+    seen: list[str] = []
+    import warnings as pywarnings
+
+    with pywarnings.catch_warnings():
+        pywarnings.simplefilter("error")  # no numpy "invalid value encountered in cast"
+        source = FileSource(path, on_warning=seen.append)
+        frames = await read_all(source)
+    pcm = joined(frames)[:, 0]
+    assert len(pcm) == 16000
+    assert (pcm[::7] == 0).all() and np.abs(pcm).max() <= 32767
+    assert len(seen) == 1 and "NaN or infinite" in seen[0] and str(path) in seen[0] and "\n" not in seen[0]
+    assert source.warnings == seen
+
+
+async def test_truncation_warning_reaches_on_warning(tmp_path: Path) -> None:
+    full = write_wav(tmp_path / "full.wav", tone(3.0, 16000), 16000)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 16000 * 2])
+    seen: list[str] = []
+    frames = await read_all(FileSource(cut, on_warning=seen.append))
+    assert frames[-1].end == pytest.approx(1.0)
+    assert len(seen) == 1 and "may be truncated" in seen[0] and "3.0 s" in seen[0]
