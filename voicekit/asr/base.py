@@ -42,6 +42,12 @@ def _words(x: Iterable[Word]) -> tuple[Word, ...]:
     return tuple(x)
 
 
+def _pairs(x: Iterable[tuple[str, Iterable[str]]] | dict[str, Iterable[str]]
+           ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    items = x.items() if isinstance(x, dict) else x
+    return tuple((str(k), tuple(v)) for k, v in items)
+
+
 @attrs.frozen
 class ASRCapabilities:
     """What an engine can do, as data. The model chooser and ``voicekit plugins`` read it."""
@@ -68,6 +74,24 @@ class ASRCapabilities:
     # word error rate on the LibriVox clips of the pocketsphinx source package, as measured by
     # voicekit's own tests and benchmarks (None: not measured). The chooser uses it to break ties.
     measured_wer: float | None = None
+    # where a feature is narrower than the engine: feature name ("hotwords", "openai_compatible", ...)
+    # → the regions it works in, e.g. (("hotwords", ("cn-beijing",)),). Absent: wherever the engine is.
+    feature_regions: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(default=(), converter=_pairs)
+    semantic_interruption: bool = False  # the server decides interruptions by meaning (realtime Omni)
+    openai_compatible: bool = False  # reachable through an OpenAI-compatible HTTP API
+    # the vendor's own standing of the engine: "current", "previous" (generation) or "legacy";
+    # and its position in the vendor's guide (lower first). The chooser breaks ties with both.
+    generation: Literal["current", "previous", "legacy"] = "current"
+    vendor_rank: int | None = None
+
+    def feature_available(self, feature: str, region: str | None) -> bool:
+        """Whether ``feature`` works in ``region`` (``None``: anywhere the engine is offered)."""
+        if region is None:
+            return True
+        for name, regions in self.feature_regions:
+            if name == feature:
+                return region in regions
+        return True
 
     @property
     def preferred_rate(self) -> int:

@@ -2,7 +2,7 @@
 
 Each row is a requirement set and the engine the protocol documents make the right pick:
 diarization only in Fun-ASR/paraformer file transcription (paraformer in Beijing only), emotion
-in the Qwen3-ASR family, hotwords in Fun-ASR/paraformer, prompt context in Qwen3-ASR/Omni, the
+in the Qwen3-ASR family, hotwords in Fun-ASR/paraformer, prompt context in Qwen3.5-Omni, the
 US region offering only qwen3-asr-flash, and the 12-hour file limit.
 """
 
@@ -32,14 +32,16 @@ def _engines() -> list[tuple[str, ASRCapabilities]]:
 CASES = [
     (Requirements(live=True, language="en", region="singapore"), "fun-asr-realtime"),
     (Requirements(live=False, diarization=True, language="en", region="singapore"), "fun-asr"),
-    (Requirements(live=False, diarization=True, language="ko", region="beijing", duration_s=3600), "fun-asr"),
+    # the guide lists Chinese, English, Japanese (and dialects) for fun-asr: Korean goes to fun-asr-mtl
+    (Requirements(live=False, diarization=True, language="ko", region="beijing", duration_s=3600), "fun-asr-mtl"),
     (Requirements(live=False, emotion=True, language="en"), "qwen3-asr-flash-filetrans"),
     (Requirements(live=True, emotion=True, region="singapore"), "qwen3-asr-flash-realtime"),
     (Requirements(live=True, terms=("Dashwood",), terms_via="hotwords", language="ko", region="beijing"),
      "paraformer-realtime"),
     (Requirements(live=True, language="de", region="us"), "qwen3-asr-flash"),
+    # prompt context: the guide's answer is Qwen3.5-Omni (it lists no accuracy enhancement for Qwen3-ASR)
     (Requirements(live=False, terms=("Dashwood",), terms_via="context", language="en", region="singapore"),
-     "qwen3-asr-flash-filetrans"),
+     "qwen3.5-omni-plus"),
     (Requirements(live=True, language="en", offline=True), "local-en"),
     # in the US only qwen3-asr-flash is offered: a recording goes through it in short chunks
     (Requirements(live=False, emotion=True, region="us", duration_s=3600), "qwen3-asr-flash"),

@@ -134,7 +134,7 @@ async def test_all_files_failed_is_a_typed_error() -> None:
             serve_files({"/notwav.wav": b"<html>not audio</html>"}) as web:
         client = _client(emu)
         with pytest.raises(FileFailedError, match=r"InvalidFile\.DownloadFailed") as exc:
-            await client.transcribe("paraformer-v2", [f"http://127.0.0.1:{port}/x.wav"], deadline=20)
+            await client.transcribe("fun-asr", [f"http://127.0.0.1:{port}/x.wav"], deadline=20)
         assert exc.value.failures[0].code == "InvalidFile.DownloadFailed"
         with pytest.raises(FileFailedError, match="DECODE_ERROR"):
             await client.transcribe("qwen3-asr-flash-filetrans", [web + "/notwav.wav"], deadline=20)
@@ -209,7 +209,8 @@ async def test_file_mode_plugin_through_the_session_contract() -> None:
     script = tone_script(3, seed=21)
     engine = FixtureEngine(script.sentences, key="tone", partial_every=0)
     async with running_emulator(engine, files=FAST) as emu:
-        asr = load("asr", "paraformer-v2")(FAKE_KEY, base_url=emu.http_base_url, poll_first=0.05, diarization=True)
+        asr = load("asr", "paraformer-v2")(FAKE_KEY, region="beijing", base_url=emu.http_base_url,
+                                          poll_first=0.05, diarization=True)
         assert asr.capabilities.mode == "file" and asr.capabilities.diarization
         results = await stream_through(asr, script.audio)
     assert [r.text for r in results] == script.order

@@ -67,6 +67,81 @@ def get_region(name: str) -> Region:
     return REGIONS[key]
 
 
+# -- which models each region offers -----------------------------------------------------------
+#
+# From the vendor's guide to choosing a speech model (its "Availability" lists), completed with the
+# model lists of the per-family pages for the snapshot names. A model is offered only where listed;
+# a region's host answers a model it does not offer like an unknown model.
+
+_FUN_RT_INTL = ("fun-asr-realtime", "fun-asr-realtime-2025-11-07")
+_FUN_FILE = ("fun-asr", "fun-asr-2025-11-07", "fun-asr-2025-08-25", "fun-asr-mtl", "fun-asr-mtl-2025-08-25")
+_QWEN_ASR_RT = ("qwen3-asr-flash-realtime", "qwen3-asr-flash-realtime-2025-10-27",
+                "qwen3-asr-flash-realtime-2026-02-10")
+_QWEN_ASR_FILE = ("qwen3-asr-flash-filetrans", "qwen3-asr-flash-filetrans-2025-11-17",
+                  "qwen3-asr-flash", "qwen3-asr-flash-2025-09-08")
+_OMNI = ("qwen3.5-omni-plus-realtime", "qwen3.5-omni-plus-realtime-2026-03-15",
+         "qwen3.5-omni-flash-realtime", "qwen3.5-omni-flash-realtime-2026-03-15",
+         "qwen3-omni-flash-realtime", "qwen3-omni-flash-realtime-2025-12-01", "qwen3-omni-flash-realtime-2025-09-15",
+         "qwen3.5-omni-plus", "qwen3.5-omni-flash", "qwen3-omni-flash")
+_FUN_RT_BEIJING = (*_FUN_RT_INTL, "fun-asr-realtime-2026-02-28", "fun-asr-realtime-2025-09-15",
+                   "fun-asr-flash-8k-realtime", "fun-asr-flash-8k-realtime-2026-01-28")
+_LEGACY_RT = ("paraformer-realtime-v2", "paraformer-realtime-v1", "paraformer-realtime-8k-v2",
+              "paraformer-realtime-8k-v1")
+_LEGACY_FILE = ("paraformer-v2", "paraformer-8k-v2", "paraformer-v1", "paraformer-8k-v1", "paraformer-mtl-v1")
+
+AVAILABILITY: dict[str, frozenset[str]] = {
+    "cn-beijing": frozenset((*_FUN_RT_BEIJING, *_FUN_FILE, *_QWEN_ASR_RT, *_QWEN_ASR_FILE, *_OMNI,
+                             *_LEGACY_RT, *_LEGACY_FILE)),
+    "ap-southeast-1": frozenset((*_FUN_RT_INTL, *_FUN_FILE, *_QWEN_ASR_RT, *_QWEN_ASR_FILE, *_OMNI)),
+    # "The US region also supports qwen3-asr-flash-us (non-real-time), which requires an API key
+    # from the US region": nothing else.
+    "us-east-1": frozenset(("qwen3-asr-flash-us", "qwen3-asr-flash-2025-09-08-us")),
+}
+LEGACY_MODELS = frozenset((*_LEGACY_RT, *_LEGACY_FILE))
+
+
+class RegionError(ConfigError):
+    """A model is not offered in the region asked for (checked before any network work)."""
+
+
+def regional_model_name(model: str, region: str) -> str:
+    """The name ``model`` goes by in ``region`` (the US region suffixes its models with ``-us``)."""
+    r = get_region(region).id
+    if r == "us-east-1" and not model.endswith("-us") and f"{model}-us" in AVAILABILITY[r]:
+        return f"{model}-us"
+    return model
+
+
+def known_model(model: str) -> bool:
+    return any(model in names for names in AVAILABILITY.values())
+
+
+def model_regions(model: str) -> tuple[str, ...]:
+    """The ids of the regions that offer ``model`` (under its own or its regional name), in table order."""
+    return tuple(r for r, names in AVAILABILITY.items() if model in names or f"{model}-us" in names)
+
+
+def offered_in(model: str, region: str) -> bool:
+    r = get_region(region).id
+    return regional_model_name(model, r) in AVAILABILITY[r]
+
+
+def check_model_region(model: str, region: str) -> Region:
+    """The :class:`Region` for ``region`` if it offers ``model``; :class:`RegionError` otherwise.
+
+    Every DashScope plugin calls this before any network work, also when ``base_url`` points
+    elsewhere (the emulator, a proxy): the region still decides which models the API key reaches.
+    A model name in no availability list (a newer snapshot) is let through for the service to judge.
+    """
+    r = get_region(region)
+    if not known_model(model) or offered_in(model, r.id):
+        return r
+    where = model_regions(model)
+    names = ", ".join(f"{REGIONS[w].name} ({w})" for w in where)
+    raise RegionError(f"{model} is not offered in region {r.name} ({r.id}); it is offered in: {names} — "
+                      f"pass region={REGIONS[where[0]].name!r} with an API key from that region")
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):

@@ -26,9 +26,9 @@ from typing import Any
 
 import attrs
 import httpx
-import structlog
 import trio
 
+from voicekit.logging import get_logger
 from voicekit_dashscope.client.files import FileResult, FileTranscriber, decode_json, raise_for_error
 from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError
 from voicekit_dashscope.protocol.files import (
@@ -39,7 +39,7 @@ from voicekit_dashscope.protocol.files import (
     file_model,
 )
 
-log = structlog.get_logger("voicekit.dashscope.upload")
+log = get_logger("voicekit.dashscope.upload")
 CHUNK = 1024 * 1024
 Progress = Callable[[int, int], None]
 
@@ -184,6 +184,9 @@ async def transcribe_sources(client: FileTranscriber, model: str, sources: Seque
 
     ``progress(file_name, bytes_sent, file_size)`` is called as each local file uploads.
     """
+    from voicekit_dashscope.regions import check_model_region
+
+    check_model_region(model, client.region)  # before any upload
     uploader = Uploader(client)
     urls: list[str] = []
     policy: UploadPolicy | None = None

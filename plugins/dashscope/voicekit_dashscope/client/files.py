@@ -23,9 +23,9 @@ from typing import Any
 
 import attrs
 import httpx
-import structlog
 import trio
 
+from voicekit.logging import get_logger
 from voicekit_dashscope.auth import ApiKey, resolve_api_key, scrub
 from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error
 from voicekit_dashscope.protocol.files import (
@@ -45,9 +45,9 @@ from voicekit_dashscope.protocol.files import (
     parse_task,
     poll_intervals,
 )
-from voicekit_dashscope.regions import DEFAULT_REGION, Endpoints
+from voicekit_dashscope.regions import DEFAULT_REGION, Endpoints, check_model_region
 
-log = structlog.get_logger("voicekit.dashscope.files")
+log = get_logger("voicekit.dashscope.files")
 
 
 @attrs.frozen
@@ -93,6 +93,7 @@ class FileTranscriber:
         key = resolve_api_key(api_key)
         assert key is not None
         self._key = key
+        self.region = region  # which models the key reaches (checked also when base_url is set)
         self.host_url = Endpoints.resolve(region, workspace=workspace, base_url=base_url).http_host
         self.workspace = workspace
         self.timeout = timeout
@@ -130,6 +131,7 @@ class FileTranscriber:
 
     async def submit(self, model: str, urls: Sequence[str], options: FileOptions | None = None) -> TaskInfo:
         """Start a task; returns it PENDING. ``oss://`` URLs get the resolve header automatically."""
+        check_model_region(model, self.region)
         body = build_submit(model, urls, options or FileOptions())
         oss = any(u.startswith("oss://") for u in urls)
         headers = self._headers(oss=oss, asynchronous=True) | {"Content-Type": "application/json; charset=utf-8"}
