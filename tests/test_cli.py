@@ -365,3 +365,60 @@ def test_named_pipe_nan_and_truncated_inputs(tmp_path: Path) -> None:
     r = run("transcribe", str(cut))  # default verbosity
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("voicekit: warning:") == 1 and "may be truncated" in r.stderr
+
+
+# --------------------------------------------------------- recognition failing part-way keeps what was heard
+
+
+def _start_emulator(tmp_path: Path, faults: str) -> tuple[subprocess.Popen[str], int]:
+    import re
+    import time
+
+    fixtures = tmp_path / "fixtures.json"
+    fixtures.write_text('["Sentence one.", "Sentence two.", "Sentence three.", "Sentence four."]')
+    p = subprocess.Popen([*VOICEKIT, "emulate", "dashscope", "--port", "0", "--fixtures", str(fixtures),
+                          "--faults", faults], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        m = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if m:
+            return p, int(m.group(1))
+    p.kill()
+    raise AssertionError("the emulator did not start")
+
+
+@pytest.mark.slow
+@pytest.mark.realspeech
+def test_recognition_failing_part_way_keeps_the_transcript(tmp_path: Path) -> None:
+    with wave.open(str(speech("goforward"))) as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    four = tmp_path / "four.wav"
+    with wave.open(str(four), "wb") as w:  # four utterances, 3.8 s apart
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((pcm + b"\0\0" * rate) * 4)
+    for output in ("-", "result.srt"):
+        emu, port = _start_emulator(tmp_path, "task-failed=InvalidParameter@10")  # a permanent error at 10 s
+        try:
+            args = ["transcribe", str(four), "--asr", "fun-asr-realtime", "--format", "srt",
+                    "--asr-option", f"base_url=ws://127.0.0.1:{port}", "--asr-option", "api_key=sk-test"]
+            if output != "-":
+                args += ["-o", str(tmp_path / output)]
+            r = run(*args, timeout=120)
+        finally:
+            emu.kill()
+            emu.wait()
+        assert r.returncode == 1
+        line = one_error_line(r)
+        assert "recognition stopped at" in line and "after 2 segment(s)" in line and "InvalidParameter" in line
+        if output == "-":
+            assert "Sentence one." in r.stdout and "Sentence two." in r.stdout and "three" not in r.stdout
+            assert "printed above" in line
+        else:
+            assert not (tmp_path / output).exists()  # never mistaken for a complete result
+            kept = (tmp_path / "result.partial.srt").read_text()
+            assert kept.startswith("1\n00:00:00") and "Sentence two." in kept
+            assert "result.partial.srt" in line
