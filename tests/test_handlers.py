@@ -50,7 +50,7 @@ async def test_assistant_match_order_and_fallback() -> None:
     m = a.match("Hello there!")
     assert m is not None and m.intent == "hello"
     m = a.match("well my name is Ada")
-    assert m is not None and m.intent == "name" and m.slots == {"name": "ada"}
+    assert m is not None and m.intent == "name" and m.slots == {"name": "Ada"}  # the recognized casing
     assert a.match("nothing matches") is None
 
     @a.fallback
@@ -76,3 +76,36 @@ def test_jsgf_from_closed_templates() -> None:
         return ""
 
     assert open_.jsgf() is None
+
+
+def test_slots_keep_the_recognized_casing() -> None:
+    """Issue 9.13: matching ignores case, slot values keep the words as recognized."""
+    a = Assistant("t")
+
+    @a.intent("my name is {name}", "call {name} now")
+    async def name(turn: Turn) -> str:
+        return f"Nice to meet you, {turn.slots['name']}."
+
+    @a.intent("go {direction:forward|backward} {distance:number} [meters]")
+    async def go(turn: Turn) -> str:
+        return "ok"
+
+    @a.intent(regex=r"remind me to (?P<what>.+)")
+    async def remind(turn: Turn) -> str:
+        return "ok"
+
+    @a.intent(phrases=["what time is it"])
+    async def time_(turn: Turn) -> str:
+        return "ok"
+
+    def slots(text: str) -> dict[str, object]:
+        m = a.match(text)
+        assert m is not None, text
+        return m.slots
+
+    assert slots("My name is Alice.") == {"name": "Alice"}
+    assert slots("CALL Bob O'Brien now!") == {"name": "Bob O'Brien"}
+    # a choice slot gives the alternative as declared, so handlers can compare it; numbers parse
+    assert slots("Go FORWARD Ten meters.") == {"direction": "forward", "distance": 10}
+    assert slots("Remind me to call Mum") == {"what": "call Mum"}
+    assert slots("What time is IT?") == {}

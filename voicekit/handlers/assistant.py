@@ -13,11 +13,16 @@
         return "Sorry, I can only move forward or backward."
 
 A handler gets a :class:`Turn` and returns a reply: a string, a :class:`Reply`, ``None`` (stay
-silent), or an async iterator of strings (a streamed reply, spoken sentence by sentence).
+silent), or an async iterator of strings (a streamed reply, spoken sentence by sentence). Handlers
+are usually ``async def``; a plain ``def`` handler is run in a worker thread, so it may block.
+Each piece of a reply must come within the assistant's ``handler_timeout``; a handler that fails,
+overruns or returns anything else is reported as an ``Error`` event and answered with the
+assistant's ``apology`` (see ``voicekit.session.handling``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -52,12 +57,20 @@ class Turn:
     def announce(self, text: str, *, after: float) -> Announcement:
         """Have the assistant say ``text`` by itself ``after`` seconds from now (a timer, a
         reminder). Returns a handle whose ``cancel()`` calls it off. Announcements still pending
-        when the session ends are dropped."""
+        when the session ends are dropped.
+
+        "Now" is the session's clock when the input is paced (a microphone, ``--realtime``), and
+        the input's own audio time when it is not (a file read as fast as it decodes): ``after=3``
+        then fires once 3 more seconds of the file have been heard."""
         if self.scheduler is None:
             raise ConfigError("this turn does not belong to a running session: nothing can be announced")
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"an announcement needs some text to say, not {text!r:.40}")
+        if isinstance(after, bool) or not isinstance(after, int | float) or not math.isfinite(after):
+            raise ConfigError(f"announce(after=...) takes a finite number of seconds, not {after!r}")
         if after < 0:
             raise ConfigError("an announcement cannot be scheduled in the past")
-        return self.scheduler(text, after)
+        return self.scheduler(text, float(after))
 
 
 @attrs.define
@@ -65,7 +78,7 @@ class Announcement:
     """A scheduled announcement; ``cancel()`` calls it off if it has not started yet."""
 
     text: str
-    due: float  # session clock seconds
+    due: float  # seconds on the session clock, or audio seconds of the input when it is not paced
     scope: Any = attrs.field(repr=False)  # trio.CancelScope
 
     def cancel(self) -> None:
@@ -85,7 +98,9 @@ class Intent:
     phrases: tuple[str, ...] = ()
 
     def match(self, normalized: str) -> dict[str, Any] | None:
-        if normalized in self.phrases:
+        """Slots when ``normalized`` (:func:`normalize` with ``keep_case=True``) matches; case is
+        ignored, free slots and regex groups keep the recognized casing."""
+        if normalize(normalized) in self.phrases:
             return {}
         for t in self.templates:
             slots = t.match(normalized)
@@ -110,15 +125,18 @@ class Assistant:
 
     def __init__(self, name: str, *, description: str = "", language: str = "en",
                  handler_timeout: float = 10.0, apology: str = "Sorry, something went wrong.",
-                 greeting: str | None = None) -> None:
-        if handler_timeout <= 0:
-            raise ConfigError("handler_timeout must be positive")
+                 greeting: str | None = None, max_reply_chars: int = 10_000) -> None:
+        if not handler_timeout > 0 or not math.isfinite(handler_timeout):
+            raise ConfigError("handler_timeout must be a positive number of seconds")
+        if max_reply_chars < 1:
+            raise ConfigError("max_reply_chars must be at least 1")
         self.name = name
         self.description = description
         self.language = language
         self.handler_timeout = handler_timeout
         self.apology = apology
         self.greeting = greeting
+        self.max_reply_chars = max_reply_chars  # a longer reply is cut (with a Warning event)
         self.intents: list[Intent] = []
         self._fallback: Handler | None = None
 
@@ -129,7 +147,7 @@ class Assistant:
         regs = [regex] if isinstance(regex, str) else list(regex)
         compiled_t = tuple(compile_template(t) for t in templates)
         try:
-            compiled_r = tuple(re.compile(r) for r in regs)
+            compiled_r = tuple(re.compile(r, re.IGNORECASE) for r in regs)
         except re.error as exc:
             raise ConfigError(f"bad intent regex: {exc}") from exc
         norm_phrases = tuple(normalize(p) for p in phrases)
@@ -151,7 +169,7 @@ class Assistant:
         return fn
 
     def match(self, text: str) -> Match | None:
-        norm = normalize(text)
+        norm = normalize(text, keep_case=True)
         if not norm:
             return None
         for intent in self.intents:

@@ -1,6 +1,6 @@
 """Intent templates: a tiny pattern language compiled to regular expressions.
 
-Syntax, matched against normalized text (lower case, punctuation removed)::
+Syntax, matched case-insensitively against normalized text (punctuation removed)::
 
     go {direction:forward|backward} {distance:number} [meter|meters]
     set a timer for {amount:number} (minute|minutes|second|seconds)
@@ -10,6 +10,9 @@ Syntax, matched against normalized text (lower case, punctuation removed)::
 * ``{name:number}`` — digits or English number words, parsed to an int or float;
 * ``{name:a|b|c}`` — one of the listed words or phrases;
 * ``(a|b)`` — one of the alternatives, required; ``[a|b]`` — optional.
+
+Matching ignores case, but a free slot keeps the casing the recognizer gave ("call Alice" gives
+``{"name": "Alice"}``); a choice slot gives the alternative as written in the template.
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ _ANY_NUMBER_WORD = "|".join(sorted(NUMBER_WORDS, key=len, reverse=True))
 _NUMBER_RE = rf"(?:\d+(?:[.,]\d+)?|(?:{_FIRST_NUMBER_WORD})(?: (?:{_ANY_NUMBER_WORD}))*)"
 
 
-def normalize(text: str) -> str:
-    """Lower case, hyphens to spaces, punctuation removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).lower().replace("-", " ")
+def normalize(text: str, *, keep_case: bool = False) -> str:
+    """Lower case (unless ``keep_case``), hyphens to spaces, punctuation removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text)
+    if not keep_case:
+        text = text.lower()
+    text = text.replace("-", " ")
     text = "".join(ch if (ch.isalnum() or ch.isspace() or ch in "'.") else " " for ch in text)
     text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text)  # keep decimal points only
     return " ".join(text.split())
@@ -54,8 +60,11 @@ class Template:
     source: str
     regex: re.Pattern[str]
     slots: dict[str, str]  # name -> kind ("text", "number", "choice")
+    choices: dict[str, dict[str, str]] = attrs.field(factory=dict)  # choice slot -> {lowered: as written}
 
     def match(self, normalized: str) -> dict[str, Any] | None:
+        """Slots of ``normalized`` (see :func:`normalize`; case is ignored, and kept in free slots),
+        or None when the template does not match."""
         m = self.regex.fullmatch(normalized)
         if m is None:
             return None
@@ -63,10 +72,12 @@ class Template:
         for name, kind in self.slots.items():
             value = m.group(name)
             if kind == "number":
-                num = parse_number(value)
+                num = parse_number(value.lower())
                 if num is None:
                     return None
                 out[name] = num
+            elif kind == "choice":
+                out[name] = self.choices[name].get(value.lower(), value.lower())
             else:
                 out[name] = value
         return out
@@ -75,6 +86,7 @@ class Template:
 def compile_template(source: str) -> Template:
     pieces: list[str] = []
     slots: dict[str, str] = {}
+    choices: dict[str, dict[str, str]] = {}
     pos = 0
     for m in _TOKEN.finditer(source):
         if source[pos : m.start()].strip():
@@ -92,6 +104,7 @@ def compile_template(source: str) -> Template:
                 pieces.append(f"(?P<{name}>{_NUMBER_RE})")
             else:
                 slots[name] = "choice"
+                choices[name] = {normalize(p): normalize(p, keep_case=True) for p in kind.split("|")}
                 pieces.append(f"(?P<{name}>{_alts(kind)})")
         elif m.group("opt") is not None:
             pieces.append(_alts(m.group("opt")) + "?")
@@ -112,4 +125,4 @@ def compile_template(source: str) -> Template:
             regex += f"(?: {piece[:-1]})?" if regex else f"(?:{piece[:-1]} )?"
         else:
             regex += (" " if regex and not regex.endswith(" )?") else "") + piece
-    return Template(source, re.compile(regex), slots)
+    return Template(source, re.compile(regex, re.IGNORECASE), slots, choices)

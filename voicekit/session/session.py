@@ -12,9 +12,12 @@ reaches the sink. Everything that happens is a frozen event (``voicekit.events``
 
 from __future__ import annotations
 
+import functools
+import heapq
+import itertools
 import math
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -30,13 +33,19 @@ from voicekit.audio.resample import StreamResampler
 from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
 from voicekit.errors import ConfigError, HandlerError, VoicekitError
-from voicekit.handlers.assistant import Announcement, Assistant, Reply, Turn
+from voicekit.handlers.assistant import Announcement, Assistant, Turn
 from voicekit.session.channels import BoundedChannel
+from voicekit.session.handling import HandlerRunner, RunningHandler
 from voicekit.session.interruption import Decision, InterruptionPolicy, VADInterruption
 from voicekit.session.player import ReplyPlayer
 from voicekit.tts.base import TTSEngine
 from voicekit.vad.base import VADBackend
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
+
+# announcements a session holds at once; a handler asking for more gets an error
+MAX_PENDING_ANNOUNCEMENTS = 64
+# how long the end of a session waits for handlers it gave up on before saying it is waiting
+_STUCK_GRACE_S = 0.1
 
 log = structlog.get_logger("voicekit.session")
 
@@ -107,6 +116,11 @@ class Session:
         self._reply: _ReplyState | None = None
         self._replies: trio.Nursery | None = None
         self._scheduled: trio.Nursery | None = None
+        self._handlers: HandlerRunner | None = None
+        self._pending: dict[int, Announcement] = {}
+        self._audio_pos = 0.0  # audio seconds of the input heard so far
+        self._audio_waiters: list[tuple[float, int, trio.Event]] = []
+        self._audio_seq = itertools.count()
         self._speech_voiced = 0.0
         self._voiced_at = 0.0
         self._in_speech = False
@@ -154,22 +168,25 @@ class Session:
             assistant=self.assistant.name if self.assistant else None))
         task_status.started()
         try:
-            async with trio.open_nursery() as replies, trio.open_nursery() as scheduled:
-                self._replies = replies
-                self._scheduled = scheduled
-                async with self.asr.open_stream(self._asr_config()) as stream:
-                    audio: BoundedChannel[AudioFrame] = BoundedChannel(
-                        self.config.audio_buffer_frames,
-                        "drop_oldest" if self.config.audio_policy == "drop_oldest" else "block")
-                    async with trio.open_nursery() as n:
-                        n.start_soon(self._capture, audio)
-                        n.start_soon(self._listen, audio, stream)
-                        n.start_soon(self._recognize, stream)
-                scheduled.cancel_scope.cancel()  # the input ended: pending announcements are dropped
-                if audio.dropped:
-                    self._emit(ev.Warning(t=self.now(), where="audio",
-                                          message="input audio dropped: the pipeline fell behind",
-                                          count=audio.dropped))
+            async with trio.open_nursery() as handlers:
+                self._handlers = HandlerRunner(handlers, on_late=self._handler_returned_late)
+                async with trio.open_nursery() as replies, trio.open_nursery() as scheduled:
+                    self._replies = replies
+                    self._scheduled = scheduled
+                    async with self.asr.open_stream(self._asr_config()) as stream:
+                        audio: BoundedChannel[AudioFrame] = BoundedChannel(
+                            self.config.audio_buffer_frames,
+                            "drop_oldest" if self.config.audio_policy == "drop_oldest" else "block")
+                        async with trio.open_nursery() as n:
+                            n.start_soon(self._capture, audio)
+                            n.start_soon(self._listen, audio, stream)
+                            n.start_soon(self._recognize, stream)
+                    scheduled.cancel_scope.cancel()  # the input ended: pending announcements are dropped
+                    if audio.dropped:
+                        self._emit(ev.Warning(t=self.now(), where="audio",
+                                              message="input audio dropped: the pipeline fell behind",
+                                              count=audio.dropped))
+                await self._release_handlers(handlers)
         except trio.Cancelled:
             reason = "cancelled"
             raise
@@ -254,6 +271,7 @@ class Session:
     async def _handle_item(self, item: AudioFrame | SpeechStart | SpeechEnd, stream: ASRStream,
                            to_asr: StreamResampler | None) -> None:
         if isinstance(item, AudioFrame):
+            self._advance_audio(item.end)
             if to_asr is not None:
                 out = to_asr.process(item)
                 if out is not None:
@@ -321,9 +339,11 @@ class Session:
         if match is None:
             return
         self._emit(ev.IntentMatched(t=self.now(), turn_id=turn_id, intent=match.intent, slots=match.slots))
+        # unpaced input: announcements count audio seconds from the end of what the user said
+        heard_at = result.end if result.end is not None else self._audio_pos
         turn = Turn(text=result.text, intent=match.intent, slots=match.slots, turn_id=turn_id,
                     context=self.context, language=result.language, emotion=result.emotion,
-                    speaker=result.speaker, scheduler=self._schedule)
+                    speaker=result.speaker, scheduler=functools.partial(self._schedule, heard_at=heard_at))
         self._start_reply(turn, match.handler)
 
     def _start_reply(self, turn: Turn, handler: Any) -> None:
@@ -333,18 +353,54 @@ class Session:
         assert self._replies is not None
         self._replies.start_soon(self._run_reply, state, handler, turn)
 
-    def _schedule(self, text: str, after: float) -> Announcement:
+    @property
+    def paced(self) -> bool:
+        """Whether the input arrives as fast as it is spoken (then timers run on trio's clock);
+        otherwise they run on the input's audio time."""
+        return self.config.realtime
+
+    def _schedule(self, text: str, after: float, *, heard_at: float | None = None) -> Announcement:
         assert self._scheduled is not None
-        announcement = Announcement(text, self.now() + after, trio.CancelScope())
+        self._pending = {k: a for k, a in self._pending.items() if not a.scope.cancel_called}
+        if len(self._pending) >= MAX_PENDING_ANNOUNCEMENTS:
+            raise ConfigError(f"this session already has {MAX_PENDING_ANNOUNCEMENTS} announcements pending; "
+                              f"cancel one before scheduling another")
+        if self.paced:
+            due = self.now() + after
+        else:
+            due = (self._audio_pos if heard_at is None else heard_at) + after
+        announcement = Announcement(text, due, trio.CancelScope())
+        self._pending[id(announcement)] = announcement
         self._scheduled.start_soon(self._announce, announcement, after)
         return announcement
 
+    def _advance_audio(self, t: float) -> None:
+        self._audio_pos = max(self._audio_pos, t)
+        waiters = self._audio_waiters
+        while waiters and waiters[0][0] <= self._audio_pos:
+            heapq.heappop(waiters)[2].set()
+
+    async def _sleep_until_audio(self, t: float) -> None:
+        """Wait until the input has been heard up to audio second ``t``."""
+        if self._audio_pos >= t:
+            await trio.lowlevel.checkpoint()
+            return
+        reached = trio.Event()
+        heapq.heappush(self._audio_waiters, (t, next(self._audio_seq), reached))
+        await reached.wait()
+
     async def _announce(self, announcement: Announcement, after: float) -> None:
-        with announcement.scope:
-            await trio.sleep(after)
-            previous = self._reply
-            if previous is not None:
-                await previous.done.wait()  # never talk over a reply
+        try:
+            with announcement.scope:
+                if self.paced:
+                    await trio.sleep(after)
+                else:
+                    await self._sleep_until_audio(announcement.due)
+                previous = self._reply
+                if previous is not None:
+                    await previous.done.wait()  # never talk over a reply
+        finally:
+            self._pending.pop(id(announcement), None)
         if announcement.scope.cancelled_caught:
             return
 
@@ -353,7 +409,7 @@ class Session:
 
         self._turn += 1
         turn = Turn(text="", intent="announcement", slots={}, turn_id=self._turn, context=self.context,
-                    scheduler=self._schedule)
+                    scheduler=functools.partial(self._schedule, heard_at=announcement.due))
         self._start_reply(turn, say)
 
     async def _run_reply(self, state: _ReplyState, handler: Any, turn: Turn) -> None:
@@ -362,8 +418,12 @@ class Session:
         assert assistant is not None
         try:
             with state.scope:
+                assert self._handlers is not None
+                pieces = self._handlers.pieces(handler, turn, timeout=assistant.handler_timeout,
+                                               limit=assistant.max_reply_chars,
+                                               on_cut=functools.partial(self._reply_cut, state.turn_id))
                 try:
-                    async with aclosing(_pieces(handler, turn, assistant.handler_timeout)) as pieces:
+                    async with aclosing(pieces):
                         async for piece in pieces:
                             await self._say(state, piece)
                 except HandlerError as exc:
@@ -384,6 +444,35 @@ class Session:
                 self.player.resume()
             state.done.set()
             structlog.contextvars.unbind_contextvars("turn_id")
+
+    def _reply_cut(self, turn_id: int, what: str, length: int, limit: int) -> None:
+        self._emit(ev.Warning(t=self.now(), turn_id=turn_id, where="handler",
+                              message=f"{what} replied with {length} characters; only the first {limit} "
+                                      f"(max_reply_chars) are spoken", count=length - limit))
+
+    def _handler_returned_late(self, entry: RunningHandler) -> None:
+        if self._ended:
+            return
+        gave_up = entry.gave_up_at if entry.gave_up_at is not None else entry.started
+        self._emit(ev.Warning(t=self.now(), where="handler",
+                              message=f"{entry.what} returned {trio.current_time() - gave_up:.1f} s after the "
+                                      f"session gave up on it (it ignored cancellation); its answer was dropped"))
+
+    async def _release_handlers(self, handlers: trio.Nursery) -> None:
+        """The session is over: cancel every handler still running, and say which ones it has to
+        wait for (blocked in a thread that trio cannot cancel)."""
+        runner = self._handlers
+        handlers.cancel_scope.cancel()
+        if runner is None or not runner.running:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(_STUCK_GRACE_S):
+            for entry in list(runner.running):
+                await entry.done.wait()
+        for entry in runner.stuck():
+            self._emit(ev.Warning(t=self.now(), where="handler",
+                                  message=f"{entry.what} is still blocked in a thread that cannot be cancelled; "
+                                          f"the session ends when it returns (pass abandon_on_cancel=True "
+                                          f"to trio.to_thread.run_sync)"))
 
     async def _say(self, state: _ReplyState, piece: str) -> None:
         if not state.pieces:
@@ -440,38 +529,6 @@ def _heard(state: _ReplyState, sink_rate: int) -> str:
             heard.extend(words[: math.floor(len(words) * played_s / total)])
         break
     return " ".join(heard)
-
-
-async def _pieces(handler: Any, turn: Turn, timeout: float) -> AsyncGenerator[str, None]:
-    """The handler's reply, piece by piece. Each piece must come within ``timeout`` seconds;
-    the time spent speaking a piece does not count against the next one."""
-    what = f"handler for intent {turn.intent!r}"
-    try:
-        result = handler(turn)
-        if hasattr(result, "__aiter__"):
-            it = result.__aiter__()
-            while True:
-                with trio.move_on_after(timeout) as scope:
-                    try:
-                        item = await it.__anext__()
-                    except StopAsyncIteration:
-                        return
-                if scope.cancelled_caught:
-                    raise HandlerError(f"{what} took longer than {timeout:g} s")
-                if item:
-                    yield str(item)
-        with trio.move_on_after(timeout) as scope:
-            value = await result
-        if scope.cancelled_caught:
-            raise HandlerError(f"{what} took longer than {timeout:g} s")
-    except HandlerError:
-        raise
-    except Exception as exc:
-        raise HandlerError(f"{what} raised {type(exc).__name__}: {exc}") from exc
-    if isinstance(value, Reply):
-        value = value.text
-    if value:
-        yield str(value)
 
 
 def _transcript_event(t: float, r: TranscriptResult) -> ev.Transcript:

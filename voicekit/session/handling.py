@@ -1,0 +1,250 @@
+"""Running an intent handler so that nothing it does can stall the session.
+
+A handler runs as a task of its own in the session's handler nursery, and its reply reaches the
+session through an unbuffered channel, piece by piece. The session waits at most
+``handler_timeout`` seconds for each piece; after that it stops waiting, cancels the handler and
+answers with the assistant's apology, whatever the handler is stuck in:
+
+* an ``async def`` handler awaiting something slow is cancelled at once;
+* a plain ``def`` handler runs in a worker thread (``abandon_on_cancel=True``): a blocking call
+  in it is abandoned at the timeout, and its late result is dropped;
+* an ``async def`` handler that blocks the event loop itself (``time.sleep``) cannot be
+  interrupted, but the overrun is reported as soon as it returns and its late answer is dropped;
+* an ``async def`` handler stuck in ``trio.to_thread.run_sync`` without ``abandon_on_cancel``
+  cannot be cancelled by trio: the session stops waiting for it, goes on with the next turns, and
+  only its very end waits for that thread to return (a ``Warning`` says so).
+
+Any exception a handler raises (``SystemExit`` and other ``BaseException`` s included, except
+``KeyboardInterrupt``) and any reply of the wrong type becomes a :class:`~voicekit.errors.HandlerError`:
+an ``Error`` event, the apology, and the session goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from voicekit.errors import HandlerError
+from voicekit.handlers.assistant import Reply, Turn
+
+# a plain ``def`` handler runs in a worker thread; at most this many at once per session, so that
+# handlers stuck in blocking calls cannot take every worker thread of the process
+SYNC_HANDLER_THREADS = 4
+# a handler that ends this long after the session gave up on it had ignored the cancel: reported
+LATE_S = 0.1
+
+
+@attrs.define(eq=False)
+class RunningHandler:
+    """A handler task the session started and has not seen finish."""
+
+    what: str
+    started: float
+    done: trio.Event = attrs.Factory(trio.Event)
+    gave_up_at: float | None = None  # when the session stopped waiting for it (timeout, barge-in)
+
+
+def describe(handler: Any, turn: Turn) -> str:
+    """``handler 'move' for intent 'go'``: names what an error event is about."""
+    name = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None) \
+        or type(handler).__name__
+    return f"handler {name!r} for intent {turn.intent!r}"
+
+
+def is_async_handler(handler: Any) -> bool:
+    """An ``async def`` or async generator function (or an object whose ``__call__`` is one)."""
+    for fn in (handler, getattr(handler, "__call__", None)):  # noqa: B004 - callables, not a check
+        if fn is not None and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+            return True
+    return False
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    """Exceptions a handler must not swallow: cancellation and Ctrl-C."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_fatal(e) for e in exc.exceptions) or all(
+            isinstance(e, trio.Cancelled) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled | KeyboardInterrupt)
+
+
+def _describe_exception(exc: BaseException) -> tuple[str, str]:
+    """(type name, first line of the message) of the one real error inside exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if isinstance(exc, SystemExit):
+        first = f"the handler tried to exit the program (code {exc.code!r})"
+    if len(first) > 300:
+        first = first[:300] + "…"
+    return type(exc).__name__, first
+
+
+class _BadReply(Exception):
+    pass
+
+
+async def _drive(handler: Any, turn: Turn, send: trio.MemorySendChannel[object], scope: trio.CancelScope,
+                 what: str, threads: trio.CapacityLimiter) -> None:
+    """Run ``handler(turn)`` and send its reply pieces (``str``) and at most one
+    :class:`HandlerError` to ``send``; the channel closes when the handler is done."""
+    try:
+        with scope:
+            async with send:
+                failure: HandlerError | None = None
+                try:
+                    await _run(handler, turn, send, threads)
+                except _BadReply as exc:
+                    failure = HandlerError(f"{what} {exc}")
+                    failure.__cause__ = TypeError(str(exc))
+                except BaseException as exc:
+                    if _is_fatal(exc):
+                        raise
+                    kind, message = _describe_exception(exc)
+                    failure = HandlerError(f"{what} raised {kind}: {message}" if message else f"{what} raised {kind}")
+                    failure.__cause__ = exc
+                if failure is not None:
+                    await send.send(failure)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the session stopped listening (timeout or barge-in); the rest of the reply is dropped
+
+
+async def _run(handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
+               threads: trio.CapacityLimiter) -> None:
+    if is_async_handler(handler):
+        result = handler(turn)
+    else:
+        result = await trio.to_thread.run_sync(handler, turn, abandon_on_cancel=True, limiter=threads)
+    if inspect.isawaitable(result) and not hasattr(result, "__aiter__"):
+        result = await result
+    if hasattr(result, "__aiter__"):  # a streamed reply (also when an async def returned one)
+        await _stream(result, send)
+        return
+    if isinstance(result, Reply):
+        result = result.text
+    if result is None:
+        return
+    if isinstance(result, str):
+        if result.strip():
+            await send.send(result)
+        return
+    if inspect.iscoroutine(result):
+        result.close()
+        raise _BadReply("returned a coroutine it never awaited: write `return await ...`")
+    raise _BadReply(f"returned {_type_name(result)}, not a str, a Reply, None or an async iterator of str")
+
+
+async def _stream(result: Any, send: trio.MemorySendChannel[object]) -> None:
+    it = result.__aiter__()
+    try:
+        while True:
+            try:
+                item = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            if isinstance(item, Reply):
+                item = item.text
+            if item is None:
+                continue
+            if not isinstance(item, str):
+                raise _BadReply(f"yielded {_type_name(item)}, not a str")
+            if item.strip():
+                await send.send(item)
+    finally:
+        aclose: Callable[[], Any] | None = getattr(it, "aclose", None)
+        if aclose is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                try:
+                    await aclose()
+                except Exception:  # a generator failing to clean up changes nothing here
+                    pass
+
+
+def cut_reply(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at a space when there is one."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = head.rfind(" ")
+    return head[:space] if space > limit // 2 else head
+
+
+class HandlerRunner:
+    """Starts handlers for one session and keeps track of the ones it gave up on."""
+
+    def __init__(self, nursery: trio.Nursery, *, on_late: Callable[[RunningHandler], None]) -> None:
+        self.nursery = nursery
+        self.threads = trio.CapacityLimiter(SYNC_HANDLER_THREADS)
+        self.running: set[RunningHandler] = set()
+        self.on_late = on_late
+
+    async def _task(self, entry: RunningHandler, handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
+                    scope: trio.CancelScope) -> None:
+        try:
+            await _drive(handler, turn, send, scope, entry.what, self.threads)
+        finally:
+            entry.done.set()
+            self.running.discard(entry)
+            if entry.gave_up_at is not None and trio.current_time() - entry.gave_up_at >= LATE_S:
+                self.on_late(entry)  # it ignored the cancel for a while: a thread trio cannot cancel
+
+    def stuck(self) -> list[RunningHandler]:
+        """Handlers the session gave up on that are still running."""
+        return [e for e in self.running if e.gave_up_at is not None]
+
+    async def pieces(self, handler: Any, turn: Turn, *, timeout: float, limit: int,
+                     on_cut: Callable[[str, int, int], None]) -> AsyncGenerator[str, None]:
+        """The handler's reply, piece by piece, each within ``timeout`` seconds of asking for it (the
+        time spent speaking a piece does not count against the next one), at most ``limit``
+        characters in all. Raises :class:`HandlerError` for a failure, a wrong type, or an overrun."""
+        what = describe(handler, turn)
+        send, recv = trio.open_memory_channel[object](0)
+        scope = trio.CancelScope()
+        entry = RunningHandler(what, trio.current_time())
+        self.running.add(entry)
+        self.nursery.start_soon(self._task, entry, handler, turn, send, scope)
+        spoken = 0
+        complete = False
+        try:
+            async with recv:
+                while True:
+                    asked = trio.current_time()
+                    with trio.move_on_after(timeout) as waiting:
+                        try:
+                            item = await recv.receive()
+                        except trio.EndOfChannel:
+                            complete = True
+                            return
+                    if waiting.cancelled_caught:
+                        raise HandlerError(f"{what} took longer than {timeout:g} s (handler_timeout); "
+                                           f"it was cancelled")
+                    late = trio.current_time() - asked
+                    if late > timeout:
+                        raise HandlerError(
+                            f"{what} took longer than {timeout:g} s (handler_timeout): it blocked the "
+                            f"session for {late:.1f} s and its late answer is dropped (blocking code belongs "
+                            f"in a plain def handler, which runs in a thread)")
+                    if isinstance(item, HandlerError):
+                        complete = True
+                        raise item
+                    assert isinstance(item, str)
+                    if spoken + len(item) > limit:
+                        on_cut(what, spoken + len(item), limit)
+                        cut = cut_reply(item, max(0, limit - spoken))
+                        if cut.strip():
+                            yield cut
+                        return
+                    spoken += len(item)
+                    yield item
+        finally:
+            scope.cancel()
+            if not complete and not entry.done.is_set():
+                entry.gave_up_at = trio.current_time()
