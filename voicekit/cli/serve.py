@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-sessions", type=int, default=4, help="concurrent conversations allowed (default: 4)")
     p.add_argument("--hello-timeout", type=float, default=5.0,
                    help="seconds a new connection has to say hello (default: 5)")
+    p.add_argument("--request-timeout", type=float, default=10.0,
+                   help="seconds a connection has to send its HTTP request head (default: 10)")
     p.add_argument("--idle-timeout", type=float, default=60.0,
                    help="close a conversation whose client sends nothing for this many seconds (default: 60)")
     p.add_argument("--max-pending", type=int, default=32,
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     check_bind(args.host, token)  # before loading any model: a refused address fails at once
     config = ServeConfig(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions,
                          hello_timeout=args.hello_timeout, idle_timeout=args.idle_timeout,
+                         request_timeout=args.request_timeout,
                          max_pending=args.max_pending, max_pending_per_address=args.max_pending_per_address,
                          allowed_origins=tuple(args.allow_origin))
     assistant = load_assistant(args.assistant)
