@@ -132,7 +132,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
         emu = DashScopeEmulator(engine, host=args.host, port=args.port, faults=args.faults, api_keys=keys,
                                 settings=TaskSettings(vad=vad),
                                 realtime=realtime_options(voice=args.omni_voice, script_path=args.omni_script,
-                                                          vad=vad))
+                                                          vad=vad),
+                                region=args.region)
     except VoicekitError as exc:
         print(f"voicekit emulate dashscope: {exc}", file=sys.stderr)
         return 2
@@ -211,6 +212,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e.set_defaults(func=_run_emulator)
 
     from voicekit_dashscope.files_cli import register as register_files
+    e.add_argument("--region", help="emulate one region's host: beijing, singapore or us; models it does not "
+                                    "offer are answered like unknown models (default: every model)")
 
     register_files(subparsers)  # voicekit dashscope transcribe ...
 

@@ -142,6 +142,18 @@ def check_model_region(model: str, region: str) -> Region:
                       f"pass region={REGIONS[where[0]].name!r} with an API key from that region")
 
 
+def emulator_refuses(model: str, region: str | None, *, openai_compatible: bool = False) -> bool:
+    """Whether a host of ``region`` answers ``model`` (its wire name) like an unknown model.
+
+    ``None`` emulates no particular region (every known model is served). The US region has no
+    OpenAI-compatible endpoint for speech models.
+    """
+    if region is None:
+        return False
+    r = get_region(region).id
+    return (openai_compatible and r == "us-east-1") or model not in AVAILABILITY[r]
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):

@@ -28,7 +28,7 @@ from voicekit_dashscope.auth import ApiKey
 from voicekit_dashscope.client.compat import ChatResult, CompatClient, wav_data_url
 from voicekit_dashscope.options import without
 from voicekit_dashscope.protocol.realtime import ASR_LANGUAGES, OMNI3_LANGUAGES
-from voicekit_dashscope.regions import DEFAULT_REGION, get_region
+from voicekit_dashscope.regions import DEFAULT_REGION, check_model_region
 
 TRANSCRIBE_PROMPT = ("Transcribe the following audio exactly as spoken. Output only the transcription text. "
                      "Ignore non-speech sounds.")
@@ -60,8 +60,7 @@ class OmniHTTPASR(Qwen3ASRFlash):
 
     def __init__(self, api_key: str | ApiKey | None = None, *, region: str = DEFAULT_REGION,
                  base_url: str | None = None, prompt: str = TRANSCRIBE_PROMPT, **kwargs: Any) -> None:
-        if not base_url and get_region(region).id == "us-east-1":
-            raise ConfigError(f"{self.model} is offered in Beijing and Singapore only, not the US region")
+        check_model_region(self.model, region)  # before the compat check: the model is not in the US at all
         super().__init__(api_key, region=region, base_url=base_url, api="compat", **kwargs)
         self.prompt = prompt
         self.model_name = self.model

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import structlog
 import trio
 
@@ -66,7 +67,7 @@ class DashScopeEmulator:
     def __init__(self, engine: Any = None, *, host: str = "127.0.0.1", port: int = 0,
                  faults: str | FaultPlan | None = None, api_keys: set[str] | None = None,
                  settings: TaskSettings | None = None, store: VocabularyStore | None = None,
-                 realtime: Any = None, files: Any = None) -> None:
+                 realtime: Any = None, files: Any = None, region: str | None = None) -> None:
         if engine is None:
             from voicekit_dashscope.emulator.engines import load_plugin_engine
 
@@ -77,7 +78,11 @@ class DashScopeEmulator:
         self.port: int | None = None
         self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
         self.api_keys = api_keys
-        self.settings = settings or TaskSettings()
+        from voicekit_dashscope.regions import get_region
+
+        # the region emulated: models it does not offer are answered like unknown models (None: all)
+        self.region = get_region(region).id if region else None
+        self.settings = attrs.evolve(settings or TaskSettings(), region=self.region)
         self.store = store or VocabularyStore()
         self.stats: dict[str, int] = {}
         self.server = HttpServer()
@@ -96,6 +101,7 @@ class DashScopeEmulator:
 
         self.files = add_file_routes(self, files)
 
+        self.realtime.region = self.files.region = self.files.compat.region = self.region
     # -- addresses
 
     def _hostport(self) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 from voicekit_dashscope.emulator.files import _FileError, _resample, decode_wav, transcribe_channel
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope.emulator.task import ENGINE_RATE
+from voicekit_dashscope.regions import emulator_refuses
 
 COMPAT_PATH = "/compatible-mode/v1/chat/completions"
 NATIVE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
@@ -138,7 +139,8 @@ class CompatService:
         except ValueError:
             return _compat_error(400, "invalid_parameter_error", "request body is not valid JSON")
         model = body.get("model") if isinstance(body, dict) else None
-        if model not in ASR_MODELS and model not in OMNI_MODELS:
+        if (model not in ASR_MODELS and model not in OMNI_MODELS) or emulator_refuses(
+                str(model), self.region, openai_compatible=True):
             return _compat_error(404, "model_not_found", f"The model `{model}` does not exist or you do not have "
                                                          "access to it.")
         stream = bool(body.get("stream"))

@@ -50,6 +50,7 @@ from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope.emulator.task import ENGINE_RATE, TaskSettings, _make_vad
 from voicekit_dashscope.emulator.vocabulary import VocabularyStore
 from voicekit_dashscope.protocol.files import FILE_MODELS, TASKS_PATH, UPLOADS_PATH, file_model
+from voicekit_dashscope.regions import emulator_refuses
 
 log = structlog.get_logger("voicekit.dashscope.emulator")
 FILLERS = frozenset({"um", "uh", "er", "ah", "erm", "hmm", "mm", "嗯", "呃", "啊"})
@@ -223,6 +224,8 @@ def cluster_speakers(prints: list[np.ndarray], speaker_count: int | None, thresh
 class FileTranscriptionService:
     """Holds the tasks and result files; ``run`` must be started in the emulator's nursery."""
 
+    region: str | None = None  # the region emulated (None: all); set by the emulator
+
     def __init__(self, *, engine: Any, owner: Callable[[str | None], str | None], base_url: Callable[[], str],
                  store: VocabularyStore, settings: FilesSettings | None = None,
                  uploads: Any = None, stats: dict[str, int] | None = None) -> None:
@@ -278,6 +281,8 @@ class FileTranscriptionService:
             return _error(400, "BadRequest.EmptyInput", "Required parameter 'input' missing from request.")
         try:
             spec = file_model(str(model))
+            if emulator_refuses(str(model), self.region):
+                raise ValueError(model)
         except Exception:
             return _error(400, "InvalidParameter", f"Model not found: {model} (file transcription knows "
                                                    f"{', '.join(FILE_MODELS)})")

@@ -97,6 +97,7 @@ from voicekit_dashscope.protocol.realtime import (
     TurnDetection,
     Violation,
 )
+from voicekit_dashscope.regions import emulator_refuses
 
 log = structlog.get_logger("voicekit.dashscope.emulator")
 ENGINE_RATE = 16000
@@ -870,6 +871,7 @@ class RealtimeConnectionHandler:
 
 
 class RealtimeService:
+    region: str | None = None  # the region emulated (None: all); set by the emulator
     """The realtime endpoint of one emulator: settings, script, voice, and per-session records.
 
     ``sessions`` keeps, for each connection in order, what the emulator saw (client event types,
@@ -899,7 +901,7 @@ class RealtimeService:
             await ws.reject(401, {"code": "InvalidApiKey", "message": "Invalid API-key provided."})
             return
         model = MODELS.get(model_name)
-        if model is None:
+        if model is None or emulator_refuses(model_name, self.region):
             await ws.reject(404 if model_name else 400, {
                 "code": "ModelNotFound" if model_name else "InvalidParameter",
                 "message": f"Model not exist: {model_name!r}" if model_name else "missing the model query parameter"})

@@ -39,6 +39,7 @@ from voicekit_dashscope.protocol.task import (
     Violation,
     WordTiming,
 )
+from voicekit_dashscope.regions import emulator_refuses
 from voicekit_dashscope.vocabulary import Hotword
 
 log = structlog.get_logger("voicekit.dashscope.emulator")
@@ -58,6 +59,7 @@ class TaskSettings:
     pre_roll_ms: int = 300
     default_sentence_silence_ms: int = 1300
     accept_unknown_models: bool = False
+    region: str | None = None  # the region emulated: its host does not know models it does not offer
 
 
 def _make_vad(settings: TaskSettings) -> Any:
@@ -201,7 +203,8 @@ class TaskConnectionHandler:
 
     def _check(self, run: RunTask) -> tuple[str, str] | tuple[ModelSpec | None, tuple[Hotword, ...]]:
         spec = MODELS.get(run.model)
-        if spec is None and not self.settings.accept_unknown_models:
+        unknown = spec is None and not self.settings.accept_unknown_models
+        if unknown or emulator_refuses(run.model, self.settings.region):
             return ("ModelNotFound", "Model not exist.")
         p = run.parameters
         if p.format not in ("pcm", "wav"):
