@@ -1,5 +1,9 @@
 """structlog set-up: a short chain of processors, session and turn ids from contextvars.
 
+The library is quiet by default: voicekit's modules log through :func:`get_logger`, which writes
+only warnings and errors, to stderr, until structlog is configured (by :func:`configure`, which
+the command line calls, or by the application). Nothing is ever printed to stdout.
+
 Plugins that hold secrets register a scrubbing function with :func:`add_redactor`. It runs on
 every field of every log line before rendering (tracebacks are rendered to text first, so they are
 scrubbed too), and once more on the rendered line itself, so nothing reaches the log stream that
@@ -73,6 +77,61 @@ def configure(level: str = "warning", *, json: bool = False, stream: TextIO | No
         logger_factory=(lambda *_: structlog.PrintLogger(stream or sys.stderr)),
         cache_logger_on_first_use=False,
     )
+
+
+class _Stderr:
+    """A structlog output that writes each line to the *current* ``sys.stderr``."""
+
+    def _write(self, message: str) -> None:
+        try:
+            print(message, file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # stderr closed: a log line is not worth a crash
+            pass
+
+    def __getattr__(self, name: str) -> Callable[[str], None]:
+        return self._write
+
+
+def _quiet_fallback() -> Any:
+    return structlog.wrap_logger(
+        _Stderr(),
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso"), _redact_processor,
+                    structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+
+
+class QuietLogger:
+    """voicekit's module loggers: quiet by default, the application's choice once it makes one.
+
+    While nobody has configured structlog, a line goes to stderr only at WARNING or above (so a
+    program embedding voicekit sees nothing on stdout, and no debug chatter anywhere). As soon as
+    structlog is configured — by :func:`configure`, by the CLI, or by the application itself — every
+    call goes through that configuration. voicekit never calls ``structlog.configure`` on its own,
+    so an application's set-up is never overwritten.
+    """
+
+    __slots__ = ("_fallback", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._fallback: Any = None
+
+    def _target(self) -> Any:
+        if structlog.is_configured():
+            return structlog.get_logger(self._name)
+        if self._fallback is None:
+            self._fallback = _quiet_fallback()
+        return self._fallback
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+
+def get_logger(name: str) -> Any:
+    """A logger for a voicekit module (or plugin): see :class:`QuietLogger`."""
+    return QuietLogger(name)
 
 
 def redaction_processor() -> Processor:

@@ -39,14 +39,14 @@ from typing import Any, ClassVar, Final, Literal
 import attrs
 import numpy as np
 import numpy.typing as npt
-import structlog
 import trio
 
 from voicekit.audio.frame import SAMPLE_WIDTH, AudioFrame
 from voicekit.audio.resample import StreamResampler, int16_to_float
 from voicekit.errors import AudioError, ConfigError
+from voicekit.logging import get_logger
 
-log = structlog.get_logger("voicekit.audio.device")
+log = get_logger("voicekit.audio.device")
 
 Direction = Literal["input", "output"]
 

@@ -27,14 +27,14 @@ import av
 import av.error
 import numpy as np
 import numpy.typing as npt
-import structlog
 import trio
 
 from voicekit.audio.frame import SAMPLE_WIDTH, AudioFrame
 from voicekit.audio.resample import StreamResampler, float_to_int16
 from voicekit.errors import AudioError, ConfigError, EmptyAudioError, UnsupportedAudioError
+from voicekit.logging import get_logger
 
-log = structlog.get_logger("voicekit.audio")
+log = get_logger("voicekit.audio")
 
 #: Decoding threads running at once, over every FileSource in the process.
 DECODE_LIMITER: Final = trio.CapacityLimiter(max(2, min(8, os.cpu_count() or 2)))

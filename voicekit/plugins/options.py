@@ -128,7 +128,8 @@ def _value(opt: Option, value: Any) -> Any:
     if value is None:
         return None  # "unset": every option accepts it and the plugin uses its default behaviour
     if kind in ("str", "secret"):
-        if not text and kind == "str":
+        # a secret may also be a key object (e.g. an ApiKey), never a number
+        if not text and (kind == "str" or isinstance(value, (int, float, bytes))):
             raise _Bad(opt.type_name)
         return value
     if kind == "object":

@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 
 import attrs
 import h11
-import structlog
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -38,7 +37,7 @@ from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
 from voicekit.errors import ConfigError
 from voicekit.handlers.assistant import Assistant
-from voicekit.logging import redact
+from voicekit.logging import get_logger, redact
 from voicekit.serve.protocol import (
     MAX_AUDIO_BYTES,
     MAX_TEXT_BYTES,
@@ -60,7 +59,7 @@ from voicekit.session.session import Session, SessionConfig
 from voicekit.tts.base import TTSEngine
 from voicekit.vad.base import VADBackend
 
-log = structlog.get_logger("voicekit.serve")
+log = get_logger("voicekit.serve")
 
 WS_PATH: Final = "/ws"
 MAX_REQUEST_HEAD: Final = 8192

@@ -34,6 +34,7 @@ from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
 from voicekit.errors import ConfigError, HandlerError, VoicekitError
 from voicekit.handlers.assistant import Announcement, Assistant, Turn
+from voicekit.logging import get_logger
 from voicekit.session.channels import BoundedChannel
 from voicekit.session.handling import HandlerRunner, RunningHandler
 from voicekit.session.interruption import Decision, InterruptionPolicy, VADInterruption
@@ -47,7 +48,7 @@ MAX_PENDING_ANNOUNCEMENTS = 64
 # how long the end of a session waits for handlers it gave up on before saying it is waiting
 _STUCK_GRACE_S = 0.1
 
-log = structlog.get_logger("voicekit.session")
+log = get_logger("voicekit.session")
 
 # how each event is logged; the rest (speech, partials, reply text) at debug level
 _LOG_LEVELS: dict[type, str] = {

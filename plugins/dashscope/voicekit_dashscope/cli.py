@@ -141,10 +141,13 @@ def _run_emulator(args: argparse.Namespace) -> int:
     async def go() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(emu.serve)
+            # voicekit's plugins and the official SDKs read these variables (an explicit base_url wins)
+            key_line = ("" if keys else "  export DASHSCOPE_API_KEY=sk-emulator  # any key is accepted\n")
             print(f"DashScope emulator on {emu.host}:{emu.port}\n"
                   f"  export DASHSCOPE_WEBSOCKET_BASE_URL={emu.ws_base_url}\n"
                   f"  export DASHSCOPE_HTTP_BASE_URL={emu.http_base_url}\n"
-                  f"  voicekit plugins: base_url={emu.base_url}", flush=True)
+                  f"{key_line}"
+                  f"  or per plugin: --asr-option base_url={emu.base_url}", flush=True)
 
     try:
         trio.run(go)

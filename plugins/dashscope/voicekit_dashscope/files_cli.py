@@ -33,7 +33,7 @@ def _progress() -> Any:
 def _run_transcribe(args: argparse.Namespace) -> int:
     from voicekit.formats import render
     from voicekit_dashscope.client.files import FileTranscriber
-    from voicekit_dashscope.protocol.files import FileOptions
+    from voicekit_dashscope.protocol.files import FileOptions, build_submit
     from voicekit_dashscope.upload import transcribe_sources
 
     try:
@@ -41,6 +41,8 @@ def _run_transcribe(args: argparse.Namespace) -> int:
                               diarization=args.diarize, speaker_count=args.speakers, language=args.language,
                               disfluency_removal=args.remove_disfluency, context=args.context,
                               word_timestamps=not args.no_words)
+        # refuse options the model does not take now, before any upload or network work
+        build_submit(args.model, ["https://file.invalid/check.wav"], options)
         client = FileTranscriber(args.api_key, region=args.region, workspace=args.workspace,
                                  base_url=args.base_url, poll_first=args.poll, poll_cap=max(args.poll, 5.0))
         results = trio.run(lambda: transcribe_sources(client, args.model, args.sources, options,

@@ -20,14 +20,14 @@ from typing import Any
 
 import attrs
 import httpx
-import structlog
 import trio
 
+from voicekit.logging import get_logger
 from voicekit_dashscope.auth import ApiKey, resolve_api_key, scrub
 from voicekit_dashscope.errors import ServiceUnavailableError, VocabularyError, VocabularyValidationError
 from voicekit_dashscope.regions import DEFAULT_REGION, Endpoints
 
-log = structlog.get_logger("voicekit.dashscope.vocabulary")
+log = get_logger("voicekit.dashscope.vocabulary")
 
 MODEL = "speech-biasing"
 MAX_WORDS = 500

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import structlog
 import trio
 
 from voicekit import events as ev
@@ -47,6 +46,7 @@ from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
 from voicekit.errors import ConfigError
 from voicekit.handlers.assistant import Assistant
+from voicekit.logging import get_logger
 from voicekit.session.player import ReplyPlayer
 from voicekit_dashscope.agent.tools import Tool, resolve_tools
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
@@ -89,7 +89,7 @@ from voicekit_dashscope.protocol.realtime import (
 )
 from voicekit_dashscope.regions import DEFAULT_REGION
 
-log = structlog.get_logger("voicekit.dashscope.agent")
+log = get_logger("voicekit.dashscope.agent")
 INPUT_RATE = 16000
 
 

@@ -1,7 +1,8 @@
 """Near-real-time ASR over the synchronous ``qwen3-asr-flash`` API (entry point ``qwen3-asr-flash``).
 
-The session's VAD markers cut the audio into utterances; each utterance (cut again every
-``max_chunk_s`` seconds, 5 s by default, so a long turn still gives early text) is sent as one
+The session's VAD markers cut the audio into utterances; each utterance (cut again within every
+``max_chunk_s`` seconds, 5 s by default, at the quietest point of the window's second half so no
+word is split, so a long turn still gives early text) is sent as one
 short WAV to the synchronous recognizer — the OpenAI-compatible chat completions endpoint with an
 ``input_audio`` part (``api="compat"``, streamed SSE) or the DashScope-native
 ``multimodal-generation`` call (``api="native"``; the only form offered in the US region). Up to
@@ -19,12 +20,13 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 import httpx
-import structlog
+import numpy as np
 import trio
 
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ConfigError
+from voicekit.logging import get_logger
 from voicekit.plugins.options import Option
 from voicekit_dashscope.asr.models import guide_record
 from voicekit_dashscope.auth import ApiKey
@@ -33,8 +35,33 @@ from voicekit_dashscope.options import connection
 from voicekit_dashscope.protocol.files import _QWEN_LANGS
 from voicekit_dashscope.regions import DEFAULT_REGION, check_model_region, get_region, regional_model_name
 
-log = structlog.get_logger("voicekit.dashscope.nearrealtime")
+log = get_logger("voicekit.dashscope.nearrealtime")
 MAX_SYNC_SECONDS = 300.0
+
+
+def pause_cut(window: bytes, rate: int, *, search_from: float = 0.5, frame_ms: int = 20) -> int:
+    """Where to cut a full window of PCM16 mono: the quietest point of its second half (in bytes).
+
+    A long turn must be cut to be sent, and a cut inside a word loses it on both sides (the
+    recognizer hears "pru-" and "-dently"). The quietest ``frame_ms`` stretch between
+    ``search_from`` of the window and its end is almost always a pause between words; the cut is
+    made in its middle. Without a clearly quieter stretch (under half the median energy) the window
+    is cut at its end. Returns an even byte offset > 0.
+    """
+    samples = np.frombuffer(window, dtype=np.int16).astype(np.float32)
+    n = len(samples)
+    frame = max(1, rate * frame_ms // 1000)
+    hop = max(1, frame // 4)
+    start = int(n * search_from)
+    if n - start < frame:
+        return n * 2
+    energy = np.concatenate(([0.0], np.cumsum(samples * samples, dtype=np.float64)))
+    starts = np.arange(start, n - frame + 1, hop)
+    sums = energy[starts + frame] - energy[starts]
+    i = int(np.argmin(sums))
+    if sums[i] >= 0.5 * float(np.median(sums)):
+        return n * 2  # no quieter stretch than the speech around it (a held tone, noise): cut at the limit
+    return max(1, int(starts[i]) + frame // 2) * 2
 
 
 class _Stream:
@@ -69,7 +96,8 @@ class _Stream:
         pcm = frame.to_array()[:, 0].tobytes() if frame.channels > 1 else frame.pcm
         self.buf += pcm
         while len(self.buf) >= self.cap_bytes:
-            chunk, self.buf = bytes(self.buf[: self.cap_bytes]), self.buf[self.cap_bytes:]
+            cut = pause_cut(bytes(self.buf[: self.cap_bytes]), self.rate)
+            chunk, self.buf = bytes(self.buf[:cut]), self.buf[cut:]
             self._submit(chunk)
 
     async def speech_started(self, t: float) -> None:

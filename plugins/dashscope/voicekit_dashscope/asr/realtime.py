@@ -24,12 +24,12 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 import attrs
-import structlog
 import trio
 
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ASRError, ConfigError
+from voicekit.logging import get_logger
 from voicekit.plugins.options import Option
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
 from voicekit_dashscope.client.realtime import Connector, RealtimeConnection, realtime_base_url, websocket_connector
@@ -62,7 +62,7 @@ from voicekit_dashscope.protocol.realtime import (
 )
 from voicekit_dashscope.regions import DEFAULT_REGION, check_model_region
 
-log = structlog.get_logger("voicekit.dashscope.realtime")
+log = get_logger("voicekit.dashscope.realtime")
 MANUAL_LIMIT_S = 55.0  # the service refuses more than 60 s of audio per manual commit
 TRANSCRIBE_INSTRUCTIONS = (
     "You are a speech recognizer. Transcribe exactly what the user says, in the language spoken, "

@@ -15,12 +15,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import structlog
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, HandshakeError
 
 from voicekit.errors import ConfigError
+from voicekit.logging import get_logger
 from voicekit_dashscope.auth import ApiKey
 from voicekit_dashscope.client.task import USER_AGENT, _handshake_error
 from voicekit_dashscope.errors import ConnectionLostError, ServerTimeoutError
@@ -40,7 +40,7 @@ from voicekit_dashscope.protocol.realtime import (
 )
 from voicekit_dashscope.regions import DEFAULT_REGION, REALTIME_PATH, check_transport, get_region
 
-log = structlog.get_logger("voicekit.dashscope.realtime")
+log = get_logger("voicekit.dashscope.realtime")
 
 
 class RealtimeTransport(Protocol):

@@ -25,12 +25,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import structlog
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection
 
 from voicekit.asr.base import TranscriptResult, Word
+from voicekit.logging import get_logger
 from voicekit_dashscope.auth import ApiKey, excerpt, scrub
 from voicekit_dashscope.errors import (
     AuthenticationError,
@@ -57,7 +57,7 @@ from voicekit_dashscope.protocol.task import (
 )
 from voicekit_dashscope.regions import check_transport
 
-log = structlog.get_logger("voicekit.dashscope.client")
+log = get_logger("voicekit.dashscope.client")
 USER_AGENT = "voicekit-dashscope/0.1"
 
 

@@ -22,17 +22,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import structlog
 import trio
 
 from voicekit.errors import ConfigError
+from voicekit.logging import get_logger
 from voicekit_dashscope.emulator.faults import FaultPlan
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse, HttpServer, ServerWebSocket
 from voicekit_dashscope.emulator.task import TaskConnectionHandler, TaskSettings
 from voicekit_dashscope.emulator.vocabulary import VocabularyStore
 from voicekit_dashscope.regions import CUSTOMIZATION_PATH, HTTP_API_PATH, INFERENCE_PATH
 
-log = structlog.get_logger("voicekit.dashscope.emulator")
+log = get_logger("voicekit.dashscope.emulator")
 
 
 class ListenError(ConfigError, OSError):

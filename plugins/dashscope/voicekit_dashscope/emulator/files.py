@@ -38,12 +38,12 @@ from typing import Any
 import attrs
 import httpx
 import numpy as np
-import structlog
 import trio
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.asr.feed import forward
 from voicekit.audio.frame import AudioFrame
+from voicekit.logging import get_logger
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig
 from voicekit_dashscope.emulator.biasing import apply_hotwords, split_words, spread
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
@@ -52,7 +52,7 @@ from voicekit_dashscope.emulator.vocabulary import VocabularyStore
 from voicekit_dashscope.protocol.files import FILE_MODELS, TASKS_PATH, UPLOADS_PATH, file_model
 from voicekit_dashscope.regions import emulator_refuses
 
-log = structlog.get_logger("voicekit.dashscope.emulator")
+log = get_logger("voicekit.dashscope.emulator")
 FILLERS = frozenset({"um", "uh", "er", "ah", "erm", "hmm", "mm", "嗯", "呃", "啊"})
 
 

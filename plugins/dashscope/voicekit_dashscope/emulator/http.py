@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import attrs
 import h11
-import structlog
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -32,7 +31,9 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
-log = structlog.get_logger("voicekit.dashscope.emulator")
+from voicekit.logging import get_logger
+
+log = get_logger("voicekit.dashscope.emulator")
 MAX_HEAD = 64 * 1024
 MAX_BODY = 32 * 1024 * 1024  # a 10 MB audio file in base64 (sync ASR) fits
 READ = 65536

@@ -41,13 +41,13 @@ from urllib.parse import parse_qs
 
 import attrs
 import numpy as np
-import structlog
 import trio
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.audio.resample import StreamResampler
 from voicekit.errors import ConfigError
+from voicekit.logging import get_logger
 from voicekit.session.backchannel import is_backchannel, word_count
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
 from voicekit_dashscope.emulator.faults import FaultPlan
@@ -99,7 +99,7 @@ from voicekit_dashscope.protocol.realtime import (
 )
 from voicekit_dashscope.regions import emulator_refuses
 
-log = structlog.get_logger("voicekit.dashscope.emulator")
+log = get_logger("voicekit.dashscope.emulator")
 ENGINE_RATE = 16000
 
 

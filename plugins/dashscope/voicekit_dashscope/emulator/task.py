@@ -18,11 +18,11 @@ import struct
 from typing import Any
 
 import attrs
-import structlog
 import trio
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
+from voicekit.logging import get_logger
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
 from voicekit_dashscope.asr.models import MODELS, ModelSpec
 from voicekit_dashscope.emulator.biasing import active_hotwords, apply_hotwords, split_words, spread
@@ -42,7 +42,7 @@ from voicekit_dashscope.protocol.task import (
 from voicekit_dashscope.regions import emulator_refuses
 from voicekit_dashscope.vocabulary import Hotword
 
-log = structlog.get_logger("voicekit.dashscope.emulator")
+log = get_logger("voicekit.dashscope.emulator")
 ENGINE_RATE = 16000
 TIMEOUT_MESSAGE = "request timeout after 23 seconds."
 
