@@ -122,6 +122,7 @@ class Session:
         self._audio_pos = 0.0  # audio seconds of the input heard so far
         self._audio_waiters: list[tuple[float, int, trio.Event]] = []
         self._audio_seq = itertools.count()
+        self._announce_lock = trio.Lock()
         self._speech_voiced = 0.0
         self._voiced_at = 0.0
         self._in_speech = False
@@ -318,6 +319,9 @@ class Session:
                 if self._reply is not None and not self._reply.done.is_set():
                     self._decide(self.policy.on_partial(result.text))
                 continue
+            on_final = getattr(self.policy, "on_final", None)  # optional: policies may decide on finals
+            if on_final is not None and self._reply is not None and not self._reply.done.is_set():
+                self._decide(on_final(result.text))
             if result.text.strip():
                 await self._start_turn(result)
 
@@ -330,7 +334,7 @@ class Session:
             check = getattr(self.policy, "is_backchannel", None)
             if check is not None and check(result.text):
                 return  # "uh-huh" while the assistant talks is not a turn
-            await previous.done.wait()  # a real request: answer it once the reply has finished
+            await self._wait_quiet()  # a real request: answer it once the reply has finished
         self._turn += 1
         turn_id = self._turn
         self._emit(ev.TurnEnded(t=self.now(), turn_id=turn_id, text=result.text))
@@ -390,28 +394,40 @@ class Session:
         heapq.heappush(self._audio_waiters, (t, next(self._audio_seq), reached))
         await reached.wait()
 
+    async def _wait_quiet(self) -> None:
+        """Until no reply is playing (a reply that starts meanwhile is waited for too)."""
+        while self._reply is not None and not self._reply.done.is_set():
+            await self._reply.done.wait()
+
     async def _announce(self, announcement: Announcement, after: float) -> None:
+        acquired = False
         try:
             with announcement.scope:
                 if self.paced:
                     await trio.sleep(after)
                 else:
                     await self._sleep_until_audio(announcement.due)
-                previous = self._reply
-                if previous is not None:
-                    await previous.done.wait()  # never talk over a reply
+                # one announcement at a time, in the order they fell due (trio's lock is fair)
+                await self._announce_lock.acquire()
+                acquired = True
+                await self._wait_quiet()  # never talk over a reply
+            if announcement.scope.cancelled_caught:
+                return
+            self._pending.pop(id(announcement), None)
+
+            async def say(turn: Turn) -> str:
+                return announcement.text
+
+            self._turn += 1
+            turn = Turn(text="", intent="announcement", slots={}, turn_id=self._turn, context=self.context,
+                        scheduler=functools.partial(self._schedule, heard_at=announcement.due))
+            self._start_reply(turn, say)
+            if self._reply is not None:
+                await self._reply.done.wait()
         finally:
             self._pending.pop(id(announcement), None)
-        if announcement.scope.cancelled_caught:
-            return
-
-        async def say(turn: Turn) -> str:
-            return announcement.text
-
-        self._turn += 1
-        turn = Turn(text="", intent="announcement", slots={}, turn_id=self._turn, context=self.context,
-                    scheduler=functools.partial(self._schedule, heard_at=announcement.due))
-        self._start_reply(turn, say)
+            if acquired:
+                self._announce_lock.release()
 
     async def _run_reply(self, state: _ReplyState, handler: Any, turn: Turn) -> None:
         structlog.contextvars.bind_contextvars(turn_id=state.turn_id)
