@@ -115,25 +115,26 @@ def _run_hotwords(args: argparse.Namespace) -> int:
 
 def _run_emulator(args: argparse.Namespace) -> int:
     _quiet_logs("info")
-    from voicekit_dashscope.emulator.app import DashScopeEmulator
+    from voicekit_dashscope.emulator.app import DashScopeEmulator, check_exposure, read_api_keys
     from voicekit_dashscope.emulator.engines import FixtureEngine, load_plugin_engine
     from voicekit_dashscope.emulator.task import TaskSettings
 
     try:
+        keys = read_api_keys(args.api_key, args.api_keys_file)
+        check_exposure(args.host, keys)  # before loading a model
         if args.fixtures:
             engine: Any = FixtureEngine.from_file(args.fixtures)
             vad = args.vad or "energy"
         else:
             engine = load_plugin_engine(args.engine)
             vad = args.vad or "webrtc"
-        keys = set(args.api_key) if args.api_key else None
         from voicekit_dashscope.emulator.realtime import realtime_options
 
         emu = DashScopeEmulator(engine, host=args.host, port=args.port, faults=args.faults, api_keys=keys,
                                 settings=TaskSettings(vad=vad),
                                 realtime=realtime_options(voice=args.omni_voice, script_path=args.omni_script,
                                                           vad=vad),
-                                region=args.region)
+                                region=args.region, allow_url_prefixes=tuple(args.allow_url_prefix))
     except VoicekitError as exc:
         print(f"voicekit emulate dashscope: {exc}", file=sys.stderr)
         return 2
@@ -201,14 +202,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     esub = _emulate_subparsers(subparsers)
     e = esub.add_parser("dashscope", help="the DashScope speech services (task protocol, vocabulary API)")
-    e.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    e.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1); any other needs an API key list")
     e.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     e.add_argument("--faults", help="fault spec, e.g. 'drop@5,close1011/7' (see the docs)")
     src = e.add_mutually_exclusive_group()
     src.add_argument("--engine", default="moonshine", help="local ASR plugin to transcribe with")
     src.add_argument("--fixtures", help="JSON file of scripted sentences instead of an engine")
     e.add_argument("--vad", choices=("webrtc", "energy"), help="endpointing VAD (default depends on engine)")
-    e.add_argument("--api-key", action="append", help="accept only this key (repeatable; default: any)")
+    e.add_argument("--api-key", action="append", help="accept only this key (repeatable; default: any key, "
+                                                      "on loopback only)")
+    e.add_argument("--api-keys-file", help="accept only the keys in this file, one per line "
+                                           "(also: $DASHSCOPE_EMULATOR_API_KEYS)")
+    e.add_argument("--allow-url-prefix", action="append", default=[], metavar="PREFIX",
+                   help="file URLs under this prefix may be fetched (repeatable; default: only loopback "
+                        "URLs and the emulator's own uploads)")
     e.add_argument("--omni-voice", choices=("espeak", "tone"), default="espeak",
                    help="how emulated Omni replies sound (default espeak)")
     e.add_argument("--omni-script", help="JSON file of scripted Omni replies and tool rules (see the docs)")

@@ -12,7 +12,11 @@ line: ``voicekit emulate dashscope --port 8765``. Point the official SDK at it w
 
 Authentication: by default any non-empty ``Authorization: Bearer …`` is accepted (each key
 gets its own vocabularies); pass ``api_keys`` to accept only those. A missing or refused key
-fails the WebSocket handshake with HTTP 401, like the real service.
+fails the WebSocket handshake with HTTP 401, like the real service. Listening on anything but
+loopback needs ``api_keys`` (docs/security.md): the emulator transcribes for whoever reaches it
+and fetches the file URLs it is given. Those URLs are limited by ``allow_url_prefixes``
+(:class:`~voicekit_dashscope.emulator.files.UrlPolicy`: loopback URLs and the emulator's own
+uploads by default).
 """
 
 from __future__ import annotations
@@ -47,6 +51,43 @@ class ListenError(ConfigError, OSError):
         return self.message
 
 
+#: Environment variable with the accepted API keys (separated by commas or white space).
+KEYS_ENV = "DASHSCOPE_EMULATOR_API_KEYS"
+
+
+def read_api_keys(keys: list[str] | None = None, keys_file: str | None = None,
+                  environ: dict[str, str] | None = None) -> set[str] | None:
+    """The API keys the emulator accepts: ``--api-key`` values, the lines of ``--api-keys-file``
+    (``#`` starts a comment) and ``$DASHSCOPE_EMULATOR_API_KEYS``; None when none is given (any
+    key is then accepted, on loopback only)."""
+    import os
+    import re
+
+    found = {k.strip() for k in keys or () if k.strip()}
+    if keys_file:
+        try:
+            with open(keys_file, encoding="utf-8") as f:
+                found |= {line.split("#", 1)[0].strip() for line in f} - {""}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the API keys file {keys_file!r}: "
+                              f"{getattr(exc, 'strerror', None) or exc}; give one key per line") from None
+    found |= set(re.split(r"[\s,]+", (os.environ if environ is None else environ).get(KEYS_ENV, "").strip())) - {""}
+    return found or None
+
+
+def check_exposure(host: str, api_keys: set[str] | None) -> None:
+    """Refuse to listen beyond this machine without a key list."""
+    from voicekit.serve import is_loopback
+
+    if api_keys is not None and not {k for k in api_keys if k.strip()}:
+        raise ConfigError("the API key list is empty: give at least one key (--api-key KEY)")
+    if not is_loopback(host) and not api_keys:
+        raise ConfigError(
+            f"refusing to listen on {host!r} without an API key list: anyone who can reach it could use it "
+            "and make it fetch URLs. Pass --api-key KEY (repeatable), --api-keys-file FILE or "
+            f"${KEYS_ENV}, or use --host 127.0.0.1")
+
+
 def _bearer(value: str | None) -> str | None:
     if not value:
         return None
@@ -67,7 +108,12 @@ class DashScopeEmulator:
     def __init__(self, engine: Any = None, *, host: str = "127.0.0.1", port: int = 0,
                  faults: str | FaultPlan | None = None, api_keys: set[str] | None = None,
                  settings: TaskSettings | None = None, store: VocabularyStore | None = None,
-                 realtime: Any = None, files: Any = None, region: str | None = None) -> None:
+                 realtime: Any = None, files: Any = None, region: str | None = None,
+                 allow_url_prefixes: tuple[str, ...] | list[str] = ()) -> None:
+        check_exposure(host, api_keys)  # before loading any model
+        from voicekit_dashscope.emulator.files import UrlPolicy
+
+        self.url_policy = UrlPolicy(tuple(allow_url_prefixes))  # which file URLs it may fetch
         if engine is None:
             from voicekit_dashscope.emulator.engines import load_plugin_engine
 
@@ -129,6 +175,7 @@ class DashScopeEmulator:
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; reports the bound port through ``nursery.start``."""
+        check_exposure(self.host, self.api_keys)
         try:
             listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host)
         except OSError as exc:

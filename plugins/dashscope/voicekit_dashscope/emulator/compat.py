@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from voicekit_dashscope.emulator.files import _FileError, _resample, decode_wav, transcribe_channel
+from voicekit_dashscope.emulator.files import UrlPolicy, _FileError, _resample, decode_wav, transcribe_channel
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope.emulator.task import ENGINE_RATE
 from voicekit_dashscope.regions import emulator_refuses
@@ -87,8 +87,11 @@ class CompatService:
             except ValueError:
                 raise _FileError("InvalidParameter", "input_audio data is not valid Base64") from None
         elif ref.startswith(("http://", "https://")):
+            policy = getattr(self, "url_policy", None) or UrlPolicy()  # loopback only unless allowed
+            if not policy.allows(ref):
+                raise _FileError("InvalidParameter", policy.refusal(ref))
             try:
-                async with httpx.AsyncClient(timeout=10) as client:
+                async with httpx.AsyncClient(timeout=10, follow_redirects=False, trust_env=False) as client:
                     resp = await client.get(ref)
             except httpx.HTTPError:
                 raise _FileError("InvalidParameter", "The audio URL cannot be downloaded.") from None

@@ -88,6 +88,52 @@ class _FileError(Exception):
         self.message = message
 
 
+class UrlPolicy:
+    """Which ``http(s)`` file URLs the emulator fetches: loopback ones (``localhost``, 127.0.0.0/8,
+    ``[::1]``) and those under one of ``prefixes`` (same scheme, host and port, and a path that
+    starts with the prefix's path). ``oss://`` keys of its own upload store are always allowed.
+    Anything else is refused without a request: an emulator reachable from the network must not
+    fetch whatever a caller names (a server-side request forger). Redirects are never followed."""
+
+    def __init__(self, prefixes: tuple[str, ...] = ()) -> None:
+        self.prefixes: tuple[httpx.URL, ...] = tuple(self._prefix(p) for p in prefixes)
+
+    def __repr__(self) -> str:
+        return f"UrlPolicy({tuple(str(p) for p in self.prefixes)!r})"
+
+    @staticmethod
+    def _prefix(text: str) -> httpx.URL:
+        try:
+            url = httpx.URL(text)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            from voicekit.errors import ConfigError
+
+            raise ConfigError(f"URL prefix {text!r} is not an http(s) URL prefix; give one such as "
+                              "https://files.example.com/audio/")
+        return url
+
+    def allows(self, url: str) -> bool:
+        from voicekit.serve import is_loopback
+
+        try:
+            u = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            return False
+        if u.scheme not in ("http", "https") or not u.host or {".", ".."} & set(u.path.split("/")):
+            return False
+        if is_loopback(u.host):
+            return True
+        return any((p.scheme, p.host, p.port) == (u.scheme, u.host, u.port) and u.path.startswith(p.path or "/")
+                   for p in self.prefixes)
+
+    def refusal(self, url: str) -> str:
+        """Why ``url`` is not fetched, and what to do about it."""
+        return (f"The audio file cannot be downloaded: this emulator fetches only loopback URLs and its own "
+                f"uploads (oss://), not {url[:200]!r}; start it with --allow-url-prefix PREFIX to allow more.")
+
+
 @attrs.define
 class _Task:
     task_id: str
@@ -235,6 +281,7 @@ class FileTranscriptionService:
         self.store = store
         self.settings = settings or FilesSettings()
         self.uploads = uploads  # an object with ``open(owner, key) -> bytes | None`` (oss:// files)
+        self.url_policy = UrlPolicy()  # which http(s) URLs may be fetched (the emulator sets its own)
         self.stats = stats if stats is not None else {}
         self.tasks: dict[str, _Task] = {}
         self.files: dict[str, tuple[bytes, float]] = {}
@@ -438,9 +485,12 @@ class FileTranscriptionService:
             return bytes(data)
         if not re.match(r"https?://", url):
             raise _FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
+        if not self.url_policy.allows(url):
+            self._count("file_urls_refused")
+            raise _FileError("InvalidFile.DownloadFailed", self.url_policy.refusal(url))
         try:
-            async with httpx.AsyncClient(timeout=self.settings.download_timeout) as client, \
-                    client.stream("GET", url) as resp:
+            async with httpx.AsyncClient(timeout=self.settings.download_timeout, follow_redirects=False,
+                                         trust_env=False) as client, client.stream("GET", url) as resp:
                 if resp.status_code != 200:
                     raise _FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
                 buf = bytearray()
@@ -543,7 +593,9 @@ def add_file_routes(emulator: Any, settings: FilesSettings | dict[str, Any] | No
     # the synchronous audio APIs (qwen3-asr-flash, Omni over HTTP) share the engine and settings
     from voicekit_dashscope.emulator.compat import add_compat_routes
 
+    service.url_policy = getattr(emulator, "url_policy", service.url_policy)
     service.compat = add_compat_routes(emulator, settings.vad)
+    service.compat.url_policy = service.url_policy
     for method, path, handler, prefix in service.routes():
         if prefix:
             emulator.server.add_prefix_route(method, path, handler)
