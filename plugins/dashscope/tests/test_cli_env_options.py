@@ -190,3 +190,15 @@ def test_a_plain_program_prints_nothing_but_its_own_output(emulator: Emulator, t
     assert r.stdout.startswith("RESULT ") and r.stdout.count("\n") == 1, r.stdout
     assert "forward" in r.stdout.lower()
     assert r.stderr == "", r.stderr  # info and debug lines are not printed by default
+
+
+def test_hotwords_commands_print_only_results(emulator: Emulator) -> None:
+    r = cli(emulator, "hotwords", "create", "--model", "fun-asr-realtime", "--prefix", "envtest",
+            "--word", "Dashwood", "--region", "beijing")
+    assert r.returncode == 0, r.stderr
+    vocab = r.stdout.strip()
+    assert r.stdout == vocab + "\n" and " " not in vocab
+    r = cli(emulator, "hotwords", "list", "--prefix", "envtest", "--region", "beijing")
+    assert r.returncode == 0 and r.stdout.splitlines()[0].split("\t")[0] == vocab, r.stdout
+    r = cli(emulator, "hotwords", "delete", vocab, "--region", "beijing")
+    assert r.returncode == 0 and r.stdout == f"deleted {vocab}\n", r.stdout + r.stderr
