@@ -2,6 +2,10 @@
 
 Lexicons per language; a text is a backchannel when it is made only of lexicon entries. Chinese
 and Japanese are matched by characters (longest entry first), since they have no spaces.
+
+:class:`TurnEvidence` decides whether a sound made over a reply is a real turn, on stable
+evidence rather than on a first partial; the local semantic interruption policy and the
+DashScope emulator's ``semantic_vad`` both use it.
 """
 
 from __future__ import annotations
@@ -74,3 +78,48 @@ def _covers(text: str, entries: set[str]) -> bool:
     for end in range(1, len(text) + 1):
         ok[end] = any(ok[end - len(e)] and text[end - len(e) : end] == e for e in entries if len(e) <= end)
     return ok[-1]
+
+
+class TurnEvidence:
+    """Is a sound made over a reply a real turn, or a backchannel? Decided on stable evidence.
+
+    A streaming recognizer's first partials of a short sound are often garbage ("Thou wilt" for
+    "Okay.", "No, no," for "Yeah."), so one partial never decides. A text is *decisive* when it
+    has ``min_words`` words (characters in Chinese and Japanese) and is not a backchannel. The
+    sound is a real turn when
+
+    * ``stable_partials`` partials in a row are decisive (a backchannel or a short partial in
+      between starts the count again), or
+    * its final transcript is decisive.
+
+    The caller adds the duration rules (a minimum of speech before partials may decide, a
+    maximum after which any speech is a turn), since only it knows the audio.
+    """
+
+    def __init__(self, min_words: int = 2, stable_partials: int = 2,
+                 languages: tuple[str, ...] = ("en", "zh", "ja")) -> None:
+        if min_words < 1 or stable_partials < 1:
+            raise ValueError("min_words and stable_partials must be at least 1")
+        self.min_words = min_words
+        self.stable_partials = stable_partials
+        self.languages = languages
+        self.run = 0  # decisive partials in a row
+        self.backchannel = False  # the latest text was a backchannel
+
+    def reset(self) -> None:
+        self.run = 0
+        self.backchannel = False
+
+    def decisive(self, text: str) -> bool:
+        return word_count(text) >= self.min_words and not is_backchannel(text, self.languages)
+
+    def partial(self, text: str) -> bool:
+        """Count one partial; True once the partials are stable evidence of a real turn."""
+        self.backchannel = is_backchannel(text, self.languages)
+        self.run = self.run + 1 if self.decisive(text) else 0
+        return self.run >= self.stable_partials
+
+    def final(self, text: str) -> bool:
+        """True when the final transcript is a real turn."""
+        self.backchannel = is_backchannel(text, self.languages)
+        return self.decisive(text)

@@ -11,7 +11,7 @@ import enum
 from typing import Any, Protocol, runtime_checkable
 
 from voicekit.errors import ConfigError
-from voicekit.session.backchannel import is_backchannel, word_count
+from voicekit.session.backchannel import TurnEvidence, is_backchannel
 
 
 class Decision(enum.Enum):
@@ -33,6 +33,9 @@ class InterruptionPolicy(Protocol):
     def on_speech_ended(self, audio_t: float) -> Decision: ...
     def on_partial(self, text: str) -> Decision: ...
     def on_tick(self, audio_t: float) -> Decision: ...
+
+    # Optional: ``on_final(text) -> Decision``, the final transcript of speech heard during a
+    # reply (the session calls it when the policy has it; NeverInterrupt's answers NONE).
 
 
 class NeverInterrupt:
@@ -56,6 +59,9 @@ class NeverInterrupt:
     def on_tick(self, audio_t: float) -> Decision:
         return Decision.NONE
 
+    def on_final(self, text: str) -> Decision:
+        return Decision.NONE
+
 
 class VADInterruption(NeverInterrupt):
     """Interrupt once the user has spoken ``min_speech_ms`` of voiced audio during a reply.
@@ -76,78 +82,98 @@ class VADInterruption(NeverInterrupt):
 
 
 class SemanticInterruption(NeverInterrupt):
-    """Pause, listen, then decide — for pipelines whose recognizer streams partials.
+    """Pause, listen, then decide on stable evidence — for pipelines whose recognizer streams
+    partials.
 
-    When the user starts speaking during a reply, playback pauses. Then:
+    When the user starts speaking during a reply, playback pauses. The first partials of a short
+    sound are often garbage ("Thou wilt" for "Okay."), so no single partial decides:
 
-    * a partial transcript with ``min_words`` words (characters, for Chinese and Japanese) that
-      is not a backchannel ("uh-huh", "yeah", "嗯", "对", "はい") → **interrupt**;
-    * a backchannel, or nothing recognizable within ``window_ms`` → **resume** once the user
-      stops (or at the window's end if they already stopped);
-    * speech that goes on for ``max_speech_ms`` without a decisive partial → interrupt (a long
-      utterance is not a backchannel, whatever the recognizer says).
+    * **interrupt** when ``stable_partials`` partials in a row each have ``min_words`` words
+      (characters, for Chinese and Japanese) and are not a backchannel, and the user has already
+      spoken ``min_speech_ms`` of voiced audio; or when the final transcript has ``min_words``
+      words and is not a backchannel; or when the speech goes on for ``max_speech_ms`` (a long
+      utterance is not a backchannel, whatever the recognizer says);
+    * **resume** when the final transcript is a backchannel ("uh-huh", "yeah", "嗯", "对",
+      "はい") or too short to be a request; or, if no final comes, ``window_ms`` after the
+      speech ended (so a recognizer that stays silent cannot hold the reply forever).
+
+    The session passes finals through :meth:`on_final`; see :class:`voicekit.session.backchannel.TurnEvidence`.
     """
 
     def __init__(self, window_ms: int = 1200, min_words: int = 2, max_speech_ms: int = 1500,
-                 languages: tuple[str, ...] = ("en", "zh", "ja")) -> None:
-        if window_ms <= 0 or min_words < 1 or max_speech_ms <= 0:
-            raise ConfigError("window_ms and max_speech_ms must be positive, min_words at least 1")
+                 languages: tuple[str, ...] = ("en", "zh", "ja"), stable_partials: int = 2,
+                 min_speech_ms: int = 500) -> None:
+        if window_ms <= 0 or min_words < 1 or max_speech_ms <= 0 or stable_partials < 1 or min_speech_ms < 0:
+            raise ConfigError("window_ms and max_speech_ms must be positive, min_words and stable_partials "
+                              "at least 1, min_speech_ms at least 0")
         self.window_s = window_ms / 1000
         self.min_words = min_words
         self.max_speech_s = max_speech_ms / 1000
+        self.min_speech_s = min_speech_ms / 1000
         self.languages = languages
+        self.evidence = TurnEvidence(min_words, stable_partials, languages)
         self.reset()
 
     def reset(self) -> None:
-        self._paused_at: float | None = None
+        self._listening = False  # speech during the reply, not decided yet
         self._speaking = False
-        self._backchannel = False
+        self._ended_at: float | None = None  # when that speech ended (audio time)
+        self._voiced_s = 0.0
+        self.evidence.reset()
 
     def is_backchannel(self, text: str) -> bool:
         return is_backchannel(text, self.languages)
 
+    def _decide(self, decision: Decision) -> Decision:
+        if decision is not Decision.NONE:
+            self._listening = False
+            self._ended_at = None
+        return decision
+
     def on_speech_started(self, audio_t: float) -> Decision:
-        self._paused_at = audio_t
         self._speaking = True
-        self._backchannel = False
+        self._ended_at = None
+        self._voiced_s = 0.0
+        self.evidence.reset()
+        self._listening = True
         return Decision.PAUSE
 
     def on_voiced_audio(self, audio_t: float, voiced_s: float) -> Decision:
-        if self._paused_at is None:
+        if not self._listening:
             return Decision.NONE
+        self._voiced_s = voiced_s
         if voiced_s >= self.max_speech_s - 1e-9:
-            self._paused_at = None
-            return Decision.INTERRUPT
-        return self.on_tick(audio_t)
+            return self._decide(Decision.INTERRUPT)
+        return Decision.NONE
 
     def on_partial(self, text: str) -> Decision:
-        if self._paused_at is None:
+        if not self._listening:
             return Decision.NONE
-        if self.is_backchannel(text):
-            self._backchannel = True
-            return Decision.NONE
-        self._backchannel = False
-        if word_count(text) >= self.min_words:
-            self._paused_at = None
-            return Decision.INTERRUPT
+        stable = self.evidence.partial(text)
+        if stable and self._voiced_s >= self.min_speech_s - 1e-9:
+            return self._decide(Decision.INTERRUPT)
         return Decision.NONE
+
+    def on_final(self, text: str) -> Decision:
+        """The final transcript of the speech heard during the reply."""
+        if not self._listening:
+            return Decision.NONE
+        if self.evidence.final(text):
+            return self._decide(Decision.INTERRUPT)
+        if self._speaking:  # another utterance already began: keep listening to it
+            return Decision.NONE
+        return self._decide(Decision.RESUME)
 
     def on_speech_ended(self, audio_t: float) -> Decision:
         self._speaking = False
-        if self._paused_at is None:
-            return Decision.NONE
-        if self._backchannel or audio_t - self._paused_at >= self.window_s:
-            self._paused_at = None
-            return Decision.RESUME
+        if self._listening:
+            self._ended_at = audio_t  # wait for the final (or the window) before resuming
         return Decision.NONE
 
     def on_tick(self, audio_t: float) -> Decision:
-        if self._paused_at is None or audio_t - self._paused_at < self.window_s:
-            return Decision.NONE
-        if self._speaking and not self._backchannel:
-            return Decision.NONE  # still talking, nothing decisive yet: max_speech_ms decides
-        self._paused_at = None
-        return Decision.RESUME
+        if self._listening and self._ended_at is not None and audio_t - self._ended_at >= self.window_s - 1e-9:
+            return self._decide(Decision.RESUME)
+        return Decision.NONE
 
 
 def make_policy(name: str, **options: Any) -> InterruptionPolicy:

@@ -119,14 +119,15 @@ async def test_server_vad_lets_a_backchannel_interrupt(autojump_clock: trio.abc.
 
 
 async def test_semantic_mode_interrupts_once_the_words_are_a_request(autojump_clock: trio.abc.Clock) -> None:
-    svc = service(["what is the weather in paris", "stop please now"])
+    svc = service(["what is the weather in paris", "stop please stop now"])
     agent = OmniAgent(memory_connector(svc), AgentConfig(turn_detection="semantic_vad"))
     sink = TimingSink()
     events = await talk(agent, conversation((0.5, 440, 1.5), (1.5, 520, 1.6)), sink)
     cut = of(events, ev.ReplyInterrupted)
     assert len(cut) == 1
     signal = of(events, ev.SpeechStarted)[1]
-    # held back until two words that are not a backchannel were heard: later than plain VAD
+    # held back until two partials in a row of two words that are not a backchannel ("stop please",
+    # "stop please stop", one word per 0.3 s) were heard: later than plain VAD, before the 1.2 s rule
     assert 3.5 + 0.2 < signal.t < 3.5 + 1.2
     assert sink.samples_between(agent.started_at + signal.t + CHUNK_S, agent.started_at + signal.t + 1.0) == 0
     assert svc.stats["rt_semantic_interruptions"] == 1

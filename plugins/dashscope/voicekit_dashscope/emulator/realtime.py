@@ -13,11 +13,13 @@ Per connection it runs :class:`~voicekit_dashscope.protocol.realtime.ServerRealt
   (deterministic, for tests) or :class:`EspeakVoice` (espeak-ng resampled to the output rate),
   streamed as ``response.audio.delta`` at real-time pace with the transcript word by word;
 * barge-in: with ``server_vad`` a new ``speech_started`` during a reply cancels it at once; with
-  ``semantic_vad`` a sound during a reply only interrupts once it is judged a real turn — more
-  than ``semantic_min_words`` words that are not a backchannel (``voicekit.session.backchannel``),
-  or longer than ``backchannel_max_s`` — and a backchannel ("uh-huh", "嗯", "はい") leaves the
-  reply playing. Whether ``speech_started`` is held back or sent for a backchannel is a setting,
-  because the service does not document it;
+  ``semantic_vad`` a sound during a reply only interrupts once it is judged a real turn on
+  stable evidence (:class:`voicekit.session.backchannel.TurnEvidence`): ``semantic_stable_partials``
+  partials in a row of at least ``semantic_min_words`` words that are not a backchannel, after
+  ``semantic_min_speech_s`` of voiced speech; or such a final transcript; or more than
+  ``backchannel_max_s`` of voiced speech. A backchannel ("uh-huh", "嗯", "はい") leaves the reply
+  playing, whatever its first garbled partial was. Whether ``speech_started`` is held back or
+  sent for a backchannel is a setting, because the service does not document it;
 * tool calls: an :class:`OmniScript` rule makes the model call a named tool when the user's
   transcript contains a keyword; the ``function_call_output`` the client returns is spoken by
   the next response;
@@ -48,7 +50,7 @@ from voicekit.audio.frame import AudioFrame
 from voicekit.audio.resample import StreamResampler
 from voicekit.errors import ConfigError
 from voicekit.logging import get_logger
-from voicekit.session.backchannel import is_backchannel, word_count
+from voicekit.session.backchannel import TurnEvidence
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
 from voicekit_dashscope.emulator.faults import FaultPlan
 from voicekit_dashscope.emulator.http import WebSocketClosed
@@ -119,7 +121,9 @@ class RealtimeSettings:
     cancelled_status: str = "cancelled"  # status of an interrupted response.done: or "incomplete"
     semantic_speech_started: str = "hold"  # "hold": no speech_started for a backchannel; or "emit"
     semantic_min_words: int = 2
-    backchannel_max_s: float = 1.2
+    semantic_stable_partials: int = 2  # decisive partials in a row that make a real turn
+    semantic_min_speech_s: float = 0.5  # voiced speech before partials may decide
+    backchannel_max_s: float = 1.2  # voiced speech longer than this is a real turn
     accept_truncate: bool = False  # accept OpenAI's conversation.item.truncate (undocumented here)
     ack_item_create: bool = True  # answer conversation.item.create with conversation.item.created
     lock_format_after_audio: bool = True
@@ -261,6 +265,8 @@ class _Utterance:
     announced: bool = False  # speech_started sent
     partial: str = ""
     ignored: bool = False
+    voiced_s: float = 0.0  # voiced speech so far (first to latest voiced frame)
+    evidence: TurnEvidence | None = None  # semantic mode: what was heard of a held sound
 
 
 @attrs.define
@@ -498,7 +504,10 @@ class RealtimeConnectionHandler:
                 await self._speech_end(stream, item)
             else:
                 await stream.send_audio(item)
-                await self._judge_duration(item.end)
+                u = self.current
+                if u is not None:
+                    u.voiced_s = max(u.voiced_s, min(item.end, self.endpointer.last_voiced_end) - u.voiced_at)
+                await self._judge_duration()
 
     async def _fault(self, kind: str, arg: str | None) -> None:
         self.stats[f"rt_fault_{kind}"] = self.stats.get(f"rt_fault_{kind}", 0) + 1
@@ -535,6 +544,7 @@ class RealtimeConnectionHandler:
         await stream.speech_started(item.t)
         if self._semantic() and self._replying():
             u.held = True
+            u.evidence = TurnEvidence(self.settings.semantic_min_words, self.settings.semantic_stable_partials)
             if self.settings.semantic_speech_started == "emit":
                 await self._announce(u)
             return
@@ -558,9 +568,10 @@ class RealtimeConnectionHandler:
         await self._announce(u)
         await self._cancel_response("speech_started")
 
-    async def _judge_duration(self, audio_t: float) -> None:
+    async def _judge_duration(self) -> None:
+        """Held speech that goes on (voiced, not counting the silence after it) is a real turn."""
         u = self.current
-        if u is not None and u.held and audio_t - u.voiced_at > self.settings.backchannel_max_s:
+        if u is not None and u.held and u.voiced_s > self.settings.backchannel_max_s:
             await self._interrupt(u, "long")
 
     async def _speech_end(self, stream: Any, item: SpeechEnd) -> None:
@@ -624,7 +635,9 @@ class RealtimeConnectionHandler:
             return
         u.partial = text
         if u.held:
-            if word_count(text) >= self.settings.semantic_min_words and not is_backchannel(text):
+            # never on one partial: the first partials of a short sound are often garbage
+            assert u.evidence is not None
+            if u.evidence.partial(text) and u.voiced_s >= self.settings.semantic_min_speech_s:
                 await self._interrupt(u, "words")
             else:
                 return
@@ -643,7 +656,8 @@ class RealtimeConnectionHandler:
     async def _final(self, u: _Utterance, r: TranscriptResult) -> None:
         text = r.text.strip()
         if u.held:
-            if is_backchannel(text) or not text:
+            assert u.evidence is not None
+            if not u.evidence.final(text):  # a backchannel, a noise, or too short to be a request
                 self.stats["rt_backchannels_ignored"] = self.stats.get("rt_backchannels_ignored", 0) + 1
                 self.history.append(_HistoryItem(u.item_id, "user", text, status="ignored"))
                 return
