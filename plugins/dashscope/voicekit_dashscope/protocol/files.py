@@ -301,8 +301,8 @@ class FileTranscript:
 
 
 def _int(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise BadResponseError(f"result file: {what} is not a number ({v!r})")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+        raise BadResponseError(f"result file: {what} is not a number ({str(v)[:40]!r})")
     return int(v)
 
 
@@ -313,9 +313,13 @@ def parse_result_file(body: Any) -> FileTranscript:
     sentences: list[FileSentence] = []
     texts: dict[int, str] = {}
     for tr in body["transcripts"]:
+        if not isinstance(tr, dict):
+            raise BadResponseError(f"result file: a transcript is not an object ({str(tr)[:40]!r})")
         ch = _int(tr.get("channel_id", 0), "channel_id")
         texts[ch] = str(tr.get("text") or "")
         for s in tr.get("sentences") or ():
+            if not isinstance(s, dict) or not all(isinstance(w, dict) for w in s.get("words") or ()):
+                raise BadResponseError(f"result file: a sentence or word is not an object ({str(s)[:40]!r})")
             words = tuple(FileWord(str(w.get("text", "")), _int(w.get("begin_time"), "word begin_time"),
                                    _int(w.get("end_time"), "word end_time"), str(w.get("punctuation") or ""))
                           for w in s.get("words") or ())
