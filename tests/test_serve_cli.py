@@ -23,7 +23,9 @@ def test_serve_is_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
         main(["serve", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--host", "--port", "--token", "--max-sessions", "--asr", "--tts", "--allow-origin"):
+    for option in ("--host", "--port", "--token", "--max-sessions", "--asr", "--tts", "--allow-origin",
+                   "--hello-timeout", "--idle-timeout", "--request-timeout", "--max-pending",
+                   "--max-pending-per-address"):
         assert option in out
 
 

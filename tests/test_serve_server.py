@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -274,6 +276,27 @@ async def test_barge_in_stops_the_reply_audio(recipe: SessionRecipe, goforward_p
     assert messages[second]["event"]["turn_id"] == 2
     assert [e["event"]["text"] for e in after if e["event"]["event"] == "reply_finished"] == [
         "Moving forward 10 meters."]
+
+
+@pytest.mark.slow
+@pytest.mark.realspeech
+async def test_the_documented_python_client_ends_cleanly(recipe: SessionRecipe, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/browser.md's client, as printed: it ends on the server's normal close, no traceback."""
+    text = (Path(__file__).parents[1] / "docs" / "browser.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "async def talk" in b)
+    shutil.copy(speech("goforward"), tmp_path / "go.wav")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "docs/browser.md", "exec"), namespace)
+    async with serving(recipe) as server:
+        with trio.fail_after(30):
+            code = await namespace["talk"](ws_url(server), namespace["pcm"])
+        assert server.stats.end_reasons == ["input ended"]
+    out = capsys.readouterr().out
+    assert code == 1000 and '"type":"ready"' in out and "Moving forward 10 meters." in out
+    assert out.rstrip().endswith("closed: 1000 session ended")
 
 
 # -- protections ------------------------------------------------------------------------------------
