@@ -251,3 +251,45 @@ async def test_pending_announcements_are_dropped_when_the_input_ends(
     tl = await collect(s)
     assert [e.text for e in tl.of(ev.ReplyText)] == ["Timer set for 5 minutes."]
     assert trio.current_time() < 10  # the session did not wait five minutes
+
+
+async def _timer_session(script: list[object], texts: list[str], latency: float = 0.0) -> Timeline:
+    """The clock's timer on an input read as fast as it decodes (``realtime=False``)."""
+    from voicekit_examples import clock
+
+    s = Session(ScriptedSource(script, realtime=False),  # type: ignore[arg-type]
+                asr=FakeASR(texts, latency=latency), vad=EnergyVAD(frame_ms=20), assistant=clock.assistant,
+                tts=FakeTTS(seconds_per_word=0.3), sink=MemorySink(16000), interruption=NeverInterrupt(),
+                config=SessionConfig(endpointer=EP, realtime=False))
+    return await collect(s)
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.5])
+async def test_announcement_on_unpaced_input_runs_on_audio_time(autojump_clock: trio.testing.MockClock,
+                                                                latency: float) -> None:
+    """Issue 9.12: a file read faster than real time still gets its timer, counted in audio seconds
+    (also when the recognizer answers after the whole file has been read)."""
+    tl = await _timer_session([Silence(1.0), Speech(1.5), Silence(8.0)], ["set a timer for three seconds"],
+                              latency)
+    assert [e.text for e in tl.of(ev.ReplyText)] == ["Timer set for 3 seconds.",
+                                                     "Time is up: the timer for 3 seconds is done."]
+    assert trio.current_time() < 3  # it did not wait three seconds of trio time: the audio clock ran
+
+
+async def test_announcement_on_unpaced_input_is_ordered_by_audio_time(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # the timer ends at 2.5 + 3 = 5.5 s of audio: after a question asked at 3.5 s ...
+    before = await _timer_session([Silence(1.0), Speech(1.5), Silence(1.0), Speech(1.0), Silence(8.0)],
+                                  ["set a timer for three seconds", "cancel the timer"])
+    assert [e.text for e in before.of(ev.ReplyText)] == ["Timer set for 3 seconds.", "Timer cancelled."]
+    # ... and before a question asked at 7 s
+    after = await _timer_session([Silence(1.0), Speech(1.5), Silence(4.5), Speech(1.0), Silence(3.0)],
+                                 ["set a timer for three seconds", "cancel the timer"])
+    assert [e.text for e in after.of(ev.ReplyText)] == [
+        "Timer set for 3 seconds.", "Time is up: the timer for 3 seconds is done.", "Timer cancelled."]
+
+
+async def test_announcement_past_the_end_of_unpaced_input_is_dropped(
+        autojump_clock: trio.testing.MockClock) -> None:
+    tl = await _timer_session([Silence(1.0), Speech(1.5), Silence(2.0)], ["set a timer for three seconds"])
+    assert [e.text for e in tl.of(ev.ReplyText)] == ["Timer set for 3 seconds."]

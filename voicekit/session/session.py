@@ -123,6 +123,7 @@ class Session:
         self._audio_waiters: list[tuple[float, int, trio.Event]] = []
         self._audio_seq = itertools.count()
         self._announce_lock = trio.Lock()
+        self._pending_changed = trio.Event()
         self._speech_voiced = 0.0
         self._voiced_at = 0.0
         self._in_speech = False
@@ -183,6 +184,7 @@ class Session:
                             n.start_soon(self._capture, audio)
                             n.start_soon(self._listen, audio, stream)
                             n.start_soon(self._recognize, stream)
+                    await self._say_due_announcements()
                     scheduled.cancel_scope.cancel()  # the input ended: pending announcements are dropped
                     if audio.dropped:
                         self._emit(ev.Warning(t=self.now(), where="audio",
@@ -394,6 +396,19 @@ class Session:
         heapq.heappush(self._audio_waiters, (t, next(self._audio_seq), reached))
         await reached.wait()
 
+    def _unpend(self, announcement: Announcement) -> None:
+        if self._pending.pop(id(announcement), None) is not None:
+            self._pending_changed.set()
+
+    async def _say_due_announcements(self) -> None:
+        """The input ended. Unpaced, it was read faster than it is spoken: announcements that fell
+        due within its audio are still said (the later ones are dropped)."""
+        if self.paced:
+            return
+        while any(a.due <= self._audio_pos and not a.scope.cancel_called for a in self._pending.values()):
+            self._pending_changed = trio.Event()
+            await self._pending_changed.wait()
+
     async def _wait_quiet(self) -> None:
         """Until no reply is playing (a reply that starts meanwhile is waited for too)."""
         while self._reply is not None and not self._reply.done.is_set():
@@ -413,7 +428,7 @@ class Session:
                 await self._wait_quiet()  # never talk over a reply
             if announcement.scope.cancelled_caught:
                 return
-            self._pending.pop(id(announcement), None)
+            self._unpend(announcement)
 
             async def say(turn: Turn) -> str:
                 return announcement.text
@@ -425,7 +440,7 @@ class Session:
             if self._reply is not None:
                 await self._reply.done.wait()
         finally:
-            self._pending.pop(id(announcement), None)
+            self._unpend(announcement)
             if acquired:
                 self._announce_lock.release()
 
