@@ -254,3 +254,14 @@ def test_fuzz_bench_small_slice() -> None:
                        text=True, timeout=600, env={**os.environ, "PYTHONHASHSEED": "0"})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "crashes=0 hangs=0" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("body", [{"transcripts": [1.5]}, {"transcripts": ["text"]},
+                                  {"transcripts": [{"sentences": [None]}]},
+                                  {"transcripts": [{"sentences": [{"words": [7]}]}]},
+                                  {"transcripts": [{"channel_id": float("inf")}]}])
+def test_hostile_result_files_are_typed_errors(body: dict[str, Any]) -> None:
+    """Findings of the fuzz bench: a result file's entries of the wrong type were AttributeError/OverflowError."""
+    files = pytest.importorskip("voicekit_dashscope.protocol.files")
+    with pytest.raises(VoicekitError, match="result file"):
+        files.parse_result_file(body)
