@@ -161,7 +161,9 @@ class TaskConnectionHandler:
         except* WebSocketClosed:
             pass
         except* _Fault as eg:
-            fault = eg.exceptions[0]
+            fault: BaseException = eg
+            while isinstance(fault, BaseExceptionGroup):  # the engine's own nursery may nest it
+                fault = fault.exceptions[0]
             assert isinstance(fault, _Fault)
             await self._apply(fault.fault)
 
