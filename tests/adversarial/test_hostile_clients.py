@@ -348,7 +348,7 @@ async def test_frame_level_violations_get_a_close_frame(server: tuple[Any, int],
                             buf += await stream.receive_some(4096)
                     buf = b""
                 await stream.send_all(bad)
-                code, frames = await server_close(stream, buf)
+                code, _ = await server_close(stream, buf)
             assert code == expected, f"{name}: closed with {code} (None: no close frame)"
     await user_gets_a_conversation(port)
 
@@ -398,17 +398,18 @@ async def test_oversize_messages(server: tuple[Any, int]) -> None:
             await ws.send_message(b"\x00" * (64 * 1024 + 2))
             messages, code = await closed_with(ws)
             assert code == 1009 and messages[-1]["code"] == "too_big"
+        async def send(stream: trio.SocketStream, data: bytes) -> None:
+            with trio.move_on_after(5):
+                try:
+                    await stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+
         for size in (1 << 20, 4 << 20):  # far over: cut off by the WebSocket layer, still with a close frame
             stream, buf = await raw_websocket(port, "127.0.0.9")
             async with stream:
                 async with trio.open_nursery() as nursery:
-                    async def send() -> None:
-                        with trio.move_on_after(5):
-                            try:
-                                await stream.send_all(frame(0x2, bytes(size)))
-                            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                                pass
-                    nursery.start_soon(send)
+                    nursery.start_soon(send, stream, frame(0x2, bytes(size)))
                     code, _ = await server_close(stream, buf)
                     nursery.cancel_scope.cancel()
             assert code == 1009, size
