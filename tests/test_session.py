@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
 
 from voicekit import events as ev
-from voicekit.audio.sinks import MemorySink
+from voicekit.audio.sinks import MemorySink, WavFileSink
 from voicekit.errors import ASRError
 from voicekit.handlers import Assistant, Turn
 from voicekit.session import NeverInterrupt, Session, SessionConfig, VADInterruption
@@ -293,3 +295,45 @@ async def test_announcement_past_the_end_of_unpaced_input_is_dropped(
         autojump_clock: trio.testing.MockClock) -> None:
     tl = await _timer_session([Silence(1.0), Speech(1.5), Silence(2.0)], ["set a timer for three seconds"])
     assert [e.text for e in tl.of(ev.ReplyText)] == ["Timer set for 3 seconds."]
+
+
+async def test_session_closes_its_wav_sink_before_session_ended(autojump_clock: trio.testing.MockClock,
+                                                                tmp_path: Path) -> None:
+    """Issue 9.9: the documented snippet never closed its sink and left a 44-byte WAV."""
+    out = tmp_path / "answer.wav"
+    s = session([Silence(0.5), Speech(1.0), Silence(3.0)], ["go forward ten meters"],
+                sink=WavFileSink(out, 16000))  # type: ignore[arg-type]
+    sizes: list[int] = []
+    async with trio.open_nursery() as n:
+        n.start_soon(s.run)
+        async for event in s.events():
+            if isinstance(event, ev.SessionEnded):
+                sizes.append(out.stat().st_size)  # already complete when the end is announced
+    with wave.open(str(out)) as w:
+        assert w.getnframes() == round(4 * 0.3 * 16000)  # "Moving forward 10 meters."
+    assert sizes == [44 + 2 * round(4 * 0.3 * 16000)]
+
+
+async def test_a_failed_session_leaves_no_reply_file(autojump_clock: trio.testing.MockClock,
+                                                     tmp_path: Path) -> None:
+    out = tmp_path / "answer.wav"
+    s = Session(ScriptedSource([Silence(0.5), Speech(1.0), Silence(1.0)]), asr=FakeASR([], fail_after_utterances=0),
+                vad=EnergyVAD(frame_ms=20), sink=WavFileSink(out, 16000), config=SessionConfig(endpointer=EP))
+    with pytest.RaisesGroup(pytest.RaisesExc(ASRError)):
+        async with trio.open_nursery() as n:
+            n.start_soon(s.run)
+    assert not out.exists() and not list(tmp_path.iterdir())  # nor a temporary file
+
+
+async def test_close_sink_false_keeps_one_sink_for_several_sessions(autojump_clock: trio.testing.MockClock,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "both.wav"
+    sink = WavFileSink(out, 16000)
+    for text in ("go forward ten meters", "go backward 2"):
+        s = Session(ScriptedSource([Silence(0.5), Speech(1.0), Silence(3.0)]), asr=FakeASR([text]),
+                    vad=EnergyVAD(frame_ms=20), assistant=make_assistant(), tts=FakeTTS(seconds_per_word=0.3),
+                    sink=sink, config=SessionConfig(endpointer=EP), close_sink=False)
+        await collect(s)
+    await sink.aclose()
+    with wave.open(str(out)) as w:
+        assert w.getnframes() == round(8 * 0.3 * 16000)

@@ -92,8 +92,12 @@ class Session:
     def __init__(self, source: AudioSource, *, asr: ASREngine, vad: VADBackend,
                  assistant: Assistant | None = None, tts: TTSEngine | None = None,
                  sink: AudioSink | None = None, interruption: InterruptionPolicy | None = None,
-                 config: SessionConfig | None = None, names: dict[str, str] | None = None) -> None:
+                 config: SessionConfig | None = None, names: dict[str, str] | None = None,
+                 close_sink: bool = True) -> None:
         self.source = source
+        # the session closes the sink when it ends (a WAV file is complete only once closed);
+        # pass close_sink=False to keep one sink open across several sessions
+        self.close_sink = close_sink
         self.asr = asr
         self.vad = vad
         self.assistant = assistant
@@ -164,6 +168,7 @@ class Session:
         self._t0 = trio.current_time()
         structlog.contextvars.bind_contextvars(session_id=self.id)
         reason = "input ended"
+        failed = False
         self._emit(ev.SessionStarted(
             t=0.0, session_id=self.id, asr=self.names.get("asr", type(self.asr).__name__),
             vad=self.names.get("vad", type(self.vad).__name__),
@@ -200,6 +205,7 @@ class Session:
                 raise
             reason = "error"
             leaf = _leaf(exc)
+            failed = not isinstance(leaf, KeyboardInterrupt)  # Ctrl-C ends a live session: keep its audio
             self._emit(ev.Error(t=self.now(), where="session", message=_one_line(leaf),
                                 error_type=type(leaf).__name__))
             if leaf is not exc and isinstance(leaf, Exception):
@@ -207,7 +213,25 @@ class Session:
             raise
         finally:
             self._report_glitches()
+            await self._close_sink(failed)
             self._finish(reason)
+
+    async def _close_sink(self, failed: bool) -> None:
+        """Close the sink (complete the reply file) before ``SessionEnded``; after an error, a sink
+        that can ``discard()`` what it wrote (a WAV file) does so, leaving no half-written file."""
+        sink = self.sink
+        if sink is None or not self.close_sink:
+            return
+        discard = getattr(sink, "discard", None)
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            try:
+                if failed and callable(discard):
+                    discard()
+                else:
+                    await sink.aclose()
+            except Exception as exc:  # the session's own outcome matters more than a failed close
+                self._emit(ev.Error(t=self.now(), where="output", message=_one_line(exc),
+                                    error_type=type(exc).__name__))
 
     def _report_glitches(self) -> None:
         """Devices count lost input (overruns) and starved output (underruns): report them."""
