@@ -184,3 +184,23 @@ def test_decode_server_rejects_garbage() -> None:
         decode_server('{"type": "nope"}')
     with pytest.raises(ProtocolError, match="lacks the field 'sample_rate'"):
         decode_server('{"type": "audio_format"}')
+
+
+def test_deep_nesting_is_a_bad_message_not_a_crash() -> None:
+    for text in ("[" * 4000, '{"type": "hello", "x": ' + "[" * 2000 + "]" * 2000 + "}"):
+        with pytest.raises(ProtocolError, match="nested too deeply") as info:
+            ServerProtocol().receive(text)
+        assert info.value.code == "bad_message" and info.value.close_code == CloseCode.UNSUPPORTED_DATA
+
+
+def test_lone_surrogates() -> None:
+    """JSON can spell a lone surrogate, which is not text a UTF-8 encoder accepts: a token with one
+    is simply wrong, and one echoed in a message or a client name is sent as U+FFFD."""
+    with pytest.raises(ProtocolError) as info:
+        ServerProtocol(token="s3cret").receive('{"type": "hello", "token": "\\udc80s3cret"}')
+    assert info.value.code == "unauthorized"
+    hello = ServerProtocol().receive('{"type": "hello", "client": "a\\ud800b"}')
+    assert isinstance(hello, Hello) and hello.client == "a\ufffdb"
+    text = encode(ErrorMessage(message="x\udc80y", code="bad_message"))
+    assert isinstance(text, str) and "x\ufffdy" in text
+    text.encode("utf-8")  # sendable

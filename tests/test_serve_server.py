@@ -438,3 +438,23 @@ async def test_with_a_token_other_host_names_are_fine(recipe: SessionRecipe) -> 
         assert server.port
         status, _, _ = await http(server.port, "/", headers=(("host", f"voice.lan:{server.port}"),))
         assert status == 200
+
+
+async def test_pending_pool_and_idle_are_counted(recipe: SessionRecipe) -> None:
+    """The pool of connections without a hello is separate from the session slots, bounded, and
+    counted in the stats; so are idle closes."""
+    async with serving(recipe, max_sessions=1, max_pending=2, idle_timeout=0.3) as server:
+        async with open_websocket_url(ws_url(server)) as a, open_websocket_url(ws_url(server)) as b:
+            with trio.fail_after(5):
+                while server.pending < 2:
+                    await trio.sleep(0.01)
+            assert server.active == 0  # silent connections hold no session slot
+            async with open_websocket_url(ws_url(server)) as c:  # the pool is full: the oldest makes room
+                messages, code = await closed_with(a)
+                assert code == CloseCode.TRY_AGAIN_LATER and errors(messages)[0]["code"] == "busy"
+                assert server.stats.evicted == 1
+                assert (await say_hello(c))["type"] == "ready" and server.active == 1
+                messages, code = await closed_with(c)  # then says nothing
+                assert code == CloseCode.POLICY_VIOLATION and errors(messages)[0]["code"] == "idle_timeout"
+                assert server.stats.idle_closed == 1
+            assert (await say_hello(b))["type"] == "ready"
