@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import re
-import select
 import struct
 import subprocess
 import sys
@@ -43,26 +42,27 @@ PLUGINS = Path(__file__).parent / "hostile_plugins"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """``voicekit serve`` with small limits, serving an assistant whose handler calls sys.exit(),
-    with a VAD plugin that calls sys.exit() on the bytes EXIT."""
+    with a VAD plugin that calls sys.exit() on the bytes EXIT. At the end it must still be running
+    and its log must hold no traceback."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voicekit.cli.main", "serve", "exiting_assistant:assistant", "--port", "0",
-         "--tts", "none", "--vad", "exiting", "--token", TOKEN, "--max-sessions", str(MAX_SESSIONS),
-         "--hello-timeout", str(HELLO_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
-         "--request-timeout", str(REQUEST_TIMEOUT), "--max-pending", str(MAX_PENDING),
-         "--max-pending-per-address", str(PER_ADDRESS)],
-        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-    assert proc.stderr is not None
-    seen = b""
+    log_path = tmp_path_factory.mktemp("serve") / "stderr.txt"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voicekit.cli.main", "serve", "exiting_assistant:assistant", "--port", "0",
+             "--tts", "none", "--vad", "exiting", "--token", TOKEN, "--max-sessions", str(MAX_SESSIONS),
+             "--hello-timeout", str(HELLO_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
+             "--request-timeout", str(REQUEST_TIMEOUT), "--max-pending", str(MAX_PENDING),
+             "--max-pending-per-address", str(PER_ADDRESS)],
+            stderr=log, stdin=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 60
-    while (match := re.search(rb"at http://127\.0\.0\.1:(\d+)/", seen)) is None:
-        assert time.monotonic() < deadline and proc.poll() is None, seen.decode(errors="replace")
-        if select.select([proc.stderr], [], [], 1)[0]:
-            seen += os.read(proc.stderr.fileno(), 4096)
+    while (match := re.search(r"at http://127\.0\.0\.1:(\d+)/", log_path.read_text(errors="replace"))) is None:
+        assert time.monotonic() < deadline and proc.poll() is None, log_path.read_text(errors="replace")
+        time.sleep(0.1)
     try:
         yield proc, int(match.group(1))
+        assert proc.poll() is None, "voicekit serve stopped:\n" + log_path.read_text(errors="replace")[-4000:]
     finally:
         proc.send_signal(2)
         try:
@@ -70,6 +70,8 @@ def server() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    text = log_path.read_text(errors="replace")
+    assert "Traceback" not in text, text[-4000:]
 
 
 # -- clients ------------------------------------------------------------------------------------------
