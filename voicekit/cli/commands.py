@@ -359,3 +359,87 @@ def _summary(caps: Any) -> str:
     if hasattr(caps, "offline"):
         parts.append("offline" if caps.offline else "cloud")
     return "; ".join(parts)
+
+
+# -- voicekit run --agent: a realtime model hears, answers and speaks -----------------------------
+
+_PIPELINE_ONLY = (("asr", "--asr"), ("vad", "--vad"), ("tts", "--tts"), ("asr_option", "--asr-option"),
+                  ("vad_option", "--vad-option"), ("tts_option", "--tts-option"))
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    """``voicekit run [ASSISTANT] --agent MODEL``: talk to a ``voicekit.agents`` plugin.
+
+    The agent replaces ASR, assistant matching and TTS: it gets the audio and gives back reply
+    audio and events. The assistant (optional) lends its intents as the agent's tools. A file
+    input is always paced like a microphone: a realtime model converses in real time.
+    """
+    from voicekit.cli.output import Printer
+    from voicekit.plugins.options import coerce_options
+    from voicekit.plugins.registry import load
+
+    configure(_log_level(args.verbose))
+    for attr, flag in _PIPELINE_ONLY:
+        if getattr(args, attr, None):
+            raise ConfigError(f"{flag} has no effect with --agent (the realtime model hears and speaks "
+                              "itself); set the agent with --agent-option KEY=VALUE")
+    if args.grammar:
+        raise ConfigError("--grammar has no effect with --agent; the assistant's intents become the agent's tools")
+    if args.output not in ("speaker", "none") and args.input not in ("mic", "-"):
+        refuse_input(args.output, [args.input], what="--output")
+    factory = load("agents", args.agent)
+    options = coerce_options(f"agent plugin {args.agent!r}", factory, parse_options(args.agent_option))
+    if args.interrupt == "none":
+        raise ConfigError("--interrupt none is not available with --agent: the realtime service always lets "
+                          "the user cut in; use --interrupt semantic or vad")
+    if args.interrupt is not None:
+        td = "semantic_vad" if args.interrupt == "semantic" else "server_vad"
+        if options.get("turn_detection") not in (None, td):
+            raise ConfigError(f"--interrupt {args.interrupt} contradicts --agent-option "
+                              f"turn_detection={options['turn_detection']}; give one of them")
+        options["turn_detection"] = td
+    assistant = load_assistant(args.assistant) if args.assistant else None
+    agent = factory(assistant=assistant, **options)
+    source = _source(args.input, realtime=True)
+    rate = int(getattr(agent, "sample_rate", 24000))
+    sink = _sink(args.output, rate)
+    assert sink is not None
+    name = assistant.name if assistant is not None else args.agent
+    printer = Printer(as_json=args.json, assistant=name)
+
+    def show(event: ev.Event) -> None:
+        # the agent streams its reply word by word: print it whole when it ends (JSON keeps every event)
+        if args.json:
+            printer(event)
+        elif isinstance(event, ev.ReplyFinished):
+            printer(ev.ReplyText(t=event.t, turn_id=event.turn_id, text=event.text))
+        elif isinstance(event, ev.ReplyInterrupted):
+            printer(ev.ReplyText(t=event.t, turn_id=event.turn_id, text=event.heard_text + " …"))
+            printer(event)
+        elif not isinstance(event, ev.ReplyText):
+            printer(event)
+
+    async def main() -> int:
+        ok = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(agent.run, source, sink)
+                async for event in agent.events:
+                    show(event)
+            ok = True
+        except KeyboardInterrupt:
+            ok = True
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await source.aclose()
+                if isinstance(sink, WavFileSink) and not ok:
+                    sink.discard()
+                else:
+                    await sink.aclose()
+        if isinstance(sink, WavFileSink) and not args.json:
+            print(f"(reply audio written to {args.output})", file=sys.stderr)
+        return 0
+
+    code: int = _trio_run(main)
+    return code

@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
-from voicekit.errors import VoicekitError
+from voicekit.errors import ConfigError, VoicekitError
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="run an assistant on a microphone, a file or stdin",
                        description="Run an assistant: hear, transcribe, match an intent, answer aloud.")
-    p.add_argument("assistant", help="installed assistant name (see 'voicekit plugins') or module:attribute")
+    p.add_argument("assistant", nargs="?",
+                   help="installed assistant name (see 'voicekit plugins') or module:attribute "
+                        "(with --agent: optional, its intents become the agent's tools)")
     p.add_argument("--input", "-i", default="mic",
                    help="'mic', an audio file, or '-' for raw 16 kHz mono int16 PCM on stdin (default: mic)")
     p.add_argument("--output", "-o", default="speaker",
@@ -32,8 +34,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--tts-option", action="append", metavar="KEY=VALUE", help="option for the TTS plugin")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file input like a microphone (and the replies like a speaker)")
-    p.add_argument("--interrupt", choices=("vad", "semantic", "none"), default="vad",
+    p.add_argument("--interrupt", choices=("vad", "semantic", "none"), default=None,
                    help="barge-in policy: vad (stop on speech, default), semantic (pause, ignore backchannels), none")
+    p.add_argument("--agent", default=None, metavar="MODEL",
+                   help="talk to a realtime agent plugin (e.g. qwen3.5-omni-plus-realtime) instead of the "
+                        "ASR -> assistant -> TTS pipeline; see docs/cli.md")
+    p.add_argument("--agent-option", action="append", metavar="KEY=VALUE",
+                   help="option for the agent plugin (api_key, base_url, voice, instructions, ...)")
     p.add_argument("--min-interrupt-ms", type=int, default=300,
                    help="voiced speech needed to interrupt a reply (default: 300)")
     p.add_argument("--echo", choices=("auto", "aec", "gate", "none"), default="auto",
@@ -73,6 +80,15 @@ def _add_plugins(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.agent is not None:
+        from voicekit.cli.commands import run_agent
+
+        return run_agent(args)
+    if args.assistant is None:
+        raise ConfigError("voicekit run: name an assistant (see 'voicekit plugins') or module:attribute, "
+                          "or talk to a realtime model with --agent MODEL")
+    if args.interrupt is None:
+        args.interrupt = "vad"
     from voicekit.cli.commands import run
 
     return run(args)

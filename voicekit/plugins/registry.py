@@ -1,6 +1,7 @@
 """Entry-point plugin discovery.
 
-Groups: ``voicekit.asr``, ``voicekit.vad``, ``voicekit.tts``, ``voicekit.assistants`` and
+Groups: ``voicekit.asr``, ``voicekit.vad``, ``voicekit.tts``, ``voicekit.assistants``,
+``voicekit.agents`` (realtime models that hear, answer and speak: ``voicekit run --agent``) and
 ``voicekit.cli`` (subcommands).
 Listing reads only the entry-point metadata; a plugin is imported when first asked for, and a
 plugin that fails to import is reported with its error without hiding the others.
@@ -16,7 +17,7 @@ import attrs
 
 from voicekit.errors import PluginError
 
-GROUPS = ("asr", "vad", "tts", "assistants", "cli")
+GROUPS = ("asr", "vad", "tts", "assistants", "agents", "cli")
 
 
 @attrs.frozen

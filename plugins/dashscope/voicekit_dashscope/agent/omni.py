@@ -220,6 +220,11 @@ class OmniAgent:
     # ------------------------------------------------------------------ events
 
     @property
+    def sample_rate(self) -> int:
+        """The rate of the reply audio the service sends (the player resamples it for any sink)."""
+        return self.config.output_rate
+
+    @property
     def started_at(self) -> float:
         """The trio time :meth:`run` started; event ``t`` values count from here."""
         return self._t0
