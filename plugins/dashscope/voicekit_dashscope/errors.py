@@ -5,37 +5,6 @@ from __future__ import annotations
 from voicekit.errors import ASRError, ConfigError
 from voicekit_dashscope.auth import scrub
 
-
-class DashScopeError(ASRError):
-    """A DashScope service or protocol failure. ``code`` and ``message`` are the server's words."""
-
-    retryable: bool = False
-
-    def __init__(self, message: str, *, code: str | None = None, server_message: str | None = None,
-                 task_id: str | None = None, status: int | None = None) -> None:
-        super().__init__(scrub(message))
-        self.code = scrub(code) if code is not None else None
-        self.server_message = scrub(server_message) if server_message is not None else None
-        self.task_id = task_id
-        self.status = status
-
-
-class ProtocolError(DashScopeError):
-    """A frame that breaks the wire protocol: not JSON, wrong shape, or out of order."""
-
-    retryable = True  # a garbled frame from the server: a new connection may do better
-
-
-class AuthenticationError(DashScopeError):
-    """The server refused the API key (HTTP 401/403 at the handshake)."""
-
-
-class ServiceUnavailableError(DashScopeError):
-    """HTTP 503 or a rate limit: try again later."""
-
-    retryable = True
-
-
 # --------------------------------------------------------------------------- classification
 # The one table that says which server error codes a new connection cannot fix (the request, the
 # key or the account is wrong), with what the user should do about each. Every client asks
@@ -57,6 +26,39 @@ PERMANENT_CODES: dict[str, str] = {
 TRANSIENT_CODES = frozenset({"InternalError", "InternalError.Algo", "ServiceUnavailable", "Throttling",
                              "Throttling.RateQuota", "Throttling.AllocationQuota", "RequestTimeOut",
                              "CLIENT_ERROR", "server_error", "rate_limit_exceeded"})
+
+
+class DashScopeError(ASRError):
+    """A DashScope service or protocol failure. ``code`` and ``message`` are the server's words."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, code: str | None = None, server_message: str | None = None,
+                 task_id: str | None = None, status: int | None = None) -> None:
+        fix = PERMANENT_CODES.get(code) if isinstance(code, str) else None
+        if fix and " — " not in message:
+            message = f"{message} — {fix}"  # a permanent error says what to do about it
+        super().__init__(scrub(message))
+        self.code = scrub(code) if code is not None else None
+        self.server_message = scrub(server_message) if server_message is not None else None
+        self.task_id = task_id
+        self.status = status
+
+
+class ProtocolError(DashScopeError):
+    """A frame that breaks the wire protocol: not JSON, wrong shape, or out of order."""
+
+    retryable = True  # a garbled frame from the server: a new connection may do better
+
+
+class AuthenticationError(DashScopeError):
+    """The server refused the API key (HTTP 401/403 at the handshake)."""
+
+
+class ServiceUnavailableError(DashScopeError):
+    """HTTP 503 or a rate limit: try again later."""
+
+    retryable = True
 
 
 def fix_for(code: str | None) -> str | None:
@@ -82,10 +84,9 @@ class TaskFailedError(DashScopeError):
     PERMANENT = frozenset(PERMANENT_CODES)  # kept for callers of the earlier name
 
     def __init__(self, code: str, server_message: str, *, task_id: str | None = None) -> None:
-        fix = fix_for(code)
-        super().__init__(f"DashScope task failed: {code}: {server_message}" + (f" — {fix}" if fix else ""),
+        super().__init__(f"DashScope task failed: {code}: {server_message}",
                          code=code, server_message=server_message, task_id=task_id)
-        self.retryable = fix is None
+        self.retryable = fix_for(code) is None
 
 
 class ConnectionLostError(DashScopeError):

@@ -33,7 +33,14 @@ from voicekit.logging import get_logger
 from voicekit.plugins.options import Option
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
 from voicekit_dashscope.client.realtime import Connector, RealtimeConnection, realtime_base_url, websocket_connector
-from voicekit_dashscope.errors import ConnectionLostError, DashScopeError
+from voicekit_dashscope.client.task import RetryPolicy, Timeouts, _collapse, _leaves
+from voicekit_dashscope.errors import (
+    ConnectionLostError,
+    DashScopeError,
+    RetriesExhaustedError,
+    ServerTimeoutError,
+    is_retryable,
+)
 from voicekit_dashscope.options import connection, model_option
 from voicekit_dashscope.protocol.realtime import (
     MODELS,
@@ -94,6 +101,11 @@ def _options(models: tuple[str, ...], default_model: str, default_mode: str) -> 
         Option("finish_timeout_s", "float", 20.0, "how long to wait for the last result, seconds", minimum=0.0),
         Option("append_ms", "int", 100, "audio per append message, ms", minimum=10, maximum=1000),
         Option("connector", "object", None, "a custom transport connector (Python only; tests)"),
+        Option("retry", "int", 5, "reconnect attempts after failures in a row", minimum=0, maximum=100,
+               convert=lambda n: RetryPolicy(max_retries=n)),
+        Option("timeouts", "object", None, "a voicekit_dashscope.client.task.Timeouts (Python only)"),
+        Option("max_buffer_s", "float", 300.0, "audio kept for replay after a reconnect, seconds",
+               minimum=1.0, maximum=3600.0),
     )
 
 
@@ -109,7 +121,11 @@ class _RealtimeASR:
                  connector: Connector | None = None, mode: str | None = None, language: str | None = None,
                  context: str | None = None, vad_threshold: float | None = None,
                  silence_duration_ms: int | None = None, finish_timeout_s: float = 20.0,
-                 append_ms: int = 100, sample_rate: int | None = None) -> None:
+                 append_ms: int = 100, sample_rate: int | None = None, retry: RetryPolicy | None = None,
+                 timeouts: Timeouts | None = None, max_buffer_s: float = 300.0) -> None:
+        self.retry = retry or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self.max_buffer_s = max_buffer_s
         self.model = model or self.default_model
         self.spec = get_realtime_model(self.model)
         if self.spec.family != self.family and not (self.family == "omni" and self.spec.is_omni):
@@ -176,14 +192,20 @@ class _RealtimeASR:
             raise ConfigError(f"{self.model} takes {self.spec.input_rates} Hz audio, not {rate} Hz "
                               "(the session resamples when the plugin's rate is set)")
         session = self.check(self.session(rate, config))
-        async with RealtimeConnection.open(self.connector, self.spec, session=session) as conn, \
-                trio.open_nursery() as nursery:
-            stream = RealtimeASRStream(self, conn, rate)
-            nursery.start_soon(stream._receive)
-            try:
-                yield stream
-            finally:
-                nursery.cancel_scope.cancel()
+        stream = RealtimeASRStream(self, session, rate)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(stream._run)  # the first connection is open (or its error raised)
+                try:
+                    yield stream
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            if len({id(x) for x in leaves}) == 1:
+                leaves[0].__suppress_context__ = True
+                raise leaves[0]  # noqa: B904 - keeps the leaf's own __cause__
+            raise
 
 
 class Qwen3ASRRealtime(_RealtimeASR):
@@ -260,31 +282,76 @@ class OmniRealtimeASR(_RealtimeASR):
                              **kw)
 
 
-class RealtimeASRStream:
-    """An open realtime recognition stream (the voicekit ``ASRStream`` contract)."""
+@attrs.define
+class _Audio:
+    start: int  # absolute sample index of the first sample
+    pcm: bytes
 
-    def __init__(self, plugin: _RealtimeASR, conn: RealtimeConnection, rate: int) -> None:
+    @property
+    def end(self) -> int:
+        return self.start + len(self.pcm) // 2
+
+
+@attrs.define
+class _Commit:
+    at: int  # absolute sample index the commit closes
+    marker: tuple[float | None, float | None]  # (speech start, speech end) in stream seconds
+
+
+class RealtimeASRStream:
+    """An open realtime recognition stream (the voicekit ``ASRStream`` contract) that survives
+    lost connections, like the Fun-ASR task client (:mod:`voicekit_dashscope.client.task`):
+
+    * everything sent (audio appends and, in manual mode, commits) is kept in a log until a
+      *final* transcript covers it (the end of its utterance);
+    * when the connection drops, closes, stops answering pings, sends a malformed frame or a
+      retryable ``error`` event, the stream waits (``RetryPolicy`` back-off), opens a new session
+      with the same settings and re-sends the log — so the server hears the unfinished utterance
+      again, and no final is lost or repeated;
+    * times and utterance numbers of the new session are shifted onto the stream's own timeline;
+    * permanent errors (bad key, bad parameter) end the stream at once.
+    """
+
+    def __init__(self, plugin: _RealtimeASR, session: SessionConfig, rate: int) -> None:
         self.plugin = plugin
-        self.conn = conn
+        self.session = session
         self.rate = rate
         self.manual = plugin.mode == "manual"
+        self.conn: RealtimeConnection | None = None
         self._send, self._recv = trio.open_memory_channel[TranscriptResult](512)
+        self._lock = trio.Lock()  # one writer at a time: the caller's sends and a replay
         self._buf = b""
         self._step = rate * plugin.append_ms // 1000 * 2
-        self._samples = 0
+        self._samples = 0  # samples taken from the caller
+        self._logged = 0  # samples put in the log
         self._uncommitted = 0  # samples since the last commit (manual mode)
         self._speech_start: float | None = None
+        self._log: list[_Audio | _Commit] = []  # sent or to send, not yet covered by a final
+        self._sent = 0  # index in _log of the next entry to send on the current connection
+        self._acked = 0  # samples covered by finals (never re-sent)
+        self._max_buffer = int(plugin.max_buffer_s * rate)
+        self.dropped_samples = 0
+        self._finished = False
+        self._finish_requested = trio.Event()
+        self._finals = 0
+        self.reconnects = 0
+        self.error: BaseException | None = None
+        self._reset_connection_state(0)
+
+    def _reset_connection_state(self, base: int) -> None:
+        self._base = base  # absolute sample index of the connection's first audio sample
         self._utterances: dict[str, int] = {}
+        self._next_uid = self._finals + 1
         self._times: dict[str, list[float | None]] = {}
         self._meta: dict[str, tuple[str | None, str | None]] = {}
         self._committed: list[str] = []
+        self._commit_of: dict[str, _Commit] = {}
+        self._pending_commits: list[_Commit] = []
         self._response_item: dict[str, str] = {}
         self._response_text: dict[str, str] = {}
-        self._marker_times: list[tuple[float | None, float | None]] = []
-        self._finished = False
+        self._open_items: set[str] = set()
         self._wanted = 0
         self._creating = False
-        self.error: BaseException | None = None
 
     # -- caller side
 
@@ -298,16 +365,59 @@ class RealtimeASRStream:
         self._samples += frame.samples
         self._uncommitted += frame.samples
         while len(self._buf) >= self._step:
-            await self._append(self._buf[: self._step])
+            self._log_audio(self._buf[: self._step])
             self._buf = self._buf[self._step:]
         if self.manual and self._uncommitted / self.rate >= MANUAL_LIMIT_S:
-            await self._commit(self._samples / self.rate)
+            self._log_commit(self._samples / self.rate)
+        await self._flush()
 
-    async def _append(self, pcm: bytes) -> None:
+    def _log_audio(self, pcm: bytes) -> None:
+        self._log.append(_Audio(self._logged, pcm))
+        self._logged += len(pcm) // 2
+        # bound the log: drop the oldest audio beyond max_buffer_s (counted)
+        while len(self._log) > 1 and self._sent > 0:
+            first = self._log[0]
+            if self._logged - (first.start if isinstance(first, _Audio) else first.at) <= self._max_buffer:
+                break
+            if isinstance(first, _Audio):
+                self.dropped_samples += len(first.pcm) // 2
+                self._acked = max(self._acked, first.end)
+            self._log.pop(0)
+            self._sent -= 1
+
+    def _log_commit(self, t: float) -> None:
+        if self._buf:
+            self._log_audio(self._buf)
+            self._buf = b""
+        if self._uncommitted == 0:
+            return
+        self._uncommitted = 0
+        self._log.append(_Commit(self._logged, (self._speech_start, t)))
+        self._speech_start = None
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            if self.conn is not None:
+                await self._send_pending(self.conn)
+
+    async def _send_pending(self, conn: RealtimeConnection) -> None:
+        """Send the log entries the connection has not had yet (call with the lock held)."""
         try:
-            await self.conn.send(AudioAppend(audio=pcm))
-        except RealtimeStateError:
-            pass
+            while self._sent < len(self._log):
+                entry = self._log[self._sent]
+                if isinstance(entry, _Audio):
+                    cut = max(0, self._acked - entry.start) * 2
+                    if cut < len(entry.pcm):
+                        await conn.send(AudioAppend(audio=entry.pcm[cut:]))
+                else:
+                    await conn.send(AudioCommit())
+                    self._pending_commits.append(entry)
+                    if self.plugin.uses_response:
+                        self._wanted += 1
+                        await self._maybe_create(conn)
+                self._sent += 1
+        except (ConnectionLostError, RealtimeStateError):
+            pass  # the receive loop finds out and reconnects; the log keeps the rest
 
     async def speech_started(self, t: float) -> None:
         self._speech_start = t
@@ -315,43 +425,27 @@ class RealtimeASRStream:
     async def speech_ended(self, t: float) -> None:
         """Manual mode: commit the buffer (one utterance). Server-VAD mode: ignored."""
         if self.manual:
-            await self._commit(t)
+            self._log_commit(t)
+            await self._flush()
 
-    async def _commit(self, t: float) -> None:
-        if self._buf:
-            await self._append(self._buf)
-            self._buf = b""
-        if self._uncommitted == 0:
-            return
-        self._uncommitted = 0
-        self._marker_times.append((self._speech_start, t))
-        self._speech_start = None
-        await self.conn.send(AudioCommit())
-        if self.plugin.uses_response:
-            self._wanted += 1
-            await self._maybe_create()
-
-    async def _maybe_create(self) -> None:
+    async def _maybe_create(self, conn: RealtimeConnection) -> None:
         """One response per committed utterance, one at a time (the service allows one active)."""
-        if self._wanted and not self._creating and self.conn.protocol.active_response is None:
+        if self._wanted and not self._creating and conn.protocol.active_response is None:
             self._wanted -= 1
             self._creating = True
-            await self.conn.send(ResponseCreate())
+            await conn.send(ResponseCreate())
 
     async def finish(self) -> None:
         if self._finished:
             return
         self._finished = True
         if self.manual and (self._uncommitted or self._buf) and self._speech_start is not None:
-            await self._commit(self._samples / self.rate)
+            self._log_commit(self._samples / self.rate)
         elif self._buf:
-            await self._append(self._buf)
+            self._log_audio(self._buf)
             self._buf = b""
-        if self.plugin.uses_response:
-            with trio.move_on_after(self.plugin.finish_timeout_s):
-                while self.conn.protocol.active_response is not None or self._wanted or self._creating:
-                    await trio.sleep(0.05)
-        await self.conn.finish()
+        await self._flush()
+        self._finish_requested.set()
 
     async def __aiter__(self) -> AsyncIterator[TranscriptResult]:
         async for result in self._recv:
@@ -359,47 +453,151 @@ class RealtimeASRStream:
         if self.error is not None:
             raise self.error
 
+    # -- connections
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open sessions until one ends normally. Before the first is open, errors are raised
+        (``open_stream`` fails); after, they are kept in :attr:`error` for the caller."""
+        started = False
+
+        def ready() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        retry = self.plugin.retry
+        failures = 0
+        async with self._send:
+            while True:
+                finals_before = self._finals
+                try:
+                    await self._one_connection(ready)
+                    return
+                except DashScopeError as exc:
+                    self.conn = None
+                    if self._finals > finals_before:
+                        failures = 0
+                    failures += 1
+                    retryable = is_retryable(exc)
+                    if not retryable or failures > retry.max_retries:
+                        err: DashScopeError = exc
+                        if retryable:
+                            err = RetriesExhaustedError(
+                                f"DashScope realtime stream failed {failures} times in a row; last error: {exc}",
+                                code=exc.code, server_message=exc.server_message)
+                            err.__cause__ = exc
+                        log.error("realtime_stream_failed", error=str(err), code=err.code)
+                        if not started:
+                            raise err from None
+                        self.error = err
+                        return
+                    delay = retry.delay(failures)
+                    self.reconnects += 1
+                    log.warning("realtime_retry", error=str(exc), code=exc.code, attempt=failures,
+                                delay=round(delay, 3), resend_from_s=round(self._acked / self.rate, 3))
+                    await trio.sleep(delay)
+
+    async def _one_connection(self, ready: Any) -> None:
+        try:
+            async with RealtimeConnection.open(self.plugin.connector, self.plugin.spec, session=self.session,
+                                               timeout=self.plugin.timeouts.start) as conn, \
+                    trio.open_nursery() as nursery:
+                async with self._lock:
+                    self._trim()
+                    first = self._log[0] if self._log else None
+                    base = self._logged if first is None else (
+                        max(self._acked, first.start) if isinstance(first, _Audio) else first.at)
+                    self._reset_connection_state(base)
+                    self._sent = 0
+                    self.conn = conn
+                    await self._send_pending(conn)
+                ready()
+                nursery.start_soon(self._keepalive, conn)
+                nursery.start_soon(self._finisher, conn)
+                await self._loop(conn)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _collapse(group) from None
+        except ConnectionLostError:
+            if self._finished and not self._open_items and self._sent >= len(self._log):
+                return  # the server closed after everything was answered
+            raise
+        finally:
+            self.conn = None
+
+    def _trim(self, *, sent_only: bool = False) -> None:
+        """Forget log entries that finals cover (with ``sent_only``, only those already sent on
+        the current connection, so that a send in progress keeps its place)."""
+        while self._log and (not sent_only or self._sent > 0):
+            first = self._log[0]
+            covered = first.end if isinstance(first, _Audio) else first.at
+            if covered > self._acked:
+                break
+            self._log.pop(0)
+            if sent_only:
+                self._sent -= 1
+
+    async def _keepalive(self, conn: RealtimeConnection) -> None:
+        ping = getattr(conn.transport, "ping", None)
+        if ping is None:
+            return
+        timeouts = self.plugin.timeouts
+        while True:
+            await trio.sleep(timeouts.ping_interval)
+            with trio.move_on_after(timeouts.ping_timeout) as scope:
+                await ping()
+            if scope.cancelled_caught:
+                raise ServerTimeoutError(
+                    f"the realtime server did not answer a ping within {timeouts.ping_timeout:g} s")
+
+    async def _finisher(self, conn: RealtimeConnection) -> None:
+        await self._finish_requested.wait()
+        await self._flush()
+        if self.plugin.uses_response:
+            with trio.move_on_after(self.plugin.finish_timeout_s):
+                while conn.protocol.active_response is not None or self._wanted or self._creating:
+                    await trio.sleep(0.05)
+        await conn.finish()
+
     # -- server side
 
     def _uid(self, item_id: str) -> int:
         if item_id not in self._utterances:
-            self._utterances[item_id] = len(self._utterances) + 1
+            self._utterances[item_id] = self._next_uid
+            self._next_uid += 1
             self._times.setdefault(item_id, [None, None])
+            self._open_items.add(item_id)
         return self._utterances[item_id]
 
-    async def _receive(self) -> None:
-        async with self._send:
-            try:
-                await self._loop()
-            except ConnectionLostError as exc:
-                if not self._finished:
-                    self.error = exc
-            except DashScopeError as exc:
-                self.error = exc
+    def _t(self, ms: int) -> float:
+        return self._base / self.rate + ms / 1000
 
-    async def _loop(self) -> None:
+    async def _loop(self, conn: RealtimeConnection) -> None:
         finish_deadline: float | None = None
         while True:
             if self._finished and finish_deadline is None:
                 finish_deadline = trio.current_time() + self.plugin.finish_timeout_s
             with trio.move_on_at(finish_deadline if finish_deadline is not None else float("inf")) as scope:
-                event = await self.conn.receive()
+                event = await conn.receive()
             if scope.cancelled_caught:
                 log.warning("realtime_asr_finish_timeout", model=self.plugin.model)
                 return
             match event:
                 case SpeechStarted():
                     self._uid(event.item_id)
-                    self._times[event.item_id][0] = event.audio_start_ms / 1000
+                    self._times[event.item_id][0] = self._t(event.audio_start_ms)
                 case SpeechStopped():
                     self._uid(event.item_id)
-                    self._times[event.item_id][1] = event.audio_end_ms / 1000
+                    self._times[event.item_id][1] = self._t(event.audio_end_ms)
                 case AudioCommitted():
                     self._uid(event.item_id)
                     self._committed.append(event.item_id)
-                    if self.manual and self._marker_times:
-                        start, end = self._marker_times.pop(0)
-                        self._times[event.item_id] = [start, end]
+                    if self._pending_commits:
+                        commit = self._pending_commits.pop(0)
+                        self._commit_of[event.item_id] = commit
+                        if self.manual:
+                            self._times[event.item_id] = list(commit.marker)
                 case TranscriptionText():  # and TranscriptionDelta
                     self._meta[event.item_id] = (event.language, event.emotion)
                     text = event.display.strip()
@@ -426,9 +624,9 @@ class RealtimeASRStream:
                     if item is not None and self.plugin.uses_response:
                         await self._emit(item, self._response_text.pop(event.response_id, "").strip(), True)
                     if self.plugin.uses_response:
-                        await self._maybe_create()
+                        await self._maybe_create(conn)
                 case ErrorEvent():
-                    if self._finished and self.conn.protocol.phase.value == "finishing":
+                    if self._finished and conn.protocol.phase.value == "finishing":
                         return  # the model refuses session.finish: we are done anyway
                     raise event.error.exception()
                 case SessionFinished():
@@ -438,6 +636,14 @@ class RealtimeASRStream:
         uid = self._uid(item_id)
         start, end = self._times.get(item_id, [None, None])
         language, emotion = self._meta.get(item_id, (None, None))
+        if final:
+            self._finals += 1
+            self._open_items.discard(item_id)
+            commit = self._commit_of.get(item_id)
+            covered = commit.at if commit is not None else (round(end * self.rate) if end is not None else None)
+            if covered is not None and covered > self._acked:
+                self._acked = covered
+                self._trim(sent_only=True)
         await self._send.send(TranscriptResult(text, final, uid, start, end if final else None,
                                                language=language, emotion=emotion))
 

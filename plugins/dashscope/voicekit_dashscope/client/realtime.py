@@ -29,6 +29,7 @@ from voicekit_dashscope.protocol.realtime import (
     ClientRealtimeProtocol,
     ErrorEvent,
     RealtimeModel,
+    RealtimeProtocolError,
     RealtimeStateError,
     ServerEvent,
     SessionConfig,
@@ -97,6 +98,13 @@ class _WebSocketTransport:
                                       code=str(code) if code is not None else None, server_message=text) from None
         return msg if isinstance(msg, str) else msg.decode("utf-8", "replace")
 
+    async def ping(self) -> None:
+        """A WebSocket ping; returns when the pong arrives (the caller puts a deadline on it)."""
+        try:
+            await self.ws.ping()
+        except ConnectionClosed as exc:
+            raise ConnectionLostError(f"realtime connection closed ({exc.reason})") from None
+
     async def aclose(self) -> None:
         await self.ws.aclose()
 
@@ -155,7 +163,9 @@ class RealtimeConnection:
                 event = await conn.receive()
                 if isinstance(event, ErrorEvent):
                     raise event.error.exception()
-                assert isinstance(event, SessionCreated)
+                if not isinstance(event, SessionCreated):
+                    raise RealtimeProtocolError(f"the realtime server opened with {event.TYPE!r} "
+                                                "instead of session.created")
                 if session is not None:
                     await conn.update(session)
             if scope.cancelled_caught:
