@@ -211,16 +211,17 @@ def _mutate_value(rng: random.Random, value: Any, depth: int = 0) -> Any:
         if op == 0:
             del value[key]
         elif op == 1:
-            value[key] = rng.choice(_ODD_VALUES)
+            value[key] = copy.deepcopy(rng.choice(_ODD_VALUES))
         elif op == 2:
             value[key] = _mutate_value(rng, value[key], depth + 1)
         else:
             value[rng.choice(["type", "event", "header", "payload", "output", "session", "sentence", "x"])] = (
-                rng.choice(_ODD_VALUES))
+                copy.deepcopy(rng.choice(_ODD_VALUES)))
         return value
     if isinstance(value, list) and value and rng.random() < 0.7:
         i = rng.randrange(len(value))
-        value[i] = _mutate_value(rng, value[i], depth + 1) if rng.random() < 0.5 else rng.choice(_ODD_VALUES)
+        value[i] = (_mutate_value(rng, value[i], depth + 1) if rng.random() < 0.5
+                    else copy.deepcopy(rng.choice(_ODD_VALUES)))
         return value
     return copy.deepcopy(rng.choice(_ODD_VALUES))
 
@@ -442,12 +443,14 @@ def fuzz(name: str, seed: int, start: int, count: int, hang_s: float) -> dict[st
     while i < end:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--seed", str(seed),
                "--start", str(i), "--count", str(end - i)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
         assert proc.stdout is not None
+        fd = proc.stdout.fileno()
         sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(fd, selectors.EVENT_READ)
         current: int | None = None
         since = time.monotonic()
+        pending = b""
         while True:
             if not sel.select(timeout=1.0):
                 if current is not None and time.monotonic() - since > hang_s:
@@ -456,30 +459,33 @@ def fuzz(name: str, seed: int, start: int, count: int, hang_s: float) -> dict[st
                     stats["hangs"].append(f"input {current}: no answer within {hang_s:g} s")
                     i = current + 1
                     break
-                if proc.poll() is not None and current is None:
-                    i = end
-                    break
                 continue
-            line = proc.stdout.readline()
-            if not line:  # the worker died (a C crash) or finished
+            chunk = os.read(fd, 65536)  # raw reads: nothing sits unseen in a Python buffer
+            if not chunk:  # the worker finished, or died (a crash in C code)
                 code = proc.wait()
                 if current is not None:
                     stats["crashes"].append(f"input {current}: worker died with status {code}")
                     i = current + 1
+                elif code != 0 and i < end:
+                    stats["crashes"].append(f"input {i}: worker exited with status {code}")
+                    i += 1
                 else:
                     i = end
                 break
-            word, num, *rest = line.rstrip("\n").split(" ", 2)
-            if word == "start":
-                current, since = int(num), time.monotonic()
-            elif word == "done":
-                current = None
-                i = int(num) + 1
-                verdict = rest[0] if rest else "ok"
-                if verdict.startswith("crash"):
-                    stats["crashes"].append(f"input {num}: {verdict[6:]}")
-                else:
-                    stats[verdict] += 1
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                word, num, *rest = raw.decode("utf-8", "replace").split(" ", 2)
+                if word == "start":
+                    current, since = int(num), time.monotonic()
+                elif word == "done":
+                    current = None
+                    i = int(num) + 1
+                    verdict = rest[0] if rest else "ok"
+                    if verdict.startswith("crash"):
+                        stats["crashes"].append(f"input {num}: {verdict[6:]}")
+                    else:
+                        stats[verdict] += 1
         sel.close()
         if proc.poll() is None:
             proc.kill()

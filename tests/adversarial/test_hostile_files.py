@@ -259,9 +259,21 @@ def test_fuzz_bench_small_slice() -> None:
 @pytest.mark.parametrize("body", [{"transcripts": [1.5]}, {"transcripts": ["text"]},
                                   {"transcripts": [{"sentences": [None]}]},
                                   {"transcripts": [{"sentences": [{"words": [7]}]}]},
-                                  {"transcripts": [{"channel_id": float("inf")}]}])
+                                  {"transcripts": [{"channel_id": float("inf")}]},
+                                  {"transcripts": [{"sentences": 3}]},
+                                  {"transcripts": [{"sentences": [{"words": 1.5}]}]}])
 def test_hostile_result_files_are_typed_errors(body: dict[str, Any]) -> None:
     """Findings of the fuzz bench: a result file's entries of the wrong type were AttributeError/OverflowError."""
     files = pytest.importorskip("voicekit_dashscope.protocol.files")
     with pytest.raises(VoicekitError, match="result file"):
         files.parse_result_file(body)
+
+
+@pytest.mark.parametrize("size", range(12, 40))
+def test_wav_length_check_on_a_header_cut_anywhere(tmp_path: Path, size: int) -> None:
+    """Fuzz bench finding: a RIFF header cut inside its fmt chunk made the length check raise struct.error."""
+    from voicekit.audio import sources
+
+    path = tmp_path / "cut.wav"
+    path.write_bytes(wav_bytes(payload=b"\0" * 64)[:size])
+    assert sources._wav_truncation(str(path), 10_000) is None

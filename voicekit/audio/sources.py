@@ -175,7 +175,7 @@ def _wav_truncation(path: str, file_size: int) -> float | None:
     pos, byte_rate = 12, 0
     while pos + 8 <= len(head):
         cid, size = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
-        if cid == b"fmt " and pos + 16 <= len(head):
+        if cid == b"fmt " and pos + 20 <= len(head):
             byte_rate = struct.unpack_from("<I", head, pos + 16)[0]
         if cid == b"data":
             if size in (0, 0xFFFFFFFF) or not byte_rate:  # written by a streaming writer

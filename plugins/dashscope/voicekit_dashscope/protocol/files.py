@@ -317,8 +317,11 @@ def parse_result_file(body: Any) -> FileTranscript:
             raise BadResponseError(f"result file: a transcript is not an object ({str(tr)[:40]!r})")
         ch = _int(tr.get("channel_id", 0), "channel_id")
         texts[ch] = str(tr.get("text") or "")
+        if not isinstance(tr.get("sentences") or [], list):
+            raise BadResponseError(f"result file: 'sentences' is not a list ({str(tr.get('sentences'))[:40]!r})")
         for s in tr.get("sentences") or ():
-            if not isinstance(s, dict) or not all(isinstance(w, dict) for w in s.get("words") or ()):
+            if (not isinstance(s, dict) or not isinstance(s.get("words") or [], list)
+                    or not all(isinstance(w, dict) for w in s.get("words") or ())):
                 raise BadResponseError(f"result file: a sentence or word is not an object ({str(s)[:40]!r})")
             words = tuple(FileWord(str(w.get("text", "")), _int(w.get("begin_time"), "word begin_time"),
                                    _int(w.get("end_time"), "word end_time"), str(w.get("punctuation") or ""))
