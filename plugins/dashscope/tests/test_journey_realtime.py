@@ -9,14 +9,17 @@ emulator exited after the first session.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from voicekit.testing.data import speech
@@ -70,9 +73,50 @@ def stop_emulator(emu: Emulator) -> None:
         emu.proc.kill()
 
 
+LONG_REPLY = ("I can move forward or backward by any number of meters, and I can tell you how far I have "
+              "travelled today, which so far is twelve meters, mostly in the morning.")
+
+
+def omni_script(folder: Path) -> Path:
+    """Replies for the emulated Omni model: one long answer, and the ``move`` tool on "forward"."""
+    path = folder / "omni.json"
+    path.write_text(json.dumps({
+        "replies": [LONG_REPLY], "after_tool": "Done. {output}",
+        "tool_rules": [{"keyword": "forward", "tool": "move", "arguments": {"direction": "forward", "distance": 10}}],
+    }))
+    return path
+
+
+def read_16k(path: Path) -> np.ndarray:
+    """A WAV file as 16 kHz mono int16 (linear resampling is enough for test input)."""
+    with wave.open(str(path)) as w:
+        rate, data = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), "<i2")
+        if w.getnchannels() > 1:
+            data = data.reshape(-1, w.getnchannels())[:, 0]
+    if rate != 16000:
+        n = round(len(data) * 16000 / rate)
+        data = np.interp(np.arange(n) * rate / 16000, np.arange(len(data)), data).astype("<i2")
+    return data
+
+
+def conversation(path: Path, *parts: tuple[float, Path]) -> Path:
+    """``(silence before, clip)`` pairs, then 9 s of silence for the last reply, as a 16 kHz WAV."""
+    pieces = []
+    for gap, clip in parts:
+        pieces += [np.zeros(round(gap * 16000), np.int16), read_16k(clip)]
+    pieces.append(np.zeros(9 * 16000, np.int16))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.concatenate(pieces).tobytes())
+    return path
+
+
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    emu = start_emulator(tmp_path_factory.mktemp("realtime-emulator"))
+    folder = tmp_path_factory.mktemp("realtime-emulator")
+    emu = start_emulator(folder, "--omni-script", str(omni_script(folder)))
     yield emu
     try:
         assert emu.alive(), f"the emulator exited ({emu.proc.returncode}):\n{emu.log.read_text()[-3000:]}"
@@ -118,3 +162,76 @@ def test_two_realtime_sessions_at_once(emulator: Emulator) -> None:
     time.sleep(0.5)
     assert emulator.alive(), emulator.log.read_text()
     assert emulator.problems() == [], emulator.problems()
+
+
+# -- the Omni agent from the command line (issue 9, item 16)
+
+
+def agent_env(emu: Emulator) -> dict[str, str]:
+    """Configured the way the emulator's banner says: the SDK's variables, nothing else."""
+    env = _env()
+    env["DASHSCOPE_WEBSOCKET_BASE_URL"] = f"{emu.base_url}/api-ws/v1/inference"
+    env["DASHSCOPE_API_KEY"] = KEY
+    return env
+
+
+def events_of(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def kinds(events: list[dict[str, object]], kind: str) -> list[dict[str, object]]:
+    return [e for e in events if e.get("event") == kind]
+
+
+def test_voicekit_run_agent_with_a_tool_call_and_a_barge_in(emulator: Emulator, tmp_path: Path) -> None:
+    """A question, then "go forward ten meters" (real speech) over the long answer: the answer is
+    cut, the model calls the robot's ``move`` intent as a tool, and speaks its result."""
+    talk = conversation(tmp_path / "talk.wav", (0.5, speech("something")), (2.5, speech("goforward")))
+    out = tmp_path / "replies.wav"
+    done = subprocess.run([VOICEKIT, "run", "robot", "--agent", "qwen3.5-omni-plus-realtime", "--input", str(talk),
+                           "--output", str(out), "--json"], capture_output=True, text=True, timeout=180,
+                          env=agent_env(emulator))
+    assert done.returncode == 0, done.stderr
+    events = events_of(done.stdout)
+    finals = [e["text"] for e in kinds(events, "transcript") if e["is_final"]]
+    assert len(finals) == 2 and wer(["go forward ten meters"], [str(finals[1])]) <= 0.25, finals
+    cut = kinds(events, "reply_interrupted")
+    assert len(cut) == 1 and str(cut[0]["text"]).startswith("I can move forward"), cut
+    assert len(str(cut[0]["heard_text"])) < len(LONG_REPLY)
+    (call,) = kinds(events, "intent_matched")
+    assert call["intent"] == "move" and "Moving forward 10 meters" in str(call["slots"]), call
+    assert [e["text"] for e in kinds(events, "reply_finished")] == ["Done. Moving forward 10 meters."]
+    with wave.open(str(out)) as w:  # the agent's voice, as played (24 kHz from the service)
+        assert w.getframerate() == 24000 and w.getnframes() / 24000 > 2.0
+    assert emulator.alive() and emulator.problems() == [], emulator.problems()
+
+
+def test_voicekit_run_agent_plain_text_output(emulator: Emulator, tmp_path: Path) -> None:
+    """Without --json: what was said, by whom, one line each; options on the command line."""
+    talk = conversation(tmp_path / "talk.wav", (0.5, speech("goforward")))
+    done = subprocess.run([VOICEKIT, "run", "robot", "--agent", "qwen3-omni-flash-realtime", "--input", str(talk),
+                           "--output", "none", "--agent-option", f"base_url={emulator.base_url}",
+                           "--agent-option", f"api_key={KEY}", "--agent-option", "voice=Cherry"],
+                          capture_output=True, text=True, timeout=180, env=_env())
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if not line.startswith("…")]
+    assert lines[0].startswith("you: ") and wer(["go forward ten meters"], [lines[0][5:]]) <= 0.25, lines
+    assert lines[1].startswith("   intent: move")
+    assert lines[2] == "robot: Done. Moving forward 10 meters."
+    assert KEY not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--agent", "no-such-agent"], "no agents plugin named 'no-such-agent'"),
+    (["--agent", "qwen3.5-omni-plus-realtime", "--asr", "moonshine"], "--asr has no effect with --agent"),
+    (["--agent", "qwen3.5-omni-plus-realtime", "--agent-option", "colour=red"], "has no option 'colour'"),
+    (["--agent", "qwen3-omni-flash-realtime", "--interrupt", "semantic"], "has no semantic_vad"),
+    (["--agent", "qwen3.5-omni-plus-realtime", "--interrupt", "none"], "--interrupt none is not available"),
+])
+def test_voicekit_run_agent_refuses_bad_settings_in_one_line(emulator: Emulator, tmp_path: Path,
+                                                             args: list[str], message: str) -> None:
+    done = subprocess.run([VOICEKIT, "run", "robot", *args, "--input", str(speech("goforward")), "--output", "none"],
+                          capture_output=True, text=True, timeout=60, env=agent_env(emulator))
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
