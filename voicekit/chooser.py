@@ -36,14 +36,10 @@ from typing import Any, Literal
 import attrs
 
 from voicekit.asr.base import ASRCapabilities
-from voicekit.errors import ConfigError
+from voicekit.errors import NoEngineError as NoEngineError  # re-exported: it used to live here
 
 REGION_ALIASES = {"beijing": "cn-beijing", "cn": "cn-beijing", "china": "cn-beijing", "singapore": "ap-southeast-1",
                   "sg": "ap-southeast-1", "intl": "ap-southeast-1", "us": "us-east-1", "virginia": "us-east-1"}
-
-
-class NoEngineError(ConfigError):
-    """No installed engine meets the requirements; the message lists why each one was dropped."""
 
 
 def _terms(x: Iterable[str]) -> tuple[str, ...]:

@@ -13,6 +13,23 @@ import attrs
 
 from voicekit.asr.base import Word
 
+__all__ = [
+    "ErrorEvent",
+    "Event",
+    "IntentMatched",
+    "ReplyFinished",
+    "ReplyInterrupted",
+    "ReplyStarted",
+    "ReplyText",
+    "SessionEnded",
+    "SessionStarted",
+    "SpeechEnded",
+    "SpeechStarted",
+    "Transcript",
+    "TurnEnded",
+    "WarningEvent",
+]
+
 
 @attrs.frozen(kw_only=True)
 class Event:
@@ -108,14 +125,18 @@ class ReplyInterrupted(Event):
 
 
 @attrs.frozen(kw_only=True)
-class Warning(Event):  # noqa: A001 - a session event, not the builtin
+class WarningEvent(Event):
+    """Something went wrong that the session survived (``count`` times): dropped audio, a slow sink."""
+
     where: str
     message: str
     count: int = 1
 
 
 @attrs.frozen(kw_only=True)
-class Error(Event):
+class ErrorEvent(Event):
+    """An error, as data: ``where`` it happened, one line for a person, and the exception's type name."""
+
     where: str
     message: str
     error_type: str
@@ -133,6 +154,12 @@ _KINDS: dict[type, str] = {
     ReplyText: "reply_text",
     ReplyFinished: "reply_finished",
     ReplyInterrupted: "reply_interrupted",
-    Warning: "warning",
-    Error: "error",
+    WarningEvent: "warning",
+    ErrorEvent: "error",
 }
+
+# The names these two events had before: they shadow the built-ins ``Warning`` and ``Error`` in
+# ``from voicekit.events import *`` style code, so they are kept only as deprecated aliases (and
+# left out of ``__all__``). Write ``WarningEvent`` and ``ErrorEvent``.
+Warning = WarningEvent  # noqa: A001
+Error = ErrorEvent

@@ -20,11 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from voicekit.errors import ConfigError
-
-
-class OutputError(ConfigError):
-    """An output path that cannot or must not be written."""
+from voicekit.errors import OutputError as OutputError  # re-exported: it used to live here
 
 
 def _same(a: str, b: str) -> bool:

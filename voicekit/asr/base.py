@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
 import attrs
 
-from voicekit.audio.frame import AudioFrame
+if TYPE_CHECKING:  # annotations only: importing the plugin API does not load numpy
+    from voicekit.audio.frame import AudioFrame
 
 Mode = Literal["streaming", "file", "near-realtime"]
 Api = Literal["local", "websocket", "http"]

@@ -44,6 +44,7 @@ import trio
 from voicekit.audio.frame import SAMPLE_WIDTH, AudioFrame
 from voicekit.audio.resample import StreamResampler, int16_to_float
 from voicekit.errors import AudioError, ConfigError
+from voicekit.errors import DeviceNotFoundError as DeviceNotFoundError  # re-exported: it used to live here
 from voicekit.logging import get_logger
 
 log = get_logger("voicekit.audio.device")
@@ -64,10 +65,6 @@ _NO_DEVICE: Final = {
               "or set up ALSA/PulseAudio",
 }
 _ENV: Final = {"input": INPUT_DEVICE_ENV, "output": OUTPUT_DEVICE_ENV}
-
-
-class DeviceNotFoundError(AudioError):
-    """The device asked for (by index or name) does not exist or cannot play/record."""
 
 
 @attrs.frozen

@@ -16,7 +16,7 @@ from voicekit import events as ev
 from voicekit.audio.echo import EchoGuard, make_echo_guard
 from voicekit.audio.sinks import AudioSink, NullSink, WavFileSink
 from voicekit.audio.sources import AudioSource, open_source
-from voicekit.errors import AudioError, ConfigError, PluginError, VoicekitError
+from voicekit.errors import AudioError, ConfigError, PluginError, VoicekitError, first_error, one_line, sole_error
 from voicekit.formats import render
 from voicekit.logging import configure
 from voicekit.outputs import OutputError, check_folder, check_target, partial_name, refuse_input, write_atomic
@@ -41,22 +41,11 @@ def _log_level(verbose: int) -> str:
     return {0: "critical", 1: "info"}.get(verbose, "debug")
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            leaf = _unwrap(inner)
-            if isinstance(leaf, VoicekitError):
-                return leaf
-    return exc
-
-
 def _trio_run(fn: Any, *args: Any) -> Any:
     try:
         return trio.run(fn, *args)
     except BaseExceptionGroup as group:
-        raise _unwrap(group) from None
+        raise (first_error(group, VoicekitError) or sole_error(group)) from None
 
 
 def _warn(message: str) -> None:
@@ -235,9 +224,9 @@ def _plan_outputs(files: list[str], output: str, fmt: str) -> list[str] | None:
 
 
 def transcribe(args: argparse.Namespace) -> int:
+    from voicekit import TranscriptionFailed
+    from voicekit import transcribe as run_transcribe
     from voicekit.audio.sources import FileSource, probe
-    from voicekit.transcribe import TranscriptionFailed
-    from voicekit.transcribe import transcribe as run_transcribe
 
     configure(_log_level(args.verbose))
     files: list[str] = list(args.files)
@@ -278,7 +267,7 @@ def transcribe(args: argparse.Namespace) -> int:
                 emit(path, exc.segments, where, partial=True)
                 kept = (f"; the {len(exc.segments)} segment(s) recognised up to {exc.recognised_until:.1f} s "
                         + (f"are in {where!r}" if where else "are printed above"))
-            print(f"voicekit: error: {path}: {_one_line(exc)}{kept}", file=sys.stderr)
+            print(f"voicekit: error: {path}: {one_line(exc)}{kept}", file=sys.stderr)
             if not isinstance(exc.error, AudioError):
                 rest = len(files) - index - 1
                 if rest:
@@ -287,18 +276,11 @@ def transcribe(args: argparse.Namespace) -> int:
             continue
         except AudioError as exc:
             bar.done()
-            print(f"voicekit: error: {_one_line(exc)}", file=sys.stderr)
+            print(f"voicekit: error: {one_line(exc)}", file=sys.stderr)
             failures += 1
             continue
         emit(path, segments, target, partial=False)
     return 1 if failures else 0
-
-
-def _one_line(exc: BaseException) -> str:
-    from voicekit.logging import redact
-
-    lines = str(exc).strip().splitlines()
-    return redact(lines[0] if lines else type(exc).__name__)
 
 
 async def _transcribe_one(fn: Any, source: Any, asr: Any, vad: Any, bar: _Bar, config: SessionConfig) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
-from voicekit.errors import ConfigError, VoicekitError
+from voicekit.errors import ConfigError, VoicekitError, one_line
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except VoicekitError as exc:
-        print(f"voicekit: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"voicekit: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return _closed_pipe()
@@ -189,16 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         err = _only(group, VoicekitError)
         if err is not None:
-            print(f"voicekit: error: {_one_line(err)}", file=sys.stderr)
+            print(f"voicekit: error: {one_line(err)}", file=sys.stderr)
             return 1
         raise
-
-
-def _one_line(exc: BaseException) -> str:
-    from voicekit.logging import redact
-
-    lines = str(exc).strip().splitlines()
-    return redact(lines[0] if lines else type(exc).__name__)
 
 
 if __name__ == "__main__":

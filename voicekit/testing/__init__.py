@@ -10,8 +10,43 @@
 * :class:`Timeline` — helpers to assert on a session's event stream.
 """
 
-from voicekit.testing.fakes import FakeASR, FakeTTS
-from voicekit.testing.scripted import EnergyVAD, ScriptedSource, Silence, Speech
-from voicekit.testing.timeline import Timeline, collect
+from __future__ import annotations
 
-__all__ = ["EnergyVAD", "FakeASR", "FakeTTS", "ScriptedSource", "Silence", "Speech", "Timeline", "collect"]
+from typing import TYPE_CHECKING
+
+__all__ = [
+    "EnergyVAD",
+    "FakeASR",
+    "FakeTTS",
+    "ScriptedSource",
+    "Silence",
+    "Speech",
+    "Timeline",
+    "collect",
+]
+
+_EXPORTS = {
+    "EnergyVAD": "voicekit.testing.scripted",
+    "FakeASR": "voicekit.testing.fakes",
+    "FakeTTS": "voicekit.testing.fakes",
+    "ScriptedSource": "voicekit.testing.scripted",
+    "Silence": "voicekit.testing.scripted",
+    "Speech": "voicekit.testing.scripted",
+    "Timeline": "voicekit.testing.timeline",
+    "collect": "voicekit.testing.timeline",
+}
+
+if TYPE_CHECKING:
+    from voicekit.testing.fakes import FakeASR as FakeASR
+    from voicekit.testing.fakes import FakeTTS as FakeTTS
+    from voicekit.testing.scripted import EnergyVAD as EnergyVAD
+    from voicekit.testing.scripted import ScriptedSource as ScriptedSource
+    from voicekit.testing.scripted import Silence as Silence
+    from voicekit.testing.scripted import Speech as Speech
+    from voicekit.testing.timeline import Timeline as Timeline
+    from voicekit.testing.timeline import collect as collect
+else:  # imported on first use, so importing the package stays cheap (voicekit._lazy)
+    from voicekit._lazy import attach
+
+    __getattr__, __dir__ = attach(__name__, _EXPORTS)
+    del attach

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
-from voicekit.audio.frame import AudioFrame
+if TYPE_CHECKING:  # annotations only: importing the plugin API does not load numpy
+    from voicekit.audio.frame import AudioFrame
 
 
 @attrs.frozen

@@ -12,34 +12,11 @@ from voicekit import events as ev
 from voicekit.asr.base import ASREngine, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.audio.sources import AudioSource
-from voicekit.errors import VoicekitError
-from voicekit.logging import redact
+from voicekit.errors import TranscriptionFailed, VoicekitError, sole_error
 from voicekit.session.session import Session, SessionConfig
 from voicekit.vad.base import VADBackend
 
-
-class TranscriptionFailed(VoicekitError):
-    """Recognition stopped part-way; what was recognised before is kept.
-
-    ``segments`` are the final segments received before the failure, ``position`` the seconds of
-    audio handed to the recognizer when it failed, ``error`` the typed error that stopped it (also
-    the ``__cause__``).
-    """
-
-    def __init__(self, error: BaseException, segments: list[TranscriptResult], position: float) -> None:
-        self.error = error
-        self.segments = segments
-        self.position = position
-        lines = str(error).strip().splitlines()
-        cause = redact(lines[0]) if lines else type(error).__name__
-        super().__init__(f"recognition stopped at {position:.1f} s of audio after {len(segments)} "
-                         f"segment(s): {cause}")
-
-    @property
-    def recognised_until(self) -> float:
-        """End of the last segment received, in seconds of audio (0 if none)."""
-        ends = [s.end for s in self.segments if s.end is not None]
-        return max(ends) if ends else 0.0
+__all__ = ["TranscriptionFailed", "transcribe"]
 
 
 class _Progress:
@@ -63,12 +40,6 @@ class _Progress:
 
     async def aclose(self) -> None:
         await self.source.aclose()
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 async def transcribe(source: AudioSource, *, asr: ASREngine, vad: VADBackend,
@@ -96,7 +67,7 @@ async def transcribe(source: AudioSource, *, asr: ASREngine, vad: VADBackend,
                     if on_result is not None:
                         on_result(result)
     except BaseException as exc:
-        leaf = _leaf(exc)
+        leaf = sole_error(exc)
         if isinstance(leaf, VoicekitError) and (src.started or finals):
             raise TranscriptionFailed(leaf, finals, src.position) from leaf
         if leaf is not exc and isinstance(leaf, VoicekitError):
