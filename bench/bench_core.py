@@ -27,7 +27,7 @@ from voicekit.audio.sources import FileSource
 from voicekit.session import Session, SessionConfig
 from voicekit.testing import FakeASR, FakeTTS, ScriptedSource, Silence, Speech, collect
 from voicekit.testing.data import librivox_clips
-from voicekit.transcribe import transcribe
+from voicekit import transcribe
 from voicekit.vad.webrtc import WebRTCVAD
 
 

@@ -178,7 +178,7 @@ def test_a_plain_program_prints_nothing_but_its_own_output(emulator: Emulator, t
         "import trio\n"
         "from voicekit.audio.sources import FileSource\n"
         "from voicekit.plugins.build import make_asr, make_vad\n"
-        "from voicekit.transcribe import transcribe\n"
+        "from voicekit import transcribe\n"
         f"src = FileSource({str(speech('goforward'))!r}, sample_rate=16000)\n"
         "asr = make_asr('fun-asr')\n"
         "finals = trio.run(lambda: transcribe(src, asr=asr, vad=make_vad()))\n"
