@@ -21,13 +21,13 @@ import numpy as np
 import trio
 import trio.testing
 
+from voicekit import transcribe
 from voicekit.audio.frame import AudioFrame
 from voicekit.audio.sinks import NullSink
 from voicekit.audio.sources import FileSource
 from voicekit.session import Session, SessionConfig
 from voicekit.testing import FakeASR, FakeTTS, ScriptedSource, Silence, Speech, collect
 from voicekit.testing.data import librivox_clips
-from voicekit import transcribe
 from voicekit.vad.webrtc import WebRTCVAD
 
 

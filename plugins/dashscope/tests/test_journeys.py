@@ -171,9 +171,9 @@ def test_cli_two_transcriptions_at_once(emulator: Emulator) -> None:
 
 
 async def _transcribe(name: str, emulator: Emulator) -> str:
+    from voicekit import transcribe
     from voicekit.audio.sources import open_source
     from voicekit.plugins.build import make_asr, make_vad
-    from voicekit import transcribe
 
     region = _region(name)
     options = {} if region is None else {"region": region}
