@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from voicekit_dashscope.errors import ProtocolError
 from voicekit_dashscope.protocol.realtime import (
-    _CLIENT_TYPES,
-    _SERVER_TYPES,
+    CLIENT_TYPES as _CLIENT_TYPES,
+    SERVER_TYPES as _SERVER_TYPES,
     MODELS,
     AudioAppend,
     AudioCommit,
