@@ -32,7 +32,7 @@ from voicekit_dashscope.asr.models import guide_record
 from voicekit_dashscope.auth import ApiKey
 from voicekit_dashscope.client.compat import ChatResult, CompatClient, wav_data_url
 from voicekit_dashscope.options import connection
-from voicekit_dashscope.protocol.files import _QWEN_LANGS
+from voicekit_dashscope.protocol.files import QWEN_LANGS
 from voicekit_dashscope.regions import DEFAULT_REGION, check_model_region, get_region, regional_model_name
 
 log = get_logger("voicekit.dashscope.nearrealtime")
@@ -149,7 +149,7 @@ class Qwen3ASRFlash:
     """``qwen3-asr-flash`` as a near-real-time voicekit ASR plugin."""
 
     capabilities: ClassVar[ASRCapabilities] = guide_record(ASRCapabilities(
-        name="qwen3-asr-flash", family="qwen3-asr", mode="near-realtime", api="http", languages=_QWEN_LANGS,
+        name="qwen3-asr-flash", family="qwen3-asr", mode="near-realtime", api="http", languages=QWEN_LANGS,
         hotwords=False, prompt_context=True, emotion=True, diarization=False, word_timestamps=False,
         partials=False, sample_rates=(16000, 8000, 24000, 48000), max_duration_s=MAX_SYNC_SECONDS,
         max_file_bytes=10 * 1024 * 1024, regions=("cn-beijing", "ap-southeast-1", "us-east-1"), offline=False,

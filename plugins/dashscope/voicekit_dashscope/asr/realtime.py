@@ -28,12 +28,12 @@ import trio
 
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
-from voicekit.errors import ASRError, ConfigError
+from voicekit.errors import ASRError, ConfigError, leaves
 from voicekit.logging import get_logger
 from voicekit.plugins.options import Option
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
 from voicekit_dashscope.client.realtime import Connector, RealtimeConnection, realtime_base_url, websocket_connector
-from voicekit_dashscope.client.task import RetryPolicy, Timeouts, _collapse, _leaves
+from voicekit_dashscope.client.task import RetryPolicy, Timeouts, collapse_group
 from voicekit_dashscope.errors import (
     ConnectionLostError,
     DashScopeError,
@@ -201,10 +201,10 @@ class _RealtimeASR:
                 finally:
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            leaves = _leaves(group)
-            if len({id(x) for x in leaves}) == 1:
-                leaves[0].__suppress_context__ = True
-                raise leaves[0]  # noqa: B904 - keeps the leaf's own __cause__
+            inner = leaves(group)
+            if len({id(x) for x in inner}) == 1:
+                inner[0].__suppress_context__ = True
+                raise inner[0]  # noqa: B904 - keeps the leaf's own __cause__
             raise
 
 
@@ -518,7 +518,7 @@ class RealtimeASRStream:
                 await self._loop(conn)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _collapse(group) from None
+            raise collapse_group(group) from None
         except ConnectionLostError:
             if self._finished and not self._open_items and self._sent >= len(self._log):
                 return  # the server closed after everything was answered

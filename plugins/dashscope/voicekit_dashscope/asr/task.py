@@ -23,11 +23,11 @@ import trio
 
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
-from voicekit.errors import ASRError, ConfigError
+from voicekit.errors import ASRError, ConfigError, leaves
 from voicekit.plugins.options import Option
 from voicekit_dashscope.asr.models import MODELS, ModelSpec, get_model
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
-from voicekit_dashscope.client.task import Recognizer, RetryPolicy, Timeouts, _leaves
+from voicekit_dashscope.client.task import Recognizer, RetryPolicy, Timeouts
 from voicekit_dashscope.options import connection, model_option
 from voicekit_dashscope.protocol.task import RecognitionParameters
 from voicekit_dashscope.regions import DEFAULT_REGION, Endpoints, check_model_region
@@ -228,10 +228,10 @@ class _TaskProtocolASR:
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # the worker never raises, so this is the caller's own error: hand it back unwrapped
-            leaves = _leaves(group)
-            if len({id(x) for x in leaves}) == 1:
-                leaves[0].__suppress_context__ = True
-                raise leaves[0]  # noqa: B904 - keeps the leaf's own __cause__
+            inner = leaves(group)
+            if len({id(x) for x in inner}) == 1:
+                inner[0].__suppress_context__ = True
+                raise inner[0]  # noqa: B904 - keeps the leaf's own __cause__
             raise
 
 

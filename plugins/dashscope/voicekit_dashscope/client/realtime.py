@@ -22,7 +22,7 @@ from trio_websocket import ConnectionClosed, HandshakeError
 from voicekit.errors import ConfigError
 from voicekit.logging import get_logger
 from voicekit_dashscope.auth import ApiKey
-from voicekit_dashscope.client.task import USER_AGENT, _handshake_error
+from voicekit_dashscope.client.task import USER_AGENT, handshake_error
 from voicekit_dashscope.errors import ConnectionLostError, ServerTimeoutError
 from voicekit_dashscope.protocol.realtime import (
     ClientEvent,
@@ -129,7 +129,7 @@ def websocket_connector(api_key: ApiKey, *, base: str, workspace: str | None = N
                                                    max_message_size=32 * 1024 * 1024)
             ws = await cm.__aenter__()
         except (HandshakeError, OSError, trio.BrokenResourceError) as exc:
-            raise _handshake_error(exc, url) from None
+            raise handshake_error(exc, url) from None
         try:
             yield _WebSocketTransport(ws, url)
         finally:

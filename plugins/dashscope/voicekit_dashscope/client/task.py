@@ -30,6 +30,7 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection
 
 from voicekit.asr.base import TranscriptResult, Word
+from voicekit.errors import leaves
 from voicekit.logging import get_logger
 from voicekit_dashscope.auth import ApiKey, excerpt, scrub
 from voicekit_dashscope.errors import (
@@ -88,7 +89,7 @@ class Timeouts:
     close: float = 2.0
 
 
-def _handshake_error(exc: BaseException, url: str) -> DashScopeError:
+def handshake_error(exc: BaseException, url: str) -> DashScopeError:
     if isinstance(exc, ConnectionRejected):
         status = exc.status_code
         body = excerpt((exc.body or b"").decode("utf-8", "replace"), 200)
@@ -135,7 +136,7 @@ class TaskConnection:
                 disconnect_timeout=timeouts.close, message_queue_size=64)
             ws = await cm.__aenter__()
         except (HandshakeError, OSError, trio.BrokenResourceError) as exc:
-            raise _handshake_error(exc, url) from None
+            raise handshake_error(exc, url) from None
         conn = cls(ws, url)
         failed = True
         try:
@@ -206,12 +207,6 @@ class _Context:
     context: list[Mapping[str, Any]]
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 def _rank(exc: DashScopeError) -> int:
     """Which of several simultaneous failures explains the others: a permanent error first, then
     the server's own words (task-failed, error events), then timeouts, then a lost connection."""
@@ -224,13 +219,13 @@ def _rank(exc: DashScopeError) -> int:
     return 1
 
 
-def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def collapse_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one error that matters in a nursery's exception group (a DashScope error if any)."""
-    leaves = _leaves(group)
-    ours = [leaf for leaf in leaves if isinstance(leaf, DashScopeError)]
+    inner = leaves(group)
+    ours = [leaf for leaf in inner if isinstance(leaf, DashScopeError)]
     if ours:
         return min(ours, key=_rank)
-    for leaf in leaves:
+    for leaf in inner:
         if isinstance(leaf, ConnectionClosed):
             return ConnectionLostError(f"connection closed: {leaf.reason}")
         if isinstance(leaf, (trio.BrokenResourceError, trio.ClosedResourceError, OSError)):
@@ -355,7 +350,7 @@ class Recognizer:
         try:
             await self._one_connection_inner()
         except BaseExceptionGroup as group:
-            raise _collapse(group) from None
+            raise collapse_group(group) from None
 
     async def _one_connection_inner(self) -> None:
         async with self._connect(self.url, self.api_key, workspace=self.workspace,

@@ -47,7 +47,7 @@ from voicekit.logging import get_logger
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig
 from voicekit_dashscope.emulator.biasing import apply_hotwords, split_words, spread
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
-from voicekit_dashscope.emulator.task import ENGINE_RATE, TaskSettings, _make_vad
+from voicekit_dashscope.emulator.task import ENGINE_RATE, TaskSettings, make_engine_vad
 from voicekit_dashscope.emulator.vocabulary import VocabularyStore
 from voicekit_dashscope.protocol.files import FILE_MODELS, TASKS_PATH, UPLOADS_PATH, file_model
 from voicekit_dashscope.regions import emulator_refuses
@@ -81,7 +81,7 @@ def _error(status: int, code: str, message: str) -> HttpResponse:
     return HttpResponse.json(status, {"request_id": str(uuid.uuid4()), "code": code, "message": message})
 
 
-class _FileError(Exception):
+class FileError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -158,15 +158,15 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     try:
         with wave.open(io.BytesIO(data), "rb") as w:
             if w.getsampwidth() != 2:
-                raise _FileError("DECODE_ERROR", f"only 16-bit PCM WAV is decoded (got {8 * w.getsampwidth()}-bit)")
+                raise FileError("DECODE_ERROR", f"only 16-bit PCM WAV is decoded (got {8 * w.getsampwidth()}-bit)")
             rate, ch = w.getframerate(), w.getnchannels()
             pcm = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as exc:
-        raise _FileError("DECODE_ERROR", f"the audio could not be decoded: {exc}") from None
+        raise FileError("DECODE_ERROR", f"the audio could not be decoded: {exc}") from None
     return np.frombuffer(pcm, "<i2").reshape(-1, ch), rate
 
 
-def _resample(a: np.ndarray, rate: int) -> np.ndarray:
+def resample_to_engine(a: np.ndarray, rate: int) -> np.ndarray:
     if rate == ENGINE_RATE:
         return a
     import soxr
@@ -179,7 +179,7 @@ async def transcribe_channel(engine: Any, samples: np.ndarray, *, vad: str = "we
                              language: str | None = None, hotwords: tuple[str, ...] = (),
                              context: str | None = None) -> list[TranscriptResult]:
     """Endpoint 16 kHz mono int16 ``samples`` and transcribe them with ``engine``; final results."""
-    endpointer = Endpointer(_make_vad(TaskSettings(vad=vad)),
+    endpointer = Endpointer(make_engine_vad(TaskSettings(vad=vad)),
                             EndpointerConfig(pre_roll_ms=200, end_silence_ms=end_silence_ms, max_speech_ms=20000))
     finals: list[TranscriptResult] = []
     config = ASRConfig(sample_rate=ENGINE_RATE, language=language, hotwords=hotwords, context=context)
@@ -464,7 +464,7 @@ class FileTranscriptionService:
                                                         f"{int(dt.datetime.now(dt.UTC).timestamp() + s.retention)}"
                                                         f"&Signature={sig}"}
                 task.billed += billed
-            except _FileError as exc:
+            except FileError as exc:
                 task.results[i] = {"file_url": url, "subtask_status": "FAILED", "code": exc.code,
                                    "message": exc.message}
             except Exception as exc:  # an engine failure fails the file, not the emulator
@@ -481,26 +481,26 @@ class FileTranscriptionService:
         if url.startswith("oss://"):
             data = self.uploads.open(task.owner, url[len("oss://"):]) if self.uploads is not None else None
             if data is None:
-                raise _FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
+                raise FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
             return bytes(data)
         if not re.match(r"https?://", url):
-            raise _FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
+            raise FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
         if not self.url_policy.allows(url):
             self._count("file_urls_refused")
-            raise _FileError("InvalidFile.DownloadFailed", self.url_policy.refusal(url))
+            raise FileError("InvalidFile.DownloadFailed", self.url_policy.refusal(url))
         try:
             async with httpx.AsyncClient(timeout=self.settings.download_timeout, follow_redirects=False,
                                          trust_env=False) as client, client.stream("GET", url) as resp:
                 if resp.status_code != 200:
-                    raise _FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
+                    raise FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
                 buf = bytearray()
                 async for chunk in resp.aiter_bytes():
                     buf += chunk
                     if len(buf) > self.settings.max_download_bytes:
-                        raise _FileError("InvalidFile.TooLarge", "The audio file is larger than 2 GB.")
+                        raise FileError("InvalidFile.TooLarge", "The audio file is larger than 2 GB.")
                 return bytes(buf)
         except httpx.HTTPError:
-            raise _FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.") from None
+            raise FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.") from None
 
     async def _transcribe(self, task: _Task, url: str) -> tuple[dict[str, Any], int]:
         spec = file_model(task.model)
@@ -510,7 +510,7 @@ class FileTranscriptionService:
         channels = p.get("channel_id") or [0]
         if not isinstance(channels, list) or any(not isinstance(c, int) or not 0 <= c < audio.shape[1]
                                                  for c in channels):
-            raise _FileError("InvalidParameter", f"channel_id {channels} does not fit a {audio.shape[1]}-channel file")
+            raise FileError("InvalidParameter", f"channel_id {channels} does not fit a {audio.shape[1]}-channel file")
         if spec.single_url:
             language = p.get("language")
         else:
@@ -527,7 +527,7 @@ class FileTranscriptionService:
         speech_ms = 0
         next_id = 0 if spec.single_url else 1
         for ch in channels:
-            samples = _resample(audio[:, ch], rate)
+            samples = resample_to_engine(audio[:, ch], rate)
             finals = await transcribe_channel(self.engine, samples, vad=self.settings.vad,
                                               end_silence_ms=self.settings.end_silence_ms, language=language,
                                               hotwords=tuple(h.text for h in hotwords),

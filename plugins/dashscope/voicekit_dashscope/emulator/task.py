@@ -62,7 +62,7 @@ class TaskSettings:
     region: str | None = None  # the region emulated: its host does not know models it does not offer
 
 
-def _make_vad(settings: TaskSettings) -> Any:
+def make_engine_vad(settings: TaskSettings) -> Any:
     if settings.vad == "energy":
         from voicekit.testing.scripted import EnergyVAD
 
@@ -253,7 +253,7 @@ class _Task:
         self.wav = _WavReader() if p.format == "wav" else None
         self.resampler: StreamResampler | None = None
         silence = p.max_sentence_silence or conn.settings.default_sentence_silence_ms
-        vad = _make_vad(conn.settings)
+        vad = make_engine_vad(conn.settings)
         self.endpointer = Endpointer(vad, EndpointerConfig(pre_roll_ms=conn.settings.pre_roll_ms,
                                                            end_silence_ms=silence))
         self.carry = b""

@@ -36,7 +36,7 @@ HOURS_12 = 12 * 3600.0
 _FUN_LANGS = ("zh", "en", "ja", "ko", "vi", "th", "id", "ms", "tl", "hi", "ar", "fr", "de", "es", "pt", "ru",
               "it", "nl", "sv", "da", "fi", "no", "el", "pl", "cs", "hu", "ro", "bg", "hr", "sk", "et", "ga",
               "lv", "lt", "mt", "sl")
-_QWEN_LANGS = ("zh", "yue", "en", "ja", "de", "ko", "ru", "fr", "pt", "ar", "it", "es", "hi", "id", "th", "tr",
+QWEN_LANGS = ("zh", "yue", "en", "ja", "de", "ko", "ru", "fr", "pt", "ar", "it", "es", "hi", "id", "th", "tr",
                "uk", "vi", "cs", "da", "fil", "fi", "is", "ms", "no", "pl", "sv")
 
 
@@ -68,7 +68,7 @@ FILE_MODELS: dict[str, FileModel] = {m.name: m for m in (
               ("cn-beijing",), True, False, True, False),
     FileModel("paraformer-8k-v2", "paraformer", ("zh",), ("cn-beijing",), True, False, True, False,
               sample_rate=8000),
-    FileModel("qwen3-asr-flash-filetrans", "qwen3-filetrans", _QWEN_LANGS, ("cn-beijing", "ap-southeast-1"),
+    FileModel("qwen3-asr-flash-filetrans", "qwen3-filetrans", QWEN_LANGS, ("cn-beijing", "ap-southeast-1"),
               False, True, False, True),
 )}
 _ALIASES = {"fun-asr-2025-11-07": "fun-asr", "fun-asr-2025-08-25": "fun-asr", "fun-asr-mtl-2025-08-25": "fun-asr-mtl",
