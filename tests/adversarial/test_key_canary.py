@@ -34,18 +34,18 @@ from dashscope_hostile import (
 
 pytest.importorskip("voicekit_dashscope")
 
-from voicekit_dashscope.asr.realtime import Qwen3ASRRealtime  # noqa: E402
-from voicekit_dashscope.asr.task import FunASRRealtime  # noqa: E402
-from voicekit_dashscope.auth import ApiKey, excerpt, scrub  # noqa: E402
-from voicekit_dashscope.client.compat import CompatClient  # noqa: E402
-from voicekit_dashscope.client.files import FileTranscriber  # noqa: E402
-from voicekit_dashscope.client.task import RetryPolicy, Timeouts  # noqa: E402
-from voicekit_dashscope.protocol.files import FileOptions  # noqa: E402
-from voicekit_dashscope.upload import Uploader  # noqa: E402
-from voicekit_dashscope.vocabulary import VocabularyClient  # noqa: E402
+from voicekit_dashscope.asr.realtime import Qwen3ASRRealtime
+from voicekit_dashscope.asr.task import FunASRRealtime
+from voicekit_dashscope.auth import ApiKey, excerpt, scrub
+from voicekit_dashscope.client.compat import CompatClient
+from voicekit_dashscope.client.files import FileTranscriber
+from voicekit_dashscope.client.task import RetryPolicy, Timeouts
+from voicekit_dashscope.protocol.files import FileOptions
+from voicekit_dashscope.upload import Uploader
+from voicekit_dashscope.vocabulary import VocabularyClient
 
-from voicekit.asr.base import ASRConfig  # noqa: E402
-from voicekit.audio.frame import AudioFrame  # noqa: E402
+from voicekit.asr.base import ASRConfig
+from voicekit.audio.frame import AudioFrame
 
 QUICK = dict(retry=RetryPolicy(max_retries=1, backoff_initial=0.01, backoff_max=0.02),
              timeouts=Timeouts(connect=5, start=2, finish=3, ping_interval=0.5, ping_timeout=1.0))
