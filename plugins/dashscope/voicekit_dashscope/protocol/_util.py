@@ -111,7 +111,7 @@ class Fields:
         v = d.get(key)
         if v is None:
             return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.fail(path or key, "a number", v)
         return float(v)
 

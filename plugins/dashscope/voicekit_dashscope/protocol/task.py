@@ -13,14 +13,14 @@ order. The trio client and the emulator are thin shells around it.
 
 Parsing is lenient where the real peers differ (unknown fields, dashed or undashed task ids,
 ``null`` versus missing) and strict where a mistake would corrupt a transcript (wrong task id,
-wrong types, events out of order). Every failure is a :class:`ProtocolError`.
+wrong types, events out of order). Every failure is a :class:`ProtocolError`; a client frame
+the server refuses is a :class:`Violation` (a ``task-failed``, then close).
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -28,12 +28,13 @@ from typing import Any
 
 import attrs
 
-from voicekit_dashscope.errors import ProtocolError
+from voicekit_dashscope.protocol._util import Fields, ProtocolError, Violation
 
 AUDIO_FORMATS = ("pcm", "wav", "mp3", "opus", "speex", "aac", "amr")
 MAX_FRAME_CHARS = 1 << 20  # a control frame larger than 1 MiB is not a real DashScope frame
 _TASK_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,127}$")
 INVALID_ACTION_RUN_TASK = "Invalid action('run-task')! Please follow the protocol!"
+F = Fields("task event")
 
 
 def new_task_id() -> str:
@@ -48,55 +49,70 @@ def _opt_tuple(value: Any) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 
 
-def _opt_bool(name: str, value: Any) -> None:
+def _is_number(value: Any, kind: type) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int,) if kind is int else (int, float))
+
+
+def _within(lo: float, hi: float, kind: type, message: str, *, optional: bool = True) -> Any:
+    """A validator: ``kind`` (int, or any number for float) within ``[lo, hi]``; ``message`` is a
+    template with ``{value}``. ``None`` passes when ``optional`` (the field is not sent)."""
+    def check(_: Any, attribute: Any, value: Any) -> None:
+        if (value is not None or not optional) and not (_is_number(value, kind) and lo <= value <= hi):
+            raise ValueError(message.format(value=repr(value)))
+    return check
+
+
+def _opt_bool(_: Any, attribute: Any, value: Any) -> None:
     if value is not None and not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, not {value!r}")
+        raise ValueError(f"{attribute.name} must be true or false, not {value!r}")
+
+
+def _format(_: Any, attribute: Any, value: Any) -> None:
+    if value not in AUDIO_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(AUDIO_FORMATS)}, not {value!r}")
+
+
+def _language_hints(_: Any, attribute: Any, value: Any) -> None:
+    if value is not None and not all(isinstance(x, str) and x for x in value):
+        raise ValueError("language_hints must be a list of language codes such as ['en']")
+
+
+def _vocabulary_id(_: Any, attribute: Any, value: Any) -> None:
+    if value is not None and not (isinstance(value, str) and value):
+        raise ValueError("vocabulary_id must be a non-empty string such as 'vocab-name-…'")
+
+
+# The documented limits of the numeric parameters, as data: name -> validator.
+LIMITS = {
+    "sample_rate": _within(1000, 192000, int, "sample_rate must be a whole number of Hz (e.g. 16000), not {value}",
+                           optional=False),
+    "max_sentence_silence": _within(200, 6000, int, "max_sentence_silence must be 200..6000 ms, not {value}"),
+    "speech_noise_threshold": _within(-1.0, 1.0, float, "speech_noise_threshold must be in [-1.0, 1.0], not {value}"),
+}
 
 
 @attrs.frozen
 class RecognitionParameters:
-    """``payload.parameters`` of ``run-task``. ``None`` means "not sent" (server default)."""
+    """``payload.parameters`` of ``run-task``. ``None`` means "not sent" (server default).
 
-    format: str = "pcm"
-    sample_rate: int = 16000
-    vocabulary_id: str | None = None
-    semantic_punctuation_enabled: bool | None = None
-    max_sentence_silence: int | None = None
-    multi_threshold_mode_enabled: bool | None = None
-    heartbeat: bool | None = None
-    language_hints: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_tuple)
-    speech_noise_threshold: float | None = None
+    Every value is checked when the object is made (attrs validators; :class:`ValueError` names
+    the parameter and the allowed values)."""
+
+    format: str = attrs.field(default="pcm", validator=_format)
+    sample_rate: int = attrs.field(default=16000, validator=LIMITS["sample_rate"])
+    vocabulary_id: str | None = attrs.field(default=None, validator=_vocabulary_id)
+    semantic_punctuation_enabled: bool | None = attrs.field(default=None, validator=_opt_bool)
+    max_sentence_silence: int | None = attrs.field(default=None, validator=LIMITS["max_sentence_silence"])
+    multi_threshold_mode_enabled: bool | None = attrs.field(default=None, validator=_opt_bool)
+    heartbeat: bool | None = attrs.field(default=None, validator=_opt_bool)
+    language_hints: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_tuple,
+                                                         validator=_language_hints)
+    speech_noise_threshold: float | None = attrs.field(default=None, validator=LIMITS["speech_noise_threshold"])
     special_word_filter: Any = None  # object (WebSocket docs) or JSON string (SDK docs)
-    punctuation_prediction_enabled: bool | None = None
-    inverse_text_normalization_enabled: bool | None = None
-    disfluency_removal_enabled: bool | None = None
+    punctuation_prediction_enabled: bool | None = attrs.field(default=None, validator=_opt_bool)
+    inverse_text_normalization_enabled: bool | None = attrs.field(default=None, validator=_opt_bool)
+    disfluency_removal_enabled: bool | None = attrs.field(default=None, validator=_opt_bool)
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
-
-    def __attrs_post_init__(self) -> None:
-        if self.format not in AUDIO_FORMATS:
-            raise ValueError(f"format must be one of {', '.join(AUDIO_FORMATS)}, not {self.format!r}")
-        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or not (
-                1000 <= self.sample_rate <= 192000):
-            raise ValueError(f"sample_rate must be a whole number of Hz (e.g. 16000), not {self.sample_rate!r}")
-        if self.max_sentence_silence is not None and (
-                isinstance(self.max_sentence_silence, bool)
-                or not isinstance(self.max_sentence_silence, int)
-                or not 200 <= self.max_sentence_silence <= 6000):
-            raise ValueError(f"max_sentence_silence must be 200..6000 ms, not {self.max_sentence_silence!r}")
-        if self.speech_noise_threshold is not None and (
-                isinstance(self.speech_noise_threshold, bool)
-                or not isinstance(self.speech_noise_threshold, (int, float))
-                or not -1.0 <= float(self.speech_noise_threshold) <= 1.0):
-            raise ValueError(f"speech_noise_threshold must be in [-1.0, 1.0], not {self.speech_noise_threshold!r}")
-        for name in ("semantic_punctuation_enabled", "multi_threshold_mode_enabled", "heartbeat",
-                     "punctuation_prediction_enabled", "inverse_text_normalization_enabled",
-                     "disfluency_removal_enabled"):
-            _opt_bool(name, getattr(self, name))
-        if self.language_hints is not None and not all(
-                isinstance(x, str) and x for x in self.language_hints):
-            raise ValueError("language_hints must be a list of language codes such as ['en']")
-        if self.vocabulary_id is not None and not (isinstance(self.vocabulary_id, str) and self.vocabulary_id):
-            raise ValueError("vocabulary_id must be a non-empty string such as 'vocab-name-…'")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": self.format, "sample_rate": self.sample_rate}
@@ -314,63 +330,30 @@ def _task_id(header: Mapping[str, Any]) -> str:
     return tid
 
 
-def _int(d: Mapping[str, Any], key: str, *, optional: bool = False, where: str = "") -> int | None:
-    v = d.get(key)
-    if v is None and optional:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
-        raise ProtocolError(f"{where}{key} must be an integer, got {v!r}")
-    return int(v)
-
-
-def _str(d: Mapping[str, Any], key: str, *, default: str | None = None, where: str = "") -> str:
-    v = d.get(key, default)
-    if not isinstance(v, str):
-        raise ProtocolError(f"{where}{key} must be a string, got {v!r}")
-    return v
-
-
-def _bool(d: Mapping[str, Any], key: str, default: bool, where: str = "") -> bool:
-    v = d.get(key, default)
-    if v is None:
-        return default
-    if not isinstance(v, bool):
-        raise ProtocolError(f"{where}{key} must be true or false, got {v!r}")
-    return v
+def _word(w: Any) -> WordTiming:
+    if not isinstance(w, dict):
+        raise ProtocolError("sentence.words[] items must be objects")
+    return WordTiming(F.integer(w, "begin_time", "word.begin_time", required=True) or 0,
+                      F.integer(w, "end_time", "word.end_time", required=True) or 0,
+                      F.text(w, "text", "word.text", required=True) or "",
+                      F.text(w, "punctuation", "word.punctuation") or "")
 
 
 def _decode_sentence(s: Any) -> Sentence:
-    where = "sentence."
     if not isinstance(s, dict):
         raise ProtocolError("payload.output.sentence must be an object")
-    words_raw = s.get("words") or []
-    if not isinstance(words_raw, list):
-        raise ProtocolError("sentence.words must be a list")
-    words = []
-    for w in words_raw:
-        if not isinstance(w, dict):
-            raise ProtocolError("sentence.words[] items must be objects")
-        words.append(WordTiming(
-            _int(w, "begin_time", where="word.") or 0, _int(w, "end_time", where="word.") or 0,
-            _str(w, "text", where="word."), _str(w, "punctuation", default="", where="word.") if
-            w.get("punctuation") is not None else ""))
-    emo_conf = s.get("emo_confidence")
-    if emo_conf is not None and (isinstance(emo_conf, bool) or not isinstance(emo_conf, (int, float))):
-        raise ProtocolError(f"sentence.emo_confidence must be a number, got {emo_conf!r}")
-    emo_tag = s.get("emo_tag")
-    if emo_tag is not None and not isinstance(emo_tag, str):
-        raise ProtocolError(f"sentence.emo_tag must be a string, got {emo_tag!r}")
-    heartbeat = _bool(s, "heartbeat", False, where)
+    heartbeat = bool(F.flag(s, "heartbeat", "sentence.heartbeat"))
+    emo_conf = F.number(s, "emo_confidence", "sentence.emo_confidence")
     return Sentence(
-        sentence_id=_int(s, "sentence_id", optional=heartbeat, where=where) or 0,
-        text=_str(s, "text", default="", where=where) if s.get("text") is not None else "",
-        begin_time=_int(s, "begin_time", optional=True, where=where) or 0,
-        end_time=_int(s, "end_time", optional=True, where=where),
-        sentence_end=_bool(s, "sentence_end", False, where),
+        sentence_id=F.integer(s, "sentence_id", "sentence.sentence_id", required=not heartbeat) or 0,
+        text=F.text(s, "text", "sentence.text") or "",
+        begin_time=F.integer(s, "begin_time", "sentence.begin_time") or 0,
+        end_time=F.integer(s, "end_time", "sentence.end_time"),
+        sentence_end=bool(F.flag(s, "sentence_end", "sentence.sentence_end")),
         heartbeat=heartbeat,
-        words=tuple(words),
-        emo_tag=emo_tag,
-        emo_confidence=None if emo_conf is None else float(emo_conf),
+        words=tuple(_word(w) for w in F.array(s, "words", "sentence.words") or ()),
+        emo_tag=F.text(s, "emo_tag", "sentence.emo_tag"),
+        emo_confidence=emo_conf,
     )
 
 
@@ -405,7 +388,7 @@ def decode_server(frame: str | bytes) -> ServerEvent:
             if usage is not None:
                 if not isinstance(usage, dict):
                     raise ProtocolError("payload.usage must be an object or null")
-                duration = _int(usage, "duration", optional=True, where="usage.")
+                duration = F.integer(usage, "duration", "usage.duration")
             return ResultGenerated(tid, sentence, duration)
     raise ProtocolError(f"unknown server event {event!r}")
 
@@ -419,40 +402,48 @@ def decode_client(frame: str | bytes) -> ClientMessage:
     tid = _task_id(header)
     match action:
         case "run-task":
-            streaming = header.get("streaming")
-            if streaming != "duplex":
-                raise ProtocolError(f"header.streaming must be 'duplex' for recognition, got {streaming!r}")
-            for key, want in (("task_group", "audio"), ("task", "asr"), ("function", "recognition")):
-                if payload.get(key) != want:
-                    raise ProtocolError(f"payload.{key} must be {want!r}, got {payload.get(key)!r}")
-            model = payload.get("model")
-            if not isinstance(model, str) or not model:
-                raise ProtocolError("Missing required parameter 'payload.model'! Please follow the protocol!")
-            params = payload.get("parameters")
-            if not isinstance(params, dict):
-                raise ProtocolError("Missing required parameter 'payload.parameters'! Please follow the protocol!")
-            try:
-                parameters = RecognitionParameters.from_json(params)
-            except (ValueError, TypeError) as exc:
-                raise ProtocolError(f"invalid payload.parameters: {exc}") from None
-            inp = payload.get("input", {})
-            if inp is None:
-                inp = {}
-            if not isinstance(inp, dict):
-                raise ProtocolError("payload.input must be an object")
-            resources = payload.get("resources")
-            if resources is not None and not (isinstance(resources, list)
-                                              and all(isinstance(r, dict) for r in resources)):
-                raise ProtocolError("payload.resources must be a list of objects")
-            return RunTask(tid, model, parameters, inp, None if resources is None else tuple(resources))
+            return _run_task(tid, header, payload)
         case "continue-task":
-            inp = payload.get("input", {})
-            if not isinstance(inp, dict):
-                raise ProtocolError("payload.input must be an object")
-            return ContinueTask(tid, inp)
+            return ContinueTask(tid, _input(payload))
         case "finish-task":
             return FinishTask(tid)
     raise ProtocolError(f"Invalid action({action!r})! Please follow the protocol!")
+
+
+_RUN_TASK_FIXED = (("task_group", "audio"), ("task", "asr"), ("function", "recognition"))
+
+
+def _run_task(tid: str, header: Mapping[str, Any], payload: Mapping[str, Any]) -> RunTask:
+    streaming = header.get("streaming")
+    if streaming != "duplex":
+        raise ProtocolError(f"header.streaming must be 'duplex' for recognition, got {streaming!r}")
+    for key, want in _RUN_TASK_FIXED:
+        if payload.get(key) != want:
+            raise ProtocolError(f"payload.{key} must be {want!r}, got {payload.get(key)!r}")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise ProtocolError("Missing required parameter 'payload.model'! Please follow the protocol!")
+    params = payload.get("parameters")
+    if not isinstance(params, dict):
+        raise ProtocolError("Missing required parameter 'payload.parameters'! Please follow the protocol!")
+    try:
+        parameters = RecognitionParameters.from_json(params)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(f"invalid payload.parameters: {exc}") from None
+    resources = payload.get("resources")
+    if resources is not None and not (isinstance(resources, list) and all(isinstance(r, dict) for r in resources)):
+        raise ProtocolError("payload.resources must be a list of objects")
+    return RunTask(tid, model, parameters, _input(payload, none_ok=True),
+                   None if resources is None else tuple(resources))
+
+
+def _input(payload: Mapping[str, Any], *, none_ok: bool = False) -> dict[str, Any]:
+    inp = payload.get("input", {})
+    if inp is None and none_ok:
+        return {}
+    if not isinstance(inp, dict):
+        raise ProtocolError("payload.input must be an object")
+    return inp
 
 
 # --------------------------------------------------------------------------- state machines
@@ -524,14 +515,6 @@ class ClientTaskProtocol:
         self.state = State.CLOSED
 
 
-@attrs.frozen
-class Violation:
-    """What the server must answer to a bad client frame: a ``task-failed``, then close."""
-
-    reply: TaskFailed
-    close: bool = True
-
-
 class ServerTaskProtocol:
     """The server's view of one connection (used by the emulator).
 
@@ -547,11 +530,12 @@ class ServerTaskProtocol:
         self.task_id: str | None = None
         self.audio_before_start = audio_before_start
 
-    def _violation(self, message: str, code: str = "InvalidParameter", task_id: str | None = None) -> Violation:
+    def _violation(self, message: str, code: str = "InvalidParameter",
+                   task_id: str | None = None) -> Violation[TaskFailed]:
         self.state = State.FAILED
-        return Violation(TaskFailed(task_id or self.task_id or "unknown", code, message))
+        return Violation(TaskFailed(task_id or self.task_id or "unknown", code, message), close=True)
 
-    def receive(self, frame: str | bytes) -> ClientMessage | Violation | None:
+    def receive(self, frame: str | bytes) -> ClientMessage | Violation[TaskFailed] | None:
         if self.state in (State.FAILED, State.CLOSED):
             return None
         try:
