@@ -3,7 +3,7 @@
 * :class:`ProtocolError` — the single error for traffic that breaks a DashScope protocol (a frame
   that is not JSON, a field of the wrong type, an event out of order). It lives in
   :mod:`voicekit_dashscope.errors` with the plugin's other errors and is re-exported here.
-  :class:`BadResponseError` is its one subclass: an HTTP answer that is not the JSON promised.
+  Its one subclass, ``BadResponseError``, is an HTTP answer that is not the JSON promised.
 * :class:`Violation` — what a *server* state machine returns instead of raising when a client
   breaks the protocol: the reply to send and whether to close the connection afterwards.
 * :class:`Fields` — readers of JSON objects that check each field's type and name the field
@@ -24,13 +24,9 @@ import attrs
 
 from voicekit_dashscope.errors import ProtocolError
 
-__all__ = ["BadResponseError", "Fields", "ProtocolError", "Violation", "dict_of", "shorten", "tuple_or_none"]
+__all__ = ["Fields", "ProtocolError", "Violation", "dict_of", "shorten", "tuple_or_none"]
 
 R = TypeVar("R")
-
-
-class BadResponseError(ProtocolError):
-    """The server's answer is not the JSON the protocol promises (e.g. an HTML error page)."""
 
 
 @attrs.frozen
