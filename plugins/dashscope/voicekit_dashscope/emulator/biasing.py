@@ -13,7 +13,7 @@ import difflib
 import re
 from collections.abc import Sequence
 
-from voicekit_dashscope.vocabulary import Hotword
+from voicekit_dashscope.protocol.vocabulary import Hotword
 
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 _PUNCT = "，。！？、,.!?;:；："

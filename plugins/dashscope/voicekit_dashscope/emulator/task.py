@@ -40,7 +40,7 @@ from voicekit_dashscope.protocol.task import (
     WordTiming,
 )
 from voicekit_dashscope.regions import emulator_refuses
-from voicekit_dashscope.vocabulary import Hotword
+from voicekit_dashscope.protocol.vocabulary import Hotword
 
 log = get_logger("voicekit.dashscope.emulator")
 ENGINE_RATE = 16000

@@ -19,10 +19,13 @@ import trio
 
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope.errors import VocabularyValidationError
-from voicekit_dashscope.vocabulary import (
+from voicekit_dashscope.protocol.vocabulary import (
+    DEFAULT_PREFIX_MAX,
     MAX_LISTS,
     MAX_WORDS,
     Hotword,
+    request_error,
+    validate_page,
     validate_prefix,
     validate_words,
 )
@@ -55,8 +58,9 @@ class ApiError(Exception):
 
 
 class VocabularyStore:
-    def __init__(self, *, max_lists: int = MAX_LISTS, max_words: int = MAX_WORDS, prefix_max_len: int = 9,
-                 deploy_delay: float = 0.0, now: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(self, *, max_lists: int = MAX_LISTS, max_words: int = MAX_WORDS,
+                 prefix_max_len: int = DEFAULT_PREFIX_MAX, deploy_delay: float = 0.0,
+                 now: Callable[[], dt.datetime] | None = None) -> None:
         self.max_lists = max_lists
         self.max_words = max_words
         self.prefix_max_len = prefix_max_len
@@ -114,9 +118,10 @@ class VocabularyStore:
             wanted = inp.get("prefix")
             page_index = inp.get("page_index", 0)
             page_size = inp.get("page_size", 10)
-            if not isinstance(page_index, int) or not isinstance(page_size, int) or page_index < 0 \
-                    or page_size < 1:
-                raise ApiError(400, "InvalidParameter", "page_index must be >= 0 and page_size >= 1")
+            try:
+                validate_page(page_index, page_size)
+            except VocabularyValidationError as exc:
+                raise ApiError(400, "InvalidParameter", str(exc)) from None
             mine = [v for v in self.lists.values() if v.owner == owner
                     and (not wanted or v.vocabulary_id.startswith(f"vocab-{wanted}-"))]
             mine.sort(key=lambda v: v.created, reverse=True)
@@ -146,10 +151,9 @@ class VocabularyStore:
                 body = request.json()
             except ValueError:
                 raise ApiError(400, "InvalidParameter", "request body is not valid JSON") from None
-            if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
-                raise ApiError(400, "InvalidParameter", "Missing required parameter 'input'")
-            if body.get("model") != "speech-biasing":
-                raise ApiError(400, "InvalidParameter", "model must be 'speech-biasing'")
+            refusal = request_error(body)
+            if refusal is not None:
+                raise ApiError(400, "InvalidParameter", refusal)
             output = self.handle(owner, body["input"])
         except ApiError as exc:
             return HttpResponse.json(exc.status, {"code": exc.code, "message": exc.message,
