@@ -1,9 +1,46 @@
-"""Typed errors of the DashScope plugins. Every message is scrubbed of the API key."""
+"""Typed errors of the DashScope plugins. Every message is scrubbed of the API key.
+
+The tree (``ASRError`` and ``ConfigError`` are voicekit's, see :mod:`voicekit.errors`)::
+
+    ASRError
+    └── DashScopeError                 the service or the wire failed; ``code``/``message`` are the server's
+        ├── ProtocolError              a frame that breaks the wire protocol (retryable)
+        │   └── BadResponseError       an HTTP answer that is not the promised JSON
+        ├── AuthenticationError        the key was refused (HTTP 401/403)
+        ├── ServiceUnavailableError    HTTP 503 or a rate limit (retryable)
+        ├── TaskFailedError            ``task-failed`` with a code and message
+        ├── ConnectionLostError        the connection dropped mid-task (retryable)
+        ├── ServerTimeoutError         the server stopped answering (retryable)
+        ├── RetriesExhaustedError      failed again after every allowed retry
+        ├── VocabularyError            the vocabulary (hotword) API answered with an error
+        ├── UploadError                the temporary file store refused an upload
+        └── FileTaskError              a file-transcription task ended without a usable result
+            ├── TaskUnknownError       unknown task id (expired, wrong region)
+            ├── TaskCanceledError      cancelled before it ran
+            ├── WaitTimeoutError       not finished before the client's deadline (retryable)
+            └── FileFailedError        every file of the task failed; ``failures`` says why
+    ConfigError
+    ├── VocabularyValidationError      a hotword list that breaks the service's limits
+    ├── FileLimitError                 a local file over the model's size or duration limit
+    └── RegionError                    a model not offered in the region asked for
+
+(The realtime protocol's own ``RealtimeProtocolError`` / ``RealtimeStateError`` (ProtocolError)
+and ``RealtimeServerError`` (DashScopeError) live with that protocol, in
+``voicekit_dashscope.protocol.realtime``.)
+
+:func:`is_retryable` is the one place that decides whether a new connection may help.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from voicekit.errors import ASRError, ConfigError
 from voicekit_dashscope.auth import scrub
+
+if TYPE_CHECKING:
+    from voicekit_dashscope.protocol.files import FileOutcome
 
 # --------------------------------------------------------------------------- classification
 # The one table that says which server error codes a new connection cannot fix (the request, the
@@ -111,6 +148,50 @@ class VocabularyError(DashScopeError):
 
 class VocabularyValidationError(ConfigError):
     """A hotword list that breaks the service's limits, caught before anything is sent."""
+
+
+class UploadError(DashScopeError):
+    """The temporary store refused an upload (expired policy, file too large, …)."""
+
+
+class RegionError(ConfigError):
+    """A model is not offered in the region asked for (checked before any network work)."""
+
+
+class FileLimitError(ConfigError):
+    """A local file breaks the model's documented size or duration limit (checked before upload)."""
+
+
+class BadResponseError(ProtocolError):
+    """The server's answer is not the JSON the protocol promises (e.g. an HTML error page)."""
+
+
+class FileTaskError(DashScopeError):
+    """A file-transcription task ended without a usable result."""
+
+
+class TaskUnknownError(FileTaskError):
+    """The task id is unknown to the server (expired after 24 h, wrong region, or never existed)."""
+
+
+class TaskCanceledError(FileTaskError):
+    """The task was cancelled before it ran."""
+
+
+class WaitTimeoutError(FileTaskError):
+    """The task did not finish before the client's deadline (it may still finish on the server)."""
+
+    retryable = True
+
+
+class FileFailedError(FileTaskError):
+    """Every file of the task failed; ``failures`` holds each file's code and message."""
+
+    def __init__(self, message: str, failures: Sequence[FileOutcome], *, task_id: str | None = None) -> None:
+        first = failures[0] if failures else None
+        super().__init__(message, code=first.code if first else None,
+                         server_message=first.message if first else None, task_id=task_id)
+        self.failures = tuple(failures)
 
 
 def http_error(status: int, code: str | None, message: str | None, what: str, *,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 
 from voicekit.errors import ConfigError
+from voicekit_dashscope.errors import RegionError as RegionError  # re-exported: defined there
 
 INFERENCE_PATH = "/api-ws/v1/inference"
 REALTIME_PATH = "/api-ws/v1/realtime"
@@ -98,10 +99,6 @@ AVAILABILITY: dict[str, frozenset[str]] = {
     "us-east-1": frozenset(("qwen3-asr-flash-us", "qwen3-asr-flash-2025-09-08-us")),
 }
 LEGACY_MODELS = frozenset((*_LEGACY_RT, *_LEGACY_FILE))
-
-
-class RegionError(ConfigError):
-    """A model is not offered in the region asked for (checked before any network work)."""
 
 
 def regional_model_name(model: str, region: str) -> str:

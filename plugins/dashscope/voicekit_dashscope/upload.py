@@ -30,7 +30,8 @@ import trio
 
 from voicekit.logging import get_logger
 from voicekit_dashscope.client.files import FileResult, FileTranscriber, decode_json, raise_for_error
-from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError
+from voicekit_dashscope.errors import ServiceUnavailableError
+from voicekit_dashscope.errors import UploadError as UploadError  # re-exported: defined there
 from voicekit_dashscope.protocol.files import (
     UPLOADS_PATH,
     BadResponseError,
@@ -92,10 +93,6 @@ def check_limits(path: str | Path, model: str, *, max_bytes: int | None = None) 
         raise FileLimitError(f"{p.name} lasts {seconds / 3600:.2f} h; {model} takes at most "
                              f"{spec.max_duration_s / 3600:g} h per file — split it into shorter parts")
     return size, seconds
-
-
-class UploadError(DashScopeError):
-    """The temporary store refused an upload (expired policy, file too large, …)."""
 
 
 class _Body:

@@ -23,7 +23,13 @@ import attrs
 
 from voicekit.asr.base import TranscriptResult, Word
 from voicekit.errors import ConfigError
-from voicekit_dashscope.errors import DashScopeError, ProtocolError
+from voicekit_dashscope.errors import BadResponseError as BadResponseError  # re-exported: defined there
+from voicekit_dashscope.errors import FileFailedError as FileFailedError
+from voicekit_dashscope.errors import FileLimitError as FileLimitError
+from voicekit_dashscope.errors import FileTaskError as FileTaskError
+from voicekit_dashscope.errors import TaskCanceledError as TaskCanceledError
+from voicekit_dashscope.errors import TaskUnknownError as TaskUnknownError
+from voicekit_dashscope.errors import WaitTimeoutError as WaitTimeoutError
 
 Family = Literal["funasr", "paraformer", "qwen3-filetrans"]
 TRANSCRIPTION_PATH = "/api/v1/services/audio/asr/transcription"
@@ -85,42 +91,6 @@ def file_model(name: str) -> FileModel:
 
 
 # -- errors ------------------------------------------------------------------------------------
-
-class FileLimitError(ConfigError):
-    """A local file breaks the model's documented size or duration limit (checked before upload)."""
-
-
-class BadResponseError(ProtocolError):
-    """The server's answer is not the JSON the protocol promises (e.g. an HTML error page)."""
-
-
-class FileTaskError(DashScopeError):
-    """A file-transcription task ended without a usable result."""
-
-
-class TaskUnknownError(FileTaskError):
-    """The task id is unknown to the server (expired after 24 h, wrong region, or never existed)."""
-
-
-class TaskCanceledError(FileTaskError):
-    """The task was cancelled before it ran."""
-
-
-class WaitTimeoutError(FileTaskError):
-    """The task did not finish before the client's deadline (it may still finish on the server)."""
-
-    retryable = True
-
-
-class FileFailedError(FileTaskError):
-    """Every file of the task failed; ``failures`` holds each file's code and message."""
-
-    def __init__(self, message: str, failures: Sequence[FileOutcome], *, task_id: str | None = None) -> None:
-        first = failures[0] if failures else None
-        super().__init__(message, code=first.code if first else None,
-                         server_message=first.message if first else None, task_id=task_id)
-        self.failures = tuple(failures)
-
 
 # -- requests ----------------------------------------------------------------------------------
 
