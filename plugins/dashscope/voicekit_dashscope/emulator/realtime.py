@@ -1056,9 +1056,15 @@ def realtime_options(*, voice: str = "espeak", script_path: str | None = None, v
             with open(script_path, encoding="utf-8") as f:
                 data = json.load(f)
             rules = tuple(ToolRule(r["keyword"], r["tool"], r.get("arguments", {})) for r in data.get("tool_rules", ()))
-            script = OmniScript(replies=tuple(data.get("replies", ())),
-                                default_reply=data.get("default_reply", OmniScript.default_reply),
-                                tool_rules=rules, after_tool=data.get("after_tool", "{output}"))
+            # keys left out keep OmniScript's defaults (a slotted attrs class has no class-level defaults to read)
+            given = {k: data[k] for k in ("default_reply", "after_tool") if k in data}
+            for k, v in given.items():
+                if not isinstance(v, str):
+                    raise TypeError(f"{k} must be a string, not {type(v).__name__}")
+            replies = tuple(data.get("replies", ()))
+            if not all(isinstance(r, str) for r in replies):
+                raise TypeError("replies must be a list of strings")
+            script = OmniScript(replies=replies, tool_rules=rules, **given)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"cannot read the Omni script {script_path}: {exc} — expected a JSON object with "
                               "replies, default_reply, after_tool and tool_rules") from None
