@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 
 from voicekit.errors import ConfigError
 from voicekit.handlers.numbers import NUMBER_WORDS
+from voicekit.handlers.protocol import Handler
 from voicekit.handlers.templates import Template, compile_template, normalize
 
 
@@ -84,9 +85,6 @@ class Announcement:
     def cancel(self) -> None:
         self.scope.cancel()
 
-
-HandlerResult = str | Reply | None | AsyncIterator[str]
-Handler = Callable[[Turn], Awaitable[HandlerResult] | AsyncIterator[str]]
 
 
 @attrs.frozen
