@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Any
 
@@ -35,6 +36,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-pending-per-address", type=int, default=8,
                    help="connections that have not said hello yet, per client address (default: 8; "
                         "raise it behind a reverse proxy, where every client has the proxy's address)")
+    p.add_argument("--max-loop-lag", type=float, default=0.25, metavar="SECONDS",
+                   help="refuse new conversations while the event loop runs this late, on average over the "
+                        "last second (default: 0.25)")
+    p.add_argument("--max-backlog", type=float, default=1.5, metavar="SECONDS",
+                   help="close a conversation that falls this far behind real time, with code 1013 "
+                        "(default: 1.5)")
+    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM, seconds running conversations have to finish before they are closed "
+                        "with code 1012 (default: 30)")
+    p.add_argument("--refuse-at-upgrade", action="store_true",
+                   help="when full, lagging or draining, answer the WebSocket upgrade with HTTP 503 + "
+                        "Retry-After (for a proxy that retries another worker) instead of closing with "
+                        "1013 after the hello")
     p.add_argument("--allow-origin", action="append", metavar="ORIGIN", default=[],
                    help="another web origin allowed to open conversations (e.g. https://app.example); "
                         "the server's own page is always allowed")
@@ -53,16 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def run(args: argparse.Namespace) -> int:
     import trio
 
-    from voicekit.errors import VoicekitError
+    from voicekit.errors import VoicekitError, sole_error
     from voicekit.logging import add_redactor, configure
     from voicekit.plugins.build import (
         DEFAULT_ASR,
@@ -89,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
                          hello_timeout=args.hello_timeout, idle_timeout=args.idle_timeout,
                          request_timeout=args.request_timeout,
                          max_pending=args.max_pending, max_pending_per_address=args.max_pending_per_address,
-                         allowed_origins=tuple(args.allow_origin))
+                         allowed_origins=tuple(args.allow_origin), max_loop_lag=args.max_loop_lag,
+                         max_backlog=args.max_backlog, drain_timeout=args.drain_timeout,
+                         refuse_at_upgrade=args.refuse_at_upgrade)
     assistant = load_assistant(args.assistant)
     asr_name = args.asr or DEFAULT_ASR
     vad_name = args.vad or DEFAULT_VAD
@@ -108,20 +118,37 @@ def run(args: argparse.Namespace) -> int:
         names={"asr": asr_name, "vad": vad_name, "tts": tts_name or "none"})
     server = VoiceServer(recipe, config)
 
+    async def drain_then_stop(cancel: trio.CancelScope) -> None:
+        await server.drain()
+        print(f"voicekit: drained ({server.stats.drained} conversation(s) closed at the deadline); stopped",
+              file=sys.stderr)
+        cancel.cancel()
+
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(server.serve)
-            hint = " (add #token=YOUR_TOKEN to the URL)" if token else ""
-            print(f"voicekit: serving {assistant.name!r} at {url}{hint}; press Ctrl-C to stop", file=sys.stderr)
-            if not _secure_for_browsers(args.host):
-                print("voicekit: note: browsers allow the microphone only on localhost or over HTTPS; "
-                      "put a TLS proxy or a tunnel in front of this address (see docs/browser.md)",
-                      file=sys.stderr)
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(server.serve)
+                hint = " (add #token=YOUR_TOKEN to the URL)" if token else ""
+                print(f"voicekit: serving {assistant.name!r} at {url}{hint}; press Ctrl-C to stop", file=sys.stderr)
+                if not _secure_for_browsers(args.host):
+                    print("voicekit: note: browsers allow the microphone only on localhost or over HTTPS; "
+                          "put a TLS proxy or a tunnel in front of this address (see docs/browser.md)",
+                          file=sys.stderr)
+                draining = False
+                async for _ in signals:  # SIGTERM: drain; a second one stops at once
+                    if draining:
+                        print("voicekit: second SIGTERM: stopping now", file=sys.stderr)
+                        nursery.cancel_scope.cancel()
+                        break
+                    draining = True
+                    print(f"voicekit: SIGTERM: draining ({server.active} conversation(s) running, "
+                          f"{config.drain_timeout:g} s to finish)", file=sys.stderr)
+                    nursery.start_soon(drain_then_stop, nursery.cancel_scope)
 
     try:
         trio.run(main)
     except BaseExceptionGroup as group:
-        leaf = _unwrap(group)
+        leaf = sole_error(group)
         if isinstance(leaf, KeyboardInterrupt):
             print("voicekit: stopped", file=sys.stderr)
             return 130

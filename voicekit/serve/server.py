@@ -12,11 +12,18 @@ the hello; Host checked against DNS rebinding and Origin against cross-site page
 limits; a cap on concurrent conversations that only a client past its hello can take; a separate,
 small pool (global and per client address) for connections that have not said hello yet; timeouts
 for the HTTP request head, the hello and an idle conversation. docs/security.md has the reasons.
+
+In a fleet (docs/scaling.md): ``/healthz`` (alive) and ``/readyz`` (accepting: not full, event loop
+not lagging, not draining) for a load balancer, ``/metrics`` in the Prometheus format, admission
+control (a new conversation is refused, retryably, before it would slow the running ones), a
+conversation that falls behind real time is shed, and :meth:`VoiceServer.drain` for SIGTERM.
 """
 
 from __future__ import annotations
 
+import collections
 import ipaddress
+import json
 import struct
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +34,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import h11
+import structlog
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -35,9 +43,15 @@ from voicekit.asr.base import ASREngine
 from voicekit.audio.frame import AudioFrame
 from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
-from voicekit.errors import ConfigError
+from voicekit.errors import ConfigError, first_error, leaves, one_line, only_cancelled
+from voicekit.events import Error as ErrorEvent
+from voicekit.events import Event, IntentMatched, ReplyInterrupted, ReplyStarted, SpeechEnded, SpeechStarted
+from voicekit.events import Warning as WarningEvent
 from voicekit.handlers.assistant import Assistant
-from voicekit.logging import get_logger, redact
+from voicekit.logging import get_logger
+from voicekit.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from voicekit.serve.metrics import MISSING as METRICS_MISSING
+from voicekit.serve.metrics import ServeMetrics
 from voicekit.serve.protocol import (
     MAX_AUDIO_BYTES,
     MAX_TEXT_BYTES,
@@ -62,7 +76,19 @@ from voicekit.vad.base import VADBackend
 log = get_logger("voicekit.serve")
 
 WS_PATH: Final = "/ws"
+HEALTH_PATH: Final = "/healthz"
+READY_PATH: Final = "/readyz"
+METRICS_PATH: Final = "/metrics"
 MAX_REQUEST_HEAD: Final = 8192
+#: Seconds a refused client is asked to wait (``Retry-After``) before it tries again.
+RETRY_AFTER: Final = 2
+#: How often the event-loop lag is sampled, and over how many seconds its recent maximum is kept.
+LAG_INTERVAL: Final = 0.05
+LAG_WINDOW: Final = 1.0
+#: How often each conversation's audio backlog is checked.
+BACKLOG_INTERVAL: Final = 0.1
+#: Audio a pipeline may hold back waiting for more (a resampler's delay, a part of a VAD frame).
+BACKLOG_SLACK: Final = 0.15
 #: Static files: URL path -> (file in voicekit/serve/static, content type).
 STATIC: Final = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -132,6 +158,19 @@ class ServeConfig:
     max_text_bytes: int = attrs.field(default=MAX_TEXT_BYTES, validator=_positive("serve", "max_text_bytes"))
     #: Extra page origins allowed to open the WebSocket (``"*"`` = any); the server's own is always allowed.
     allowed_origins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: Admission: no new conversation while the event loop wakes up later than this (seconds, the
+    #: largest lag over the last second): the running conversations would be slowed down.
+    max_loop_lag: float = attrs.field(default=0.25, validator=_positive("serve", "max_loop_lag"))
+    #: A conversation whose oldest unprocessed audio is older than this (seconds) has fallen
+    #: behind real time: it is reported and closed (1013, ``overloaded``).
+    max_backlog: float = attrs.field(default=1.5, validator=_positive("serve", "max_backlog"))
+    #: After :meth:`VoiceServer.drain` starts, running conversations have this long to finish.
+    drain_timeout: float = attrs.field(default=30.0, validator=_positive("serve", "drain_timeout"))
+    #: Answer a WebSocket upgrade with HTTP 503 + Retry-After when not ready (full, lagging,
+    #: draining), for a proxy that retries another worker; otherwise the connection is accepted
+    #: and the refusal comes after the hello as a ``busy`` error and close 1013, which a browser
+    #: can read (it cannot read an HTTP status).
+    refuse_at_upgrade: bool = False
 
 
 # -- what a conversation is made of --------------------------------------------------------------
@@ -177,15 +216,34 @@ class WebSocketSource:
         self.sample_rate = sample_rate
         self._send, self._recv = trio.open_memory_channel[bytes](buffer)
         self._samples = 0
+        self.received = 0.0  # seconds of audio received
+        # (audio time at the end of a message, when it arrived) for the messages not yet known
+        # to be processed; bounded (a stalled session is shed long before it fills)
+        self._arrivals: collections.deque[tuple[float, float]] = collections.deque(maxlen=4096)
 
     async def push(self, pcm: bytes) -> bool:
         """Queue audio (waits while ``buffer`` messages are queued); False once the session
         stopped reading."""
+        self.received += len(pcm) / 2 / self.sample_rate
+        self._arrivals.append((self.received, trio.current_time()))
         try:
             await self._send.send(pcm)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False
         return True
+
+    def backlog(self, processed: float) -> float:
+        """How far behind real time the session is: the age (seconds) of the oldest audio that
+        arrived and is not yet processed, given the audio position ``processed`` the session has
+        reached. A client that sends faster than real time is not behind: only waiting counts.
+        The last :data:`BACKLOG_SLACK` seconds do not count: the resampler and the VAD may hold
+        that much until more audio comes (a client that pauses is not a session that lags)."""
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] <= processed + BACKLOG_SLACK:
+            arrivals.popleft()
+        if not arrivals:
+            return 0.0
+        return max(0.0, trio.current_time() - arrivals[0][1])
 
     def end(self) -> None:
         self._send.close()
@@ -223,10 +281,18 @@ class WebSocketSink:
         self.sample_rate = sample_rate
         self.bytes_sent = 0
         self.closed = False
+        self._on_first: Callable[[], None] | None = None
+
+    def on_next_write(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` just before the next piece of audio goes out (the first audio of a reply)."""
+        self._on_first = callback
 
     async def write(self, frame: AudioFrame) -> None:
         if self.closed or not frame.pcm:
             return
+        if self._on_first is not None:
+            callback, self._on_first = self._on_first, None
+            callback()
         try:
             await self.ws.send_message(frame.pcm)
             self.bytes_sent += len(frame.pcm)
@@ -382,11 +448,16 @@ class ServerStats:
     rejected_address: int = 0  # refused: too many unauthenticated connections from one address
     evicted: int = 0  # unauthenticated connections dropped because the pool was full
     idle_closed: int = 0  # conversations closed by the idle timeout
+    refused_loop_lag: int = 0  # new conversations refused: the event loop lagged (--max-loop-lag)
+    refused_draining: int = 0  # new conversations refused: the server drains
+    refused_at_upgrade: int = 0  # of all refusals, those answered HTTP 503 to the upgrade
+    shed: int = 0  # running conversations closed: they fell behind real time (--max-backlog)
+    drained: int = 0  # running conversations closed by a drain at its deadline (1012)
     connection_failures: int = 0  # connections that ended in an unexpected exception (logged)
     end_reasons: list[str] = attrs.Factory(list)  # how each session ended: "input ended", "cancelled", ...
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Conversation:
     scope: trio.CancelScope
     close_code: int = CloseCode.NORMAL
@@ -394,6 +465,11 @@ class _Conversation:
     error: ErrorMessage | None = None
     failure: BaseException | None = None
     done: bool = False
+    backlog: float = 0.0  # seconds behind real time, at the last check
+    # turn timing for the metrics (session times of the events)
+    speech_end: float | None = None
+    barge_start: float | None = None
+    replying: bool = False
 
     def finish(self, code: int, reason: str, error: ErrorMessage | None = None) -> None:
         if not self.done:
@@ -402,31 +478,19 @@ class _Conversation:
         self.scope.cancel()
 
 
-def _only_cancelled(exc: BaseException) -> bool:
-    """A cancellation, possibly wrapped in (nested) exception groups by the session's nurseries."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_only_cancelled(e) for e in exc.exceptions)
-    return isinstance(exc, trio.Cancelled)
-
-
 def _must_propagate(exc: BaseException) -> bool:
     """What a connection may pass up to the server: Ctrl-C, and the server's own cancellation.
     Anything else (an error, ``SystemExit`` from a handler, a mix with a cancellation) ends that
     connection only; a pending cancellation is delivered again at the server's next checkpoint."""
     if isinstance(exc, BaseExceptionGroup):
-        return exc.split(KeyboardInterrupt)[0] is not None or _only_cancelled(exc)
+        return exc.split(KeyboardInterrupt)[0] is not None or only_cancelled(exc)
     return isinstance(exc, (KeyboardInterrupt, trio.Cancelled))
 
 
 def _describe(exc: BaseException) -> str:
     """One line for the first real error in ``exc`` (exception groups unwrapped, secrets redacted)."""
-    leaf = exc
-    while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
-        leaf = next((e for e in leaf.exceptions if not _only_cancelled(e)), leaf.exceptions[0])
-    text = str(leaf).strip().splitlines()[0] if str(leaf).strip() else ""
-    if isinstance(leaf, Exception) and text:
-        return redact(text)
-    return redact(f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__)
+    leaf = first_error(exc, BaseException) or leaves(exc)[0]
+    return one_line(leaf, with_type=not isinstance(leaf, Exception))
 
 
 @attrs.define(eq=False)
@@ -438,6 +502,7 @@ class _Ticket:
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     evicted: bool = False
     released: bool = False
+    admitted: bool = False  # became a conversation
 
 
 def _peer_address(stream: trio.abc.Stream) -> str:
@@ -454,9 +519,17 @@ def _close_reason(text: str) -> str:
     return data.decode("utf-8", "ignore")
 
 
+#: How a conversation ended (its close reason) as a metrics label.
+_END_KINDS: Final = {"session ended": "session_ended", "client left": "client_left", "idle timeout": "idle_timeout",
+                     "fell behind real time": "backlog", "server restarting": "drained",
+                     "session failed": "session_failed"}
+
+
 class VoiceServer:
     """Serve the page and one conversation per WebSocket. ``await server.serve()`` runs until
-    cancelled; with ``nursery.start(server.serve)`` you get the URL once it listens."""
+    cancelled; with ``nursery.start(server.serve)`` you get the URL once it listens.
+    :meth:`drain` (what ``voicekit serve`` does on SIGTERM) stops taking conversations, lets the
+    running ones finish, and closes the rest with 1012 at ``drain_timeout``."""
 
     def __init__(self, recipe: SessionRecipe, config: ServeConfig | None = None) -> None:
         self.recipe = recipe
@@ -464,6 +537,11 @@ class VoiceServer:
         self.port: int | None = None
         self.active = 0  # running conversations (each past a valid hello)
         self.stats = ServerStats()
+        self.metrics = ServeMetrics()
+        self.draining = False
+        self.loop_lag = 0.0  # event-loop lag, mean over the last LAG_WINDOW seconds
+        self._conversations: dict[_Conversation, None] = {}
+        self._conversing = 0  # connections admitted to a conversation and not yet closed
         self._static: dict[str, bytes] = {}
         self._loopback = is_loopback(self.config.host)
         self._pending: dict[_Ticket, None] = {}  # insertion-ordered: the oldest first
@@ -493,8 +571,71 @@ class VoiceServer:
         sock = listeners[0].socket
         self.port = sock.getsockname()[1]
         log.info("listening", url=self.url, max_sessions=cfg.max_sessions, token=cfg.token is not None)
-        task_status.started(self.url)
-        await trio.serve_listeners(self._handle, listeners)
+        self.metrics.max_sessions.set(cfg.max_sessions)
+        self._update_ready()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_loop)
+            task_status.started(self.url)
+            await trio.serve_listeners(self._handle, listeners)
+
+    # -- capacity, readiness, drain
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether a new conversation would be admitted now, and if not why: ``"draining"``,
+        ``"max_sessions"`` (full) or ``"loop_lag"`` (the event loop is late: more work would slow
+        the running conversations)."""
+        if self.draining:
+            return False, "draining"
+        if self.active >= self.config.max_sessions:
+            return False, "max_sessions"
+        if self.loop_lag > self.config.max_loop_lag:
+            return False, "loop_lag"
+        return True, "ready"
+
+    def _update_ready(self) -> None:
+        self.metrics.ready.set(1 if self.readiness()[0] else 0)
+        self.metrics.sessions_active.set(self.active)
+
+    async def _watch_loop(self) -> None:
+        """Measure how late the event loop wakes up: sleep a fixed interval, note the excess.
+        Also samples the largest audio backlog among the conversations."""
+        window: collections.deque[float] = collections.deque(maxlen=max(1, round(LAG_WINDOW / LAG_INTERVAL)))
+        while True:
+            start = trio.current_time()
+            await trio.sleep(LAG_INTERVAL)
+            lag = max(0.0, trio.current_time() - start - LAG_INTERVAL)
+            window.append(lag)
+            self.loop_lag = sum(window) / len(window)
+            self.metrics.loop_lag.observe(lag)
+            self.metrics.loop_lag_seconds.set(self.loop_lag)
+            self.metrics.audio_backlog_max.set(max((c.backlog for c in self._conversations), default=0.0))
+            self._update_ready()
+
+    async def drain(self) -> None:
+        """Stop taking conversations (``/readyz`` answers 503 at once, new ones are refused with
+        1013 or 503), let the running ones finish for up to ``drain_timeout`` seconds, then close
+        what is left with 1012 (service restart) and a ``restarting`` error, which tells a client
+        to reconnect (behind a load balancer, to another worker). Returns when every conversation
+        has closed; the caller then stops the server."""
+        cfg = self.config
+        self.draining = True
+        self.metrics.draining.set(1)
+        self._update_ready()
+        log.info("draining", active=self.active, timeout=cfg.drain_timeout)
+        with trio.move_on_after(cfg.drain_timeout):
+            while self._conversing:
+                await trio.sleep(0.05)
+        left = self.active
+        with trio.move_on_after(2 * cfg.close_timeout + 1):
+            while self._conversing:
+                for conv in list(self._conversations):
+                    if not conv.done:
+                        self.stats.drained += 1
+                        conv.finish(CloseCode.SERVICE_RESTART, "server restarting", ErrorMessage(
+                            code="restarting", message="the server is restarting; reconnect to carry on (another "
+                                                       "server will answer)"))
+                await trio.sleep(0.05)
+        log.info("drained", closed_at_deadline=left)
 
     # -- the pending (not yet authenticated) pool
 
@@ -536,6 +677,7 @@ class VoiceServer:
         self.stats.connections += 1
         cfg = self.config
         address = _peer_address(stream)
+        structlog.contextvars.bind_contextvars(peer=address)  # this task's (this connection's) lines only
         async with stream:
             try:
                 ticket = self._admit(address)
@@ -553,12 +695,15 @@ class VoiceServer:
                         await _linger(stream, cfg.close_timeout)
                 finally:
                     self._release(ticket)
+                    if ticket.admitted:
+                        self._conversing -= 1
             except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
                 pass  # the peer left
             except BaseException as exc:  # one bad connection must never stop the server
                 if _must_propagate(exc):
                     raise
                 self.stats.connection_failures += 1
+                self.metrics.errors.labels("connection").inc()
                 log.warning("connection failed", error=_describe(exc))
 
     async def _handle_http(self, stream: trio.SocketStream, ticket: _Ticket) -> None:
@@ -582,6 +727,9 @@ class VoiceServer:
         if refusal is not None:
             await _respond(stream, conn, 403, refusal.encode() + b"\n")
             return
+        if request.path in (HEALTH_PATH, READY_PATH, METRICS_PATH):
+            await self._probe(stream, conn, request)
+            return
         if request.path == WS_PATH:
             if not request.wants_websocket:
                 await _respond(stream, conn, 426, b"this is the WebSocket endpoint; open / in a browser\n",
@@ -595,6 +743,13 @@ class VoiceServer:
             if refusal is not None:
                 await _respond(stream, conn, 403, refusal.encode() + b"\n")
                 return
+            ready, why = self.readiness()
+            if not ready and self.config.refuse_at_upgrade:
+                self._count_refusal(why)
+                self.stats.refused_at_upgrade += 1
+                await _respond(stream, conn, 503, (self._refusal_text(why) + "\n").encode(),
+                               extra=(("retry-after", str(RETRY_AFTER)),))
+                return
             await self._websocket(stream, raw, ticket)
             return
         if request.method not in ("GET", "HEAD"):
@@ -607,6 +762,49 @@ class VoiceServer:
         name, content_type = entry
         await _respond(stream, conn, 200, self._static[name], content_type, head_only=request.method == "HEAD",
                        extra=(("content-security-policy", _CSP),))
+
+    async def _probe(self, stream: trio.SocketStream, conn: h11.Connection, request: _Request) -> None:
+        """``/healthz``: the process answers (200). ``/readyz``: 200 when a new conversation would
+        be admitted, else 503 with the reason and Retry-After. ``/metrics``: Prometheus text."""
+        head = request.method == "HEAD"
+        if request.method not in ("GET", "HEAD"):
+            await _respond(stream, conn, 405, b"only GET and HEAD\n", extra=(("allow", "GET, HEAD"),))
+            return
+        if request.path == HEALTH_PATH:
+            await _respond(stream, conn, 200, b"ok\n", head_only=head)
+        elif request.path == READY_PATH:
+            ready, why = self.readiness()
+            body = json.dumps({"ready": ready, "reason": why, "active": self.active,
+                               "max_sessions": self.config.max_sessions, "draining": self.draining,
+                               "loop_lag": round(self.loop_lag, 4)}).encode() + b"\n"
+            await _respond(stream, conn, 200 if ready else 503, body, "application/json", head_only=head,
+                           extra=() if ready else (("retry-after", str(RETRY_AFTER)),))
+        else:
+            text = self.metrics.render()
+            if text is None:
+                await _respond(stream, conn, 501, METRICS_MISSING.encode(), head_only=head)
+            else:
+                await _respond(stream, conn, 200, text, METRICS_CONTENT_TYPE, head_only=head)
+
+    def _count_refusal(self, why: str) -> None:
+        if why == "max_sessions":
+            self.stats.rejected_busy += 1
+        elif why == "loop_lag":
+            self.stats.refused_loop_lag += 1
+        else:
+            self.stats.refused_draining += 1
+        self.metrics.sessions_refused.labels(why).inc()
+        log.info("refused", code="busy", reason=why, active=self.active, loop_lag=round(self.loop_lag, 4))
+
+    def _refusal_text(self, why: str) -> str:
+        n = self.config.max_sessions
+        if why == "max_sessions":
+            return (f"the server is busy: {n} conversation{'s' if n != 1 else ''} already running (its "
+                    "--max-sessions limit); try again later")
+        if why == "loop_lag":
+            return (f"the server is overloaded (its event loop runs {self.loop_lag * 1000:.0f} ms late, over "
+                    f"its --max-loop-lag of {self.config.max_loop_lag * 1000:.0f} ms); try again later")
+        return "the server is shutting down; try again (another server will answer)"
 
     def _check_host(self, request: _Request) -> str | None:
         """Against DNS rebinding: a server on loopback without a token answers only to loopback
@@ -695,19 +893,22 @@ class VoiceServer:
         except ConnectionClosed:
             return CloseCode.NORMAL, ""
         assert isinstance(hello, Hello)
-        if self.active >= cfg.max_sessions:
-            self.stats.rejected_busy += 1
-            n = cfg.max_sessions
-            await self._send_error(ws, ErrorMessage(
-                code="busy", message=f"the server is busy: {n} conversation{'s' if n != 1 else ''} already "
-                                     "running (its --max-sessions limit); try again later"))
-            return CloseCode.TRY_AGAIN_LATER, "server busy"
+        ready, why = self.readiness()
+        if not ready:
+            self._count_refusal(why)
+            await self._send_error(ws, ErrorMessage(code="busy", message=self._refusal_text(why)))
+            return CloseCode.TRY_AGAIN_LATER, {"max_sessions": "server busy", "loop_lag": "server overloaded"}.get(
+                why, "server draining")
         self.active += 1
+        self._conversing += 1
+        ticket.admitted = True
         self._release(ticket)  # authenticated: from now on it holds a session slot, not a pending place
+        self._update_ready()
         try:
             return await self._conversation(ws, proto, hello)
         finally:
             self.active -= 1
+            self._update_ready()
 
     async def _conversation(self, ws: WebSocketConnection, proto: ServerProtocol, hello: Hello) -> tuple[int, str]:
         cfg = self.config
@@ -715,7 +916,8 @@ class VoiceServer:
         source = WebSocketSource(hello.sample_rate)
         sink = WebSocketSink(ws, rate) if rate else None
         session = self.recipe.build(source, sink)
-        log.info("conversation", session_id=session.id, client=hello.client, sample_rate=hello.sample_rate)
+        structlog.contextvars.bind_contextvars(session_id=session.id)  # every later line of this connection
+        log.info("conversation", client=hello.client, sample_rate=hello.sample_rate)
         try:
             await ws.send_message(encode(Ready(session_id=session.id,
                                                assistant=self.recipe.assistant.name if self.recipe.assistant
@@ -727,14 +929,78 @@ class VoiceServer:
         except ConnectionClosed:
             return CloseCode.NORMAL, ""
         self.stats.sessions_started += 1
-        async with trio.open_nursery() as nursery:
-            conv = _Conversation(nursery.cancel_scope)
-            nursery.start_soon(self._pump, ws, proto, source, conv)
-            nursery.start_soon(self._run_session, session, conv)
-            nursery.start_soon(self._forward, ws, session, conv)
+        self.metrics.sessions_started.inc()
+        try:
+            async with trio.open_nursery() as nursery:
+                conv = _Conversation(nursery.cancel_scope)
+                self._conversations[conv] = None
+                nursery.start_soon(self._pump, ws, proto, source, conv)
+                nursery.start_soon(self._run_session, session, conv)
+                nursery.start_soon(self._forward, ws, session, conv, sink)
+                nursery.start_soon(self._watch_backlog, ws, source, session, conv)
+        finally:
+            self._conversations.pop(conv, None)
+        kind = _END_KINDS.get(conv.reason, "protocol_error")
+        self.metrics.sessions_ended.labels(kind).inc()
+        if kind == "protocol_error":
+            self.metrics.errors.labels("protocol").inc()
+        log.info("conversation ended", close_code=int(conv.close_code), reason=conv.reason)
         if conv.error is not None:
             await self._send_error(ws, conv.error)
         return conv.close_code, conv.reason
+
+    async def _watch_backlog(self, ws: WebSocketConnection, source: WebSocketSource, session: Session,
+                             conv: _Conversation) -> None:
+        """A conversation that falls behind real time is reported (a warning event to the client,
+        a log line, the metrics) and closed with 1013 and an ``overloaded`` error, before its
+        audio would be dropped: never a silent, unbounded lag."""
+        bound = self.config.max_backlog
+        while True:
+            await trio.sleep(BACKLOG_INTERVAL)
+            backlog = conv.backlog = source.backlog(session.audio_position)
+            self.metrics.audio_backlog.observe(backlog)
+            if backlog <= bound:
+                continue
+            self.stats.shed += 1
+            self.metrics.sessions_shed.inc()
+            self.metrics.errors.labels("backlog").inc()
+            log.warning("fell behind real time", backlog=round(backlog, 3), max_backlog=bound,
+                        loop_lag=round(self.loop_lag, 4), active=self.active)
+            text = (f"this conversation fell {backlog:.1f} s behind real time (over the server's --max-backlog of "
+                    f"{bound:g} s): the server is overloaded")
+            warning = WarningEvent(t=session.now(), where="serve", message=text)
+            with trio.move_on_after(self.config.close_timeout):
+                try:
+                    await ws.send_message(encode(EventMessage(warning.to_dict())))
+                except ConnectionClosed:
+                    pass
+            conv.finish(CloseCode.TRY_AGAIN_LATER, "fell behind real time",
+                        ErrorMessage(code="overloaded", message=f"{text}; reconnect to carry on"))
+            return
+
+    def _observe(self, event: Event, conv: _Conversation, session: Session, sink: WebSocketSink | None) -> None:
+        """Turn and barge-in latencies from the session's own event times."""
+        m = self.metrics
+        if isinstance(event, SpeechStarted):
+            if conv.replying:
+                conv.barge_start = event.t
+        elif isinstance(event, SpeechEnded):
+            conv.speech_end = event.t
+        elif isinstance(event, IntentMatched):
+            if conv.speech_end is not None:
+                m.turn_latency.labels("handler").observe(max(0.0, event.t - conv.speech_end))
+        elif isinstance(event, ReplyStarted):
+            conv.replying = True
+            end = conv.speech_end
+            if sink is not None and end is not None:
+                sink.on_next_write(lambda: m.turn_latency.labels("first_audio").observe(max(0.0, session.now() - end)))
+        elif event.kind in ("reply_finished", "reply_interrupted"):
+            conv.replying = False
+            if isinstance(event, ReplyInterrupted) and conv.barge_start is not None:
+                m.barge_in_latency.observe(max(0.0, event.t - conv.barge_start))
+            conv.barge_start = None
+        elif isinstance(event, ErrorEvent):
+            m.errors.labels(f"session_{event.where}").inc()
 
     async def _refuse(self, ws: WebSocketConnection, exc: ProtocolError) -> tuple[int, str]:
         if exc.code == "unauthorized":
@@ -775,6 +1041,7 @@ class VoiceServer:
                 self.stats.rejected_unauthorized += 1
             else:
                 self.stats.protocol_errors += 1
+            log.info("refused", code=exc.code, error=str(exc))
             conv.finish(exc.close_code, exc.code, ErrorMessage(code=exc.code, message=str(exc)))
 
     async def _run_session(self, session: Session, conv: _Conversation) -> None:
@@ -782,7 +1049,7 @@ class VoiceServer:
         try:
             await session.run()
         except BaseException as exc:
-            if _only_cancelled(exc):
+            if only_cancelled(exc):
                 reason = "cancelled"
                 raise
             reason = "error"
@@ -796,10 +1063,12 @@ class VoiceServer:
             self.stats.sessions_finished += 1
             self.stats.end_reasons.append(reason)
 
-    async def _forward(self, ws: WebSocketConnection, session: Session, conv: _Conversation) -> None:
+    async def _forward(self, ws: WebSocketConnection, session: Session, conv: _Conversation,
+                       sink: WebSocketSink | None) -> None:
         """The session → browser direction: every event, in order, until the session ends."""
         try:
             async for event in session.events():
+                self._observe(event, conv, session, sink)
                 await ws.send_message(encode(EventMessage(event.to_dict())))
         except ConnectionClosed:
             conv.finish(CloseCode.GOING_AWAY, "client left")

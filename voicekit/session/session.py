@@ -155,6 +155,12 @@ class Session:
     def now(self) -> float:
         return trio.current_time() - self._t0
 
+    @property
+    def audio_position(self) -> float:
+        """Seconds of input audio the pipeline (VAD, ASR) has taken in so far; a server compares
+        it with what it received to see whether the session keeps up with real time."""
+        return self._audio_pos
+
     def _emit(self, event: ev.Event) -> None:
         for sub in self._subscribers:
             sub.put_nowait(event)
