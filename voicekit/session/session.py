@@ -32,8 +32,9 @@ from voicekit.audio.frame import AudioFrame
 from voicekit.audio.resample import StreamResampler
 from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
-from voicekit.errors import ConfigError, HandlerError, VoicekitError
+from voicekit.errors import ConfigError, HandlerError, VoicekitError, one_line, only_cancelled, sole_error
 from voicekit.handlers.assistant import Announcement, Assistant, Turn
+from voicekit.handlers.protocol import Handler
 from voicekit.logging import get_logger
 from voicekit.session.channels import BoundedChannel
 from voicekit.session.handling import HandlerRunner, RunningHandler
@@ -206,13 +207,13 @@ class Session:
             reason = "cancelled"
             raise
         except BaseException as exc:  # reported as an event, then re-raised to the caller
-            if _only_cancelled(exc):
+            if only_cancelled(exc):
                 reason = "cancelled"
                 raise
             reason = "error"
-            leaf = _leaf(exc)
+            leaf = sole_error(exc)
             failed = not isinstance(leaf, KeyboardInterrupt)  # Ctrl-C ends a live session: keep its audio
-            self._emit(ev.Error(t=self.now(), where="session", message=_one_line(leaf),
+            self._emit(ev.Error(t=self.now(), where="session", message=one_line(leaf, with_type=True),
                                 error_type=type(leaf).__name__))
             if leaf is not exc and isinstance(leaf, Exception):
                 raise leaf from None  # the typed error, not a one-item exception group
@@ -236,7 +237,7 @@ class Session:
                 else:
                     await sink.aclose()
             except Exception as exc:  # the session's own outcome matters more than a failed close
-                self._emit(ev.Error(t=self.now(), where="output", message=_one_line(exc),
+                self._emit(ev.Error(t=self.now(), where="output", message=one_line(exc, with_type=True),
                                     error_type=type(exc).__name__))
 
     def _report_glitches(self) -> None:
@@ -383,7 +384,7 @@ class Session:
                     speaker=result.speaker, scheduler=functools.partial(self._schedule, heard_at=heard_at))
         self._start_reply(turn, match.handler)
 
-    def _start_reply(self, turn: Turn, handler: Any) -> None:
+    def _start_reply(self, turn: Turn, handler: Handler) -> None:
         state = _ReplyState(turn.turn_id, "", trio.CancelScope(), trio.Event(), [])
         self._reply = state
         self.policy.reset()
@@ -474,7 +475,7 @@ class Session:
             if acquired:
                 self._announce_lock.release()
 
-    async def _run_reply(self, state: _ReplyState, handler: Any, turn: Turn) -> None:
+    async def _run_reply(self, state: _ReplyState, handler: Handler, turn: Turn) -> None:
         structlog.contextvars.bind_contextvars(turn_id=state.turn_id)
         assistant = self.assistant
         assert assistant is not None
@@ -564,8 +565,8 @@ class Session:
                         await send.send(frame)
                 state.synth_seconds[index] = total
             except VoicekitError as exc:
-                self._emit(ev.Error(t=self.now(), turn_id=state.turn_id, where="tts", message=_one_line(exc),
-                                    error_type=type(exc).__name__))
+                self._emit(ev.Error(t=self.now(), turn_id=state.turn_id, where="tts",
+                                    message=one_line(exc, with_type=True), error_type=type(exc).__name__))
 
         try:
             async with trio.open_nursery() as nursery:
@@ -596,27 +597,6 @@ def _heard(state: _ReplyState, sink_rate: int) -> str:
 def _transcript_event(t: float, r: TranscriptResult) -> ev.Transcript:
     return ev.Transcript(t=t, text=r.text, is_final=r.is_final, utterance_id=r.utterance_id, start=r.start,
                          end=r.end, words=r.words, language=r.language, emotion=r.emotion, speaker=r.speaker)
-
-
-def _only_cancelled(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_only_cancelled(e) for e in exc.exceptions)
-    return isinstance(exc, trio.Cancelled)
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The one real error inside nested exception groups (ignoring cancellations)."""
-    if isinstance(exc, BaseExceptionGroup):
-        leaves = [_leaf(e) for e in exc.exceptions]
-        real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-        if len(real) == 1:
-            return real[0]
-    return exc
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 @asynccontextmanager
