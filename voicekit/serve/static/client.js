@@ -6,6 +6,11 @@
   const TARGET_RATE = 16000;
   const CHUNK_MS = 20;
   const MAX_BUFFERED = 1 << 20; // stop sending microphone audio while this much is unsent
+  // Closes after which the page reconnects by itself, to the same URL (behind a load balancer
+  // that reaches another server): 1012 the server restarts (drain), 1013 it is busy or the
+  // conversation fell behind, 1006 the connection broke or the upgrade was refused (HTTP 503).
+  const RECONNECT_CODES = new Set([1006, 1012, 1013]);
+  const MAX_RECONNECTS = 5; // in a row, without a conversation that got ready in between
 
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
@@ -15,6 +20,7 @@
   const state = {
     status: "idle", ready: null, transcripts: [], partial: "", replies: [], events: [], errors: [],
     audioChunksIn: 0, audioBytesIn: 0, chunksSent: 0, chunksDropped: 0, interruptions: 0, close: null,
+    reconnects: 0, sessions: [],
   };
   window.voicekit = state;
 
@@ -26,6 +32,8 @@
   let workletLoaded = false;
   let replyFormat = null;
   let playAt = 0;
+  let retries = 0; // reconnects since the last conversation that got ready
+  let retryTimer = null;
   const playing = new Set();
   const replyItems = new Map(); // turn_id -> <li>
 
@@ -140,6 +148,8 @@
     const m = JSON.parse(msg.data);
     if (m.type === "ready") {
       state.ready = m;
+      state.sessions.push(m.session_id);
+      retries = 0;
       $("assistant").textContent = m.assistant ? `· ${m.assistant}` : "";
       setStatus("Listening… speak now.", "listening");
     } else if (m.type === "audio_format") {
@@ -227,6 +237,19 @@
       $("start").disabled = false;
       return;
     }
+    retries = 0;
+    connect();
+    setButton(true);
+    $("start").disabled = false;
+  }
+
+  // Retry after a refusal or a restart: the delay doubles (0.5, 1, 2, 4, 8 s), with jitter so that
+  // the clients of a drained server do not all come back at the same moment.
+  function reconnectDelay(n) {
+    return 500 * 2 ** (n - 1) * (0.75 + Math.random() * 0.5);
+  }
+
+  function connect() {
     state.ready = null;
     replyItems.clear();
     const sock = new WebSocket(`${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`);
@@ -244,21 +267,34 @@
     sock.onclose = (e) => {
       state.close = { code: e.code, reason: e.reason };
       if (ws !== sock) return; // an earlier conversation that was finishing
-      stopCapture();
       ws = null;
+      if (mic && RECONNECT_CODES.has(e.code) && retries < MAX_RECONNECTS) {
+        // the microphone keeps running; audio captured meanwhile is not sent (no conversation)
+        retries += 1;
+        state.reconnects += 1;
+        const delay = reconnectDelay(retries);
+        setStatus(`Reconnecting in ${(delay / 1000).toFixed(1)} s (${e.code}${e.reason ? ": " + e.reason : ""})…`,
+                  "reconnecting");
+        retryTimer = setTimeout(() => { retryTimer = null; if (mic) connect(); }, delay);
+        return;
+      }
+      stopCapture();
       if (state.status !== "ended") setStatus(`Disconnected (${e.code}${e.reason ? ": " + e.reason : ""}).`, "closed");
       setButton(false);
       $("start").disabled = false;
     };
-    setButton(true);
-    $("start").disabled = false;
   }
 
   function stop() {
     // the microphone stops now; the reply being spoken finishes, then the server closes
+    if (retryTimer !== null) { clearTimeout(retryTimer); retryTimer = null; }
     stopCapture();
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));
-    setStatus("Finishing…", "finishing");
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: "end" }));
+      setStatus("Finishing…", "finishing");
+    } else if (!ws) {
+      setStatus("Stopped.", "closed"); // it was waiting to reconnect
+    }
     setButton(false);
   }
 
