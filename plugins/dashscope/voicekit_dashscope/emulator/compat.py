@@ -31,45 +31,28 @@ import numpy as np
 from voicekit_dashscope.emulator.files import UrlPolicy, _FileError, _resample, decode_wav, transcribe_channel
 from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope.emulator.task import ENGINE_RATE
+from voicekit_dashscope.protocol.compat import (
+    ASR_MODELS,
+    COMPAT_PATH,
+    MAX_ASR_SECONDS,
+    NATIVE_PATH,
+    OMNI_MODELS,
+    OMNI_RATE,
+    OMNI_STREAM_ONLY,
+    compat_error_body,
+    native_error_body,
+)
+from voicekit_dashscope.protocol.compat import audio_of as _audio_of
+from voicekit_dashscope.protocol.compat import text_of as _text_of
 from voicekit_dashscope.regions import emulator_refuses
-
-COMPAT_PATH = "/compatible-mode/v1/chat/completions"
-NATIVE_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
-ASR_MODELS = frozenset({"qwen3-asr-flash", "qwen3-asr-flash-2025-09-08", "qwen3-asr-flash-2026-02-10",
-                        "qwen3-asr-flash-us", "qwen3-asr-flash-2025-09-08-us"})
-OMNI_MODELS = frozenset({"qwen3.5-omni-plus", "qwen3.5-omni-flash", "qwen3-omni-flash", "qwen3-omni-flash-2025-12-01"})
-MAX_ASR_SECONDS = 300.0
-OMNI_RATE = 24000
 
 
 def _compat_error(status: int, code: str, message: str, kind: str = "invalid_request_error") -> HttpResponse:
-    return HttpResponse.json(status, {"error": {"message": message, "type": kind, "param": None, "code": code},
-                                      "request_id": str(uuid.uuid4())})
+    return HttpResponse.json(status, compat_error_body(code, message, str(uuid.uuid4()), kind))
 
 
 def _native_error(status: int, code: str, message: str) -> HttpResponse:
-    return HttpResponse.json(status, {"request_id": str(uuid.uuid4()), "code": code, "message": message})
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict) and "text" in c)
-    return ""
-
-
-def _audio_of(content: Any) -> str | None:
-    if not isinstance(content, list):
-        return None
-    for c in content:
-        if not isinstance(c, dict):
-            continue
-        if isinstance(c.get("input_audio"), dict):
-            return str(c["input_audio"].get("data") or "") or None
-        if isinstance(c.get("audio"), str):
-            return str(c["audio"])
-    return None
+    return HttpResponse.json(status, native_error_body(code, message, str(uuid.uuid4())))
 
 
 class CompatService:
@@ -149,8 +132,7 @@ class CompatService:
         stream = bool(body.get("stream"))
         omni = model in OMNI_MODELS
         if omni and not stream:
-            return _compat_error(400, "invalid_parameter_error", "This model only support stream mode, please "
-                                                                  "enable the stream parameter to access the model. ")
+            return _compat_error(400, "invalid_parameter_error", OMNI_STREAM_ONLY)
         opts = body.get("asr_options") if isinstance(body.get("asr_options"), dict) else {}
         messages = body.get("messages")
         try:
