@@ -122,7 +122,9 @@ class SemanticInterruption(NeverInterrupt):
         self.evidence.reset()
 
     def is_backchannel(self, text: str) -> bool:
-        return is_backchannel(text, self.languages)
+        """Not a turn: the session drops a final said over a reply that this policy let play on —
+        a backchannel, or too short to be a request (a garbled "uh-huh" heard as "Other.")."""
+        return is_backchannel(text, self.languages) or not self.evidence.decisive(text)
 
     def _decide(self, decision: Decision) -> Decision:
         if decision is not Decision.NONE:
