@@ -40,7 +40,7 @@ apt-test:
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) examples/pyproject.toml | apt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,audio,aec]' $(foreach p,$(PLUGINS),$(if $(wildcard $(p)/pyproject.toml),-e '$(p)[test]')) -e examples
+	$(BIN)/python -m pip install -q -e '.[test,audio,aec,ray]' $(foreach p,$(PLUGINS),$(if $(wildcard $(p)/pyproject.toml),-e '$(p)[test]')) -e examples
 	touch $@
 
 lint: setup

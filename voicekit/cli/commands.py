@@ -229,6 +229,13 @@ def transcribe(args: argparse.Namespace) -> int:
     from voicekit.audio.sources import FileSource, probe
 
     configure(_log_level(args.verbose))
+    if getattr(args, "cluster", None) is not None:
+        from voicekit.batch import run_batch  # Ray is imported only if the job uses it
+
+        return run_batch(args)
+    for flag in ("workers", "concurrency", "overwrite"):
+        if getattr(args, flag, None):
+            raise ConfigError(f"--{flag} is for batch jobs: add --cluster (auto, local, ray://HOST:PORT or none)")
     files: list[str] = list(args.files)
     targets = _plan_outputs(files, args.output, args.format)  # a bad -o fails here, not after the work
     asr_name = args.asr or DEFAULT_ASR

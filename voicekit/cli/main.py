@@ -69,6 +69,17 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress bar on stderr (default: when stderr is a terminal)")
     p.add_argument("--verbose", "-v", action="count", default=0)
+    b = p.add_argument_group("batch jobs (one output file per input; see docs/scaling.md)")
+    b.add_argument("--cluster", default=None, metavar="WHERE",
+                   help="run as a batch job: 'auto' ($RAY_ADDRESS if set, else a local Ray), 'local' (start a "
+                        "local Ray), 'ray://HOST:PORT' or HOST:PORT (an existing Ray cluster), or 'none' (this "
+                        "process, no Ray); FILEs may be folders and quoted globs; needs -o FOLDER")
+    b.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="Ray workers, each loading the engines once (default: the cluster's CPUs)")
+    b.add_argument("--concurrency", type=int, default=None, metavar="N",
+                   help="cloud models: files in flight at once (default: 4); rate limits are waited out")
+    b.add_argument("--overwrite", action="store_true",
+                   help="transcribe again inputs whose output is complete (default: skip them, so a re-run resumes)")
     p.set_defaults(func=_cmd_transcribe)
 
 
