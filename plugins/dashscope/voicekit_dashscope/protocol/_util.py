@@ -103,6 +103,12 @@ class Fields:
             return int(v)
         return v
 
+    def as_whole(self, v: Any, path: str) -> int:
+        """A finite number, truncated to an integer (times in ms that a peer may send as floats)."""
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise self.fail(path, "a number", v)
+        return int(v)
+
     def number(self, d: Mapping[str, Any], key: str, path: str | None = None) -> float | None:
         v = d.get(key)
         if v is None:

@@ -30,6 +30,7 @@ from voicekit_dashscope.errors import FileTaskError as FileTaskError
 from voicekit_dashscope.errors import TaskCanceledError as TaskCanceledError
 from voicekit_dashscope.errors import TaskUnknownError as TaskUnknownError
 from voicekit_dashscope.errors import WaitTimeoutError as WaitTimeoutError
+from voicekit_dashscope.protocol._util import Fields
 
 Family = Literal["funasr", "paraformer", "qwen3-filetrans"]
 TRANSCRIPTION_PATH = "/api/v1/services/audio/asr/transcription"
@@ -270,10 +271,30 @@ class FileTranscript:
         return out
 
 
-def _int(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
-        raise BadResponseError(f"result file: {what} is not a number ({str(v)[:40]!r})")
-    return int(v)
+F = Fields("result file", BadResponseError)
+
+
+def _objects(v: Any, path: str) -> list[dict[str, Any]]:
+    """A list of objects (``None`` = empty)."""
+    items = v or []
+    if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+        raise F.fail(path, "a list of objects", v)
+    return items
+
+
+def _parse_word(w: Mapping[str, Any]) -> FileWord:
+    return FileWord(str(w.get("text", "")), F.as_whole(w.get("begin_time"), "word.begin_time"),
+                    F.as_whole(w.get("end_time"), "word.end_time"), str(w.get("punctuation") or ""))
+
+
+def _parse_sentence(s: Mapping[str, Any], channel: int) -> FileSentence:
+    words = tuple(_parse_word(w) for w in _objects(s.get("words"), "sentence.words"))
+    spk = s.get("speaker_id")
+    return FileSentence(F.as_whole(s.get("sentence_id", 0), "sentence.sentence_id"),
+                        F.as_whole(s.get("begin_time"), "sentence.begin_time"),
+                        F.as_whole(s.get("end_time"), "sentence.end_time"),
+                        str(s.get("text") or ""), channel, spk if isinstance(spk, int) else None, words,
+                        s.get("emotion"), s.get("language"))
 
 
 def parse_result_file(body: Any) -> FileTranscript:
@@ -282,25 +303,10 @@ def parse_result_file(body: Any) -> FileTranscript:
         raise BadResponseError(f"result file has no 'transcripts' list: {str(body)[:200]}")
     sentences: list[FileSentence] = []
     texts: dict[int, str] = {}
-    for tr in body["transcripts"]:
-        if not isinstance(tr, dict):
-            raise BadResponseError(f"result file: a transcript is not an object ({str(tr)[:40]!r})")
-        ch = _int(tr.get("channel_id", 0), "channel_id")
+    for tr in _objects(body["transcripts"], "transcripts"):
+        ch = F.as_whole(tr.get("channel_id", 0), "transcript.channel_id")
         texts[ch] = str(tr.get("text") or "")
-        if not isinstance(tr.get("sentences") or [], list):
-            raise BadResponseError(f"result file: 'sentences' is not a list ({str(tr.get('sentences'))[:40]!r})")
-        for s in tr.get("sentences") or ():
-            if (not isinstance(s, dict) or not isinstance(s.get("words") or [], list)
-                    or not all(isinstance(w, dict) for w in s.get("words") or ())):
-                raise BadResponseError(f"result file: a sentence or word is not an object ({str(s)[:40]!r})")
-            words = tuple(FileWord(str(w.get("text", "")), _int(w.get("begin_time"), "word begin_time"),
-                                   _int(w.get("end_time"), "word end_time"), str(w.get("punctuation") or ""))
-                          for w in s.get("words") or ())
-            spk = s.get("speaker_id")
-            sentences.append(FileSentence(_int(s.get("sentence_id", 0), "sentence_id"),
-                                          _int(s.get("begin_time"), "begin_time"), _int(s.get("end_time"), "end_time"),
-                                          str(s.get("text") or ""), ch, spk if isinstance(spk, int) else None, words,
-                                          s.get("emotion"), s.get("language")))
+        sentences += [_parse_sentence(s, ch) for s in _objects(tr.get("sentences"), "transcript.sentences")]
     props: dict[str, Any] = body["properties"] if isinstance(body.get("properties"), dict) else {}
     info: dict[str, Any] = body["audio_info"] if isinstance(body.get("audio_info"), dict) else {}
     rate = props.get("original_sampling_rate", info.get("sample_rate"))
