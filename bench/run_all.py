@@ -25,8 +25,16 @@ def main() -> int:
     failed = 0
     for script, *args in RUNS:
         print(f"== {script} {' '.join(args)}", flush=True)
-        r = subprocess.run([sys.executable, str(HERE / script), *args])
-        failed += r.returncode != 0
+        # its own session, so that Ctrl-C reaches only us: we stop it quietly instead of each
+        # benchmark printing a KeyboardInterrupt traceback
+        child = subprocess.Popen([sys.executable, str(HERE / script), *args], start_new_session=True)
+        try:
+            failed += child.wait() != 0
+        except KeyboardInterrupt:
+            child.terminate()
+            child.wait()
+            print("benchmarks stopped", file=sys.stderr)
+            return 130
     return 1 if failed else 0
 
 
