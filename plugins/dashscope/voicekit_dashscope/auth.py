@@ -94,7 +94,11 @@ def scrub(text: str) -> str:
 
 def excerpt(text: str, limit: int) -> str:
     """``text`` masked, then cut to ``limit`` characters (never the other way round)."""
-    cleaned = scrub(text)
+    if not isinstance(text, str):
+        text = str(text)
+    # a huge text is cut (with a margin wider than any key) before masking, to keep it cheap;
+    # whatever is kept was masked before the final cut
+    cleaned = scrub(text[: limit + 256])
     return cleaned if len(cleaned) <= limit else cleaned[: max(0, limit - 1)] + "…"
 
 

@@ -37,7 +37,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from voicekit.errors import ASRError, ConfigError
-from voicekit_dashscope.auth import scrub
+from voicekit_dashscope.auth import excerpt
+
+MAX_MESSAGE = 1000  # characters of an error message (masked first, then cut): one readable line
 
 if TYPE_CHECKING:
     from voicekit_dashscope.protocol.files import FileOutcome
@@ -75,9 +77,9 @@ class DashScopeError(ASRError):
         fix = PERMANENT_CODES.get(code) if isinstance(code, str) else None
         if fix and " — " not in message:
             message = f"{message} — {fix}"  # a permanent error says what to do about it
-        super().__init__(scrub(message))
-        self.code = scrub(code) if code is not None else None
-        self.server_message = scrub(server_message) if server_message is not None else None
+        super().__init__(excerpt(message, MAX_MESSAGE))
+        self.code = excerpt(code, 200) if code is not None else None
+        self.server_message = excerpt(server_message, 4 * MAX_MESSAGE) if server_message is not None else None
         self.task_id = task_id
         self.status = status
 

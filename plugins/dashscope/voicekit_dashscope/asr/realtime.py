@@ -489,7 +489,7 @@ class RealtimeASRStream:
                             err.__cause__ = exc
                         log.error("realtime_stream_failed", error=str(err), code=err.code)
                         if not started:
-                            raise err from None
+                            raise err from err.__cause__
                         self.error = err
                         return
                     delay = retry.delay(failures)

@@ -26,7 +26,7 @@ import httpx
 import trio
 
 from voicekit.logging import get_logger
-from voicekit_dashscope.auth import ApiKey, resolve_api_key, scrub
+from voicekit_dashscope.auth import ApiKey, excerpt, resolve_api_key, scrub
 from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error
 from voicekit_dashscope.protocol.files import (
     TASKS_PATH,
@@ -62,13 +62,20 @@ class FileResult:
         return self.transcript is not None
 
 
+def _transport_problem(exc: httpx.TransportError) -> str:
+    """What went wrong on the wire, in words (httpx's timeouts have no message of their own)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer in time ({type(exc).__name__}); check the network or raise the timeout"
+    return scrub(str(exc)) or type(exc).__name__
+
+
 def decode_json(resp: httpx.Response, what: str) -> Any:
     """The JSON body of ``resp``, or a :class:`BadResponseError` that says what came instead."""
     try:
         return resp.json()
     except ValueError:
         kind = resp.headers.get("content-type", "no content type")
-        snippet = " ".join(resp.text[:120].split())
+        snippet = " ".join(excerpt(resp.text, 120).split())
         raise BadResponseError(f"{what}: HTTP {resp.status_code} answered {kind} instead of JSON "
                                f"({snippet!r}); check the base URL / region and any proxy in between",
                                status=resp.status_code) from None
@@ -124,7 +131,7 @@ class FileTranscriber:
             async with self._client() as client:
                 resp = await client.request(method, url, **kwargs)
         except httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"{what}: {url} unreachable: {scrub(str(exc))}") from None
+            raise ServiceUnavailableError(f"{what}: {url} unreachable: {_transport_problem(exc)}") from None
         data = decode_json(resp, f"{what} ({url})")
         raise_for_error(resp, data, what)
         return data
@@ -179,7 +186,7 @@ class FileTranscriber:
             async with self._client() as client:
                 resp = await client.get(url)
         except httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"result file {url} unreachable: {exc}") from None
+            raise ServiceUnavailableError(f"result file {url} unreachable: {_transport_problem(exc)}") from None
         if resp.status_code != 200:
             raise DashScopeError(f"result file {url}: HTTP {resp.status_code} (result URLs expire after 24 h)",
                                  status=resp.status_code)
