@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -123,42 +123,21 @@ class SessionConfig:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
-        if self.modalities is not None:
-            d["modalities"] = list(self.modalities)
-        if self.voice is not UNSET:
-            d["voice"] = self.voice
-        if self.instructions is not None:
-            d["instructions"] = self.instructions
-        if self.input_audio_format is not None:
-            d["input_audio_format"] = self.input_audio_format
-        if self.output_audio_format is not None:
-            d["output_audio_format"] = self.output_audio_format
-        if self.sample_rate is not None:
-            d["sample_rate"] = self.sample_rate
-        if self.input_format is not None or self.output_format is not None:
-            audio: dict[str, Any] = {}
-            if self.input_format is not None:
-                audio["input"] = {"format": self.input_format.to_json()}
-            if self.output_format is not None:
-                audio["output"] = {"format": self.output_format.to_json()}
-            d["audio"] = audio
-        if self.transcription is not UNSET:
-            d["input_audio_transcription"] = None if self.transcription is None else self.transcription.to_json()
-        if self.turn_detection is not UNSET:
-            d["turn_detection"] = None if self.turn_detection is None else self.turn_detection.to_json()
-        if self.tools is not None:
-            d["tools"] = [t.to_json() for t in self.tools]
-        if self.enable_search is not None:
-            d["enable_search"] = self.enable_search
-        if self.smooth_output is not UNSET:
-            d["smooth_output"] = self.smooth_output
-        for name in _SAMPLING:
-            value = getattr(self, name)
-            if value is not None:
-                d[name] = value
+        for key, write in _WIRE:
+            value = write(self)
+            if value is not _SKIP:
+                d[key] = value
         for k, v in self.extra.items():
             d.setdefault(k, v)
         return d
+
+    def _audio_json(self) -> dict[str, Any] | object:
+        audio: dict[str, Any] = {}
+        if self.input_format is not None:
+            audio["input"] = {"format": self.input_format.to_json()}
+        if self.output_format is not None:
+            audio["output"] = {"format": self.output_format.to_json()}
+        return audio or _SKIP
 
     def merged(self, update: SessionConfig) -> SessionConfig:
         """This config with every field ``update`` sets replacing ours."""
@@ -195,6 +174,36 @@ class SessionConfig:
 
 
 # ---- parsing helpers (every failure names the field) ------------------------------------------
+
+_SKIP = object()  # a field that is not sent
+
+
+def _unless_none(name: str) -> Callable[[SessionConfig], Any]:
+    return lambda c: _SKIP if getattr(c, name) is None else getattr(c, name)
+
+
+def _unless_unset(name: str, to_json: Callable[[Any], Any] = lambda v: v) -> Callable[[SessionConfig], Any]:
+    def write(c: SessionConfig) -> Any:
+        value = getattr(c, name)
+        return _SKIP if value is UNSET else None if value is None else to_json(value)
+    return write
+
+
+# The ``session`` object's keys in the order they are sent, each with how it is written.
+_WIRE: tuple[tuple[str, Callable[[SessionConfig], Any]], ...] = (
+    ("modalities", lambda c: _SKIP if c.modalities is None else list(c.modalities)),
+    ("voice", _unless_unset("voice")),
+    *((name, _unless_none(name)) for name in ("instructions", "input_audio_format", "output_audio_format",
+                                               "sample_rate")),
+    ("audio", SessionConfig._audio_json),
+    ("input_audio_transcription", _unless_unset("transcription", lambda t: t.to_json())),
+    ("turn_detection", _unless_unset("turn_detection", lambda t: t.to_json())),
+    ("tools", lambda c: _SKIP if c.tools is None else [t.to_json() for t in c.tools]),
+    ("enable_search", _unless_none("enable_search")),
+    ("smooth_output", _unless_unset("smooth_output")),
+    *((name, _unless_none(name)) for name in _SAMPLING),
+)
+
 
 def parse_session(d: Mapping[str, Any], path: str = "session") -> SessionConfig:
     """A ``session`` object (from ``session.update``) as a :class:`SessionConfig`.
