@@ -156,7 +156,7 @@ def parse_native_answer(data: Any, what: str) -> ChatResult:
     """The native answer's first choice (``output.choices[0].message``) as a :class:`ChatResult`."""
     if not isinstance(data, dict):
         raise ProtocolError(f"{what}: answer is not a JSON object: {str(data)[:200]}")
-    out = data.get("output") if isinstance(data.get("output"), dict) else data  # workspace layout fallback
+    out: Any = data["output"] if isinstance(data.get("output"), dict) else data  # workspace layout fallback
     try:
         msg = out["choices"][0]["message"]
     except (KeyError, IndexError, TypeError):

@@ -28,7 +28,8 @@ from typing import Any
 
 import attrs
 
-from voicekit_dashscope.protocol._util import Fields, ProtocolError, Violation
+from voicekit_dashscope.protocol._util import Fields, ProtocolError
+from voicekit_dashscope.protocol._util import Violation as Violation  # re-exported: the one Violation
 
 AUDIO_FORMATS = ("pcm", "wav", "mp3", "opus", "speex", "aac", "amr")
 MAX_FRAME_CHARS = 1 << 20  # a control frame larger than 1 MiB is not a real DashScope frame
