@@ -277,6 +277,7 @@ class Reporter:
         self.verbose = verbose
         self.start = time.monotonic()
         self._bar_shown = False
+        self.out = sys.stdout  # kept: a backend may point sys.stdout elsewhere (Ray prints to it)
 
     def _err(self, line: str) -> None:
         self._clear()
@@ -324,7 +325,7 @@ class Reporter:
                 self._err(f"voicekit: batch: done {item.path} -> {item.target} ({outcome.audio_s:.1f} s audio in "
                           f"{outcome.wall_s:.1f} s, worker {outcome.worker})")
             self._clear()
-            print(item.target, flush=True)  # the result: the path of each finished transcript
+            print(item.target, file=self.out, flush=True)  # the result: the path of each finished transcript
         else:
             self.summary.failed += 1
             kept = ""

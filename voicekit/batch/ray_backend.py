@@ -15,8 +15,11 @@ Outputs are written once, by the driver, when a result arrives — so none is lo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
+import sys
 from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
@@ -60,13 +63,38 @@ def _address(cluster: str) -> str | None:
     return cluster
 
 
+class _Chatter(io.TextIOBase):
+    """Where Ray's driver prints its own notices (it writes them to stdout, which holds our
+    results): to stderr with ``-v``, else nowhere — the job reports what they are about itself."""
+
+    def __init__(self, verbose: int) -> None:
+        self.verbose = verbose
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if self.verbose:
+            sys.stderr.write(s)
+        return len(s)
+
+
 def run_ray(items: Sequence[Item], reporter: Reporter, *, cluster: str, workers: int | None, asr_name: str,
             asr_options: dict[str, Any], vad_name: str, fmt: str, language: str | None) -> None:
     try:
-        import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        import ray  # noqa: F401
     except ImportError:
         raise ConfigError("--cluster needs Ray: pip install 'voicekit[ray]' (or use --cluster none)") from None
+
+    with contextlib.redirect_stdout(_Chatter(reporter.verbose)):
+        _run(items, reporter, cluster=cluster, workers=workers,
+             asr_name=asr_name, asr_options=asr_options, vad_name=vad_name, fmt=fmt, language=language)
+
+
+def _run(items: Sequence[Item], reporter: Reporter, *, cluster: str, workers: int | None, asr_name: str,
+         asr_options: dict[str, Any], vad_name: str, fmt: str, language: str | None) -> None:
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
 
     address = _address(cluster)
     quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
