@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import ClassVar
 
 import attrs
 import numpy as np
+import numpy.typing as npt
 import trio
 
 from voicekit.audio.frame import AudioFrame
@@ -66,25 +67,38 @@ class ScriptedSource:
         noise = self._rng.uniform(-1.0, 1.0, n) * seg.amplitude * 32767
         return noise.astype(np.int16)
 
-    async def frames(self) -> AsyncIterator[AudioFrame]:
+    def _pieces(self) -> Iterator[npt.NDArray[np.int16]]:
+        """The script cut into chunks: views of the clips' own buffers (a clip is never copied);
+        only a chunk that straddles two segments is assembled."""
         chunk = self.sample_rate * self.chunk_ms // 1000
+        carry: npt.NDArray[np.int16] = np.zeros(0, np.int16)
+        for seg in self.script:
+            audio = self._segment_audio(seg)
+            i = 0
+            if carry.size:
+                need = chunk - carry.size
+                if audio.size < need:
+                    carry = np.concatenate([carry, audio])
+                    continue
+                yield np.concatenate([carry, audio[:need]])
+                i = need
+            while audio.size - i >= chunk:
+                yield audio[i : i + chunk]
+                i += chunk
+            carry = audio[i:]
+        if carry.size:
+            yield carry
+
+    async def frames(self) -> AsyncIterator[AudioFrame]:
         start = trio.current_time()
         pos = 0
-        pending = np.zeros(0, np.int16)
-        for seg in self.script:
-            pending = np.concatenate([pending, self._segment_audio(seg)])
-            while len(pending) >= chunk:
-                piece, pending = pending[:chunk], pending[chunk:]
-                if self.realtime:
-                    await trio.sleep_until(start + (pos + chunk) / self.sample_rate)
-                else:
-                    await trio.lowlevel.checkpoint()
-                yield AudioFrame(piece.tobytes(), self.sample_rate, 1, pos / self.sample_rate)
-                pos += chunk
-        if len(pending):
+        for piece in self._pieces():
             if self.realtime:
-                await trio.sleep_until(start + (pos + len(pending)) / self.sample_rate)
-            yield AudioFrame(pending.tobytes(), self.sample_rate, 1, pos / self.sample_rate)
+                await trio.sleep_until(start + (pos + piece.size) / self.sample_rate)
+            else:
+                await trio.lowlevel.checkpoint()
+            yield AudioFrame(piece.tobytes(), self.sample_rate, 1, pos / self.sample_rate)
+            pos += piece.size
 
     async def aclose(self) -> None:
         pass
