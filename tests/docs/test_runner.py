@@ -8,10 +8,7 @@ from pathlib import Path
 from unittest import SkipTest
 
 import docrunner as docs
-import pytest
 from sybil import Document
-
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 SERVER = """\
 import http.server, sys
