@@ -38,6 +38,15 @@ async def test_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     assert await ask(clock.assistant, "what is the time", ctx) == "It is 12 o'clock in the morning."
 
 
+async def test_clock_keeps_the_name_as_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9.13: slot values keep the recognized casing."""
+    monkeypatch.setattr(clock, "now", lambda: dt.datetime(2026, 11, 26, 9, 30))
+    ctx: dict[str, object] = {}
+    assert await ask(clock.assistant, "My name is Alice.", ctx) == "Nice to meet you, Alice."
+    assert await ask(clock.assistant, "What time is it?", ctx) == "It is 9:30 in the morning, Alice."
+    assert await ask(clock.assistant, "call me Mary Jane", ctx) == "Nice to meet you, Mary Jane."
+
+
 async def test_robot_keeps_state() -> None:
     ctx: dict[str, object] = {}
     assert await ask(robot.assistant, "Go forward ten meters.", ctx) == "Moving forward 10 meters."

@@ -1,5 +1,5 @@
 """A clock and timer assistant: "what time is it?", "what day is it?",
-"set a timer for five minutes", "how long is left?", "cancel the timer"."""
+"set a timer for five minutes", "how long is left?", "cancel the timer", "my name is Ada"."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def _duration(seconds: float) -> str:
 @assistant.intent("what time is it [now]", "what's the time", "what is the time [now]",
                   "tell me the time")
 async def time_now(turn: Turn) -> str:
-    return f"It is {_say_time(now())}."
+    name = turn.context.get("name")
+    return f"It is {_say_time(now())}{f', {name}' if name else ''}."
 
 
 @assistant.intent("what day is it [today]", "what's the date [today]", "what is the date [today]",
@@ -83,6 +84,13 @@ async def cancel_timer(turn: Turn) -> str:
     if turn.context.pop("timer_ends", None) is None:
         return "There is no timer to cancel."
     return "Timer cancelled."
+
+
+@assistant.intent("[hello|hi] my name is {name}", "[hello|hi] call me {name}")
+async def introduce(turn: Turn) -> str:
+    name = turn.slots["name"]  # as recognized: "Alice", not "alice"
+    turn.context["name"] = name
+    return f"Nice to meet you, {name}."
 
 
 @assistant.fallback

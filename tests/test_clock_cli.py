@@ -1,5 +1,6 @@
-"""Issue 9.12 through the command line: the clock's timer on a file read without ``--realtime``
-fires on the file's own time (espeak-ng speech, moonshine recognition)."""
+"""The clock example through the command line (espeak-ng speech, moonshine recognition): its timer
+on a file read without ``--realtime`` fires on the file's own time (issue 9.12), and a name keeps
+its capital (issue 9.13)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 def _spoken(tmp_path: Path, text: str, silence_after: float) -> Path:
     raw = tmp_path / "raw.wav"
-    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)
+    subprocess.run(["espeak-ng", "-s", "140", "-w", str(raw), text], check=True)
     with wave.open(str(raw)) as w:
         rate = w.getframerate()
         audio = np.frombuffer(w.readframes(w.getnframes()), np.int16)
@@ -46,3 +47,8 @@ def test_timer_fires_on_file_time(tmp_path: Path) -> None:
 def test_timer_past_the_end_of_the_file_is_dropped(tmp_path: Path) -> None:
     path = _spoken(tmp_path, "Set a timer for three seconds.", silence_after=1.0)
     assert _replies(path) == ["Timer set for 3 seconds."]
+
+
+def test_name_keeps_its_capital(tmp_path: Path) -> None:
+    path = _spoken(tmp_path, "Hello, my name is Peter.", silence_after=1.0)
+    assert _replies(path) == ["Nice to meet you, Peter."]
