@@ -14,6 +14,10 @@ The built-in demo asks a question, then talks over the (long) answer with "go fo
 meters": the answer stops within one audio chunk, the model calls ``move`` through the robot
 assistant below, and speaks the result. Events are printed as they happen; the agent's audio is
 written to ``--output`` (a WAV file).
+
+The same conversation needs no code from the command line, against any emulator or the service::
+
+    voicekit run robot --agent qwen3.5-omni-plus-realtime --input me.wav --output replies.wav
 """
 
 from __future__ import annotations

@@ -235,3 +235,16 @@ def test_voicekit_run_agent_refuses_bad_settings_in_one_line(emulator: Emulator,
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_omni_agent_example_runs_its_demo(tmp_path: Path) -> None:
+    """examples/omni_agent.py without a key: its own emulator, a barge-in, a tool call, a clean end."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "omni_agent.py"
+    out = tmp_path / "agent.wav"
+    done = subprocess.run([sys.executable, str(example), "--output", str(out)], capture_output=True, text=True,
+                          timeout=240, env=_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "misnesting" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    heard = done.stdout[done.stdout.index("conversation as the user heard it:"):]
+    assert "[interrupted]" in heard and "tool      move(" in heard and "Moved forward 10 meters." in heard, heard
+    assert out.stat().st_size > 44
