@@ -170,6 +170,9 @@ def evaluate_python(example: Example) -> None:
     __tracebackhide__ = True
     env: DocsEnv = example.namespace["_docs_env"]
     workdir = env.workdir(example.document)
+    named = re.match(r"# ([\w.-]+\.py)[ \t]*\n", str(example.parsed))
+    if named:  # a block that starts with `# my_bot.py` is that file: save it for the commands after it
+        (workdir / named.group(1)).write_text(str(example.parsed))
     source = pad(example.parsed, example.line + example.parsed.line_offset)
     code = compile(source, example.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
     try:

@@ -86,3 +86,9 @@ def test_every_file_the_docs_name_is_provided(tmp_path: Path) -> None:
     docs._make_samples(tmp_path)
     for name in ("question.wav", "talk.mp3", "call.mp3", "meeting.m4a", "b.flac", "audio.raw", "words.txt"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_a_block_naming_a_file_is_saved_for_the_commands_after_it(tmp_path: Path) -> None:
+    out = run_markdown(tmp_path, "```python\n# greet.py\nWORD = 'hi'\n```\n\n"
+                                 "```console\n$ python -c 'import greet; print(greet.WORD)'\nhi\n```\n")
+    assert out == ["ok", "ok"]
