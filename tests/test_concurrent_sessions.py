@@ -145,3 +145,40 @@ def test_model_cache_loads_once_across_threads_and_retries_failures() -> None:
             cache.get("other", broken)
     assert cache.load_count("other") == 0
     assert cache.get("other", object) is cache.get("other", broken)
+
+
+@pytest.mark.slow
+@pytest.mark.realspeech
+async def test_pocketsphinx_sessions_reuse_decoders_across_engines() -> None:
+    """PocketSphinx keeps search state in its decoder: concurrent streams need one each, but no
+    decoder is ever loaded twice for the same model set-up, whichever engine asks."""
+    import trio
+
+    from voicekit import events as ev
+    from voicekit.audio.sources import FileSource
+    from voicekit.plugins.build import load_assistant, make_asr, make_vad
+    from voicekit.session import Session, SessionConfig
+
+    robot = load_assistant("robot")
+    heard: list[str] = []
+
+    async def one(asr: object) -> None:
+        s = Session(FileSource(str(speech("goforward")), sample_rate=16000), asr=asr,  # type: ignore[arg-type]
+                    vad=make_vad("webrtc"), assistant=robot, config=SessionConfig(use_grammar=True))
+        async with trio.open_nursery() as n:
+            n.start_soon(s.run)
+            async for e in s.events():
+                if isinstance(e, ev.Transcript) and e.is_final:
+                    heard.append(e.text)
+
+    engines = [make_asr("pocketsphinx"), make_asr("pocketsphinx")]
+    pool = engines[0]._pool  # type: ignore[attr-defined]
+    assert engines[1]._pool is pool  # type: ignore[attr-defined]
+    idle, built = len(pool), pool.built
+    for _ in range(2):
+        async with trio.open_nursery() as n:
+            for i in range(3):
+                n.start_soon(one, engines[i % 2])
+    assert heard == ["go forward ten meters"] * 6
+    assert pool.built - built == max(0, 3 - idle)  # the second round loaded nothing
+    assert len(pool) == max(idle, 3)

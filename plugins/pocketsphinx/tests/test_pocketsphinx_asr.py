@@ -333,6 +333,7 @@ async def test_cancelled_stream_leaves_the_engine_usable() -> None:
     engine = PocketSphinxASR()
     clip = read("goforward")
     grammar = ASRConfig(grammar=goforward_grammar())
+    idle = len(engine._pool)  # idle decoders are shared by the engines of the process
     with trio.CancelScope() as scope:
         async with engine.open_stream(grammar) as stream:
             await stream.speech_started(0.0)
@@ -342,7 +343,7 @@ async def test_cancelled_stream_leaves_the_engine_usable() -> None:
                     scope.cancel()  # mid-utterance, decoder busy with an open utterance
                     await trio.sleep(0)
     assert scope.cancelled_caught
-    assert len(engine._pool) == 1
+    assert len(engine._pool) == max(idle, 1)
     # the decoder was cleaned and pooled: the next stream reuses it and decodes from scratch
     results = await decode(engine, ASRConfig(keywords=("forward",)), [clip], [(0.0, clip.duration)])
     assert finals(results)[0].text == "forward"

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Literal, TypeVar
@@ -33,6 +34,7 @@ import trio
 from voicekit.asr.base import ASRCapabilities, ASRConfig, TranscriptResult, Word
 from voicekit.audio.frame import SAMPLE_WIDTH, AudioFrame
 from voicekit.errors import ASRError, ConfigError
+from voicekit.modelcache import shared_model
 from voicekit.plugins.options import Option
 from voicekit_pocketsphinx.jsgf import GrammarError, check_grammar
 
@@ -43,7 +45,39 @@ RATE = 16000
 FRAME_RATE = 100  # PocketSphinx feature frames per second (its "frate")
 _BYTES_PER_S = RATE * SAMPLE_WIDTH
 _KEYWORD = re.compile(r"^(?P<phrase>[^/]*?)\s*(?:/(?P<threshold>[^/]*)/)?\s*$")
-_POOL_MAX = 2
+_POOL_MAX = 4  # idle decoders kept per model set-up
+
+
+class DecoderPool:
+    """Idle decoders of one model set-up (acoustic model, dictionary, language model, options),
+    shared by every engine of the process that uses that set-up. A PocketSphinx decoder holds its
+    search state next to the model, so each stream needs a decoder of its own while it runs; when
+    it ends, the cleaned decoder waits here for the next stream, and is never loaded again.
+    ``built`` counts the decoders this pool ever loaded. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Decoder] = []
+        self.built = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def take(self) -> _Decoder | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def give(self, dec: _Decoder) -> None:
+        with self._lock:
+            if len(self._idle) < _POOL_MAX:
+                self._idle.append(dec)
+
+    def build(self, engine: PocketSphinxASR) -> _Decoder:
+        dec = _Decoder(engine)
+        with self._lock:
+            self.built += 1
+        return dec
 
 
 def _model_dir() -> str:
@@ -243,7 +277,10 @@ class PocketSphinxASR:
                 parse_keywords(self.keywords, self.kws_threshold)
             except ASRError as exc:
                 raise ConfigError(str(exc)) from exc
-        self._pool: list[_Decoder] = []
+        # idle decoders are shared process-wide by engines with the same model set-up
+        self._pool: DecoderPool = shared_model(
+            ("pocketsphinx", self.hmm, self.dictionary, self.lm, self.loglevel,
+             repr(sorted(self.decoder_options.items())), repr(sorted(self.words.items()))), DecoderPool)
         self._names = itertools.count(1)
 
     @staticmethod
@@ -279,7 +316,7 @@ class PocketSphinxASR:
     def _prepare(self, dec: _Decoder | None, mode: Mode, config: ASRConfig,
                  keywords: tuple[Keyword, ...], words: list[tuple[str, int | None]]) -> _Decoder:
         """Worker thread: get a decoder and make the stream's search active."""
-        dec = dec or _Decoder(self)
+        dec = dec or self._pool.build(self)
         if mode == "dictation":
             if not dec.has_lm:
                 try:
@@ -357,12 +394,12 @@ class PocketSphinxASR:
         elif mode == "keywords":
             keywords = parse_keywords(config.keywords, self.kws_threshold)
             words = [(w, None) for kw in keywords for w in kw.phrase.split()]
-        pooled = self._pool.pop() if self._pool else None
+        pooled = self._pool.take()
         try:
             dec = await self.run(self._prepare, pooled, mode, config, keywords, words)
         except BaseException:
             if pooled is not None:
-                self._pool.append(pooled)
+                self._pool.give(pooled)
             raise
         stream = PocketSphinxStream(self, dec, mode)
         try:
@@ -377,8 +414,8 @@ class PocketSphinxASR:
                     clean = True
                 except Exception:
                     clean = False
-            if clean and len(self._pool) < _POOL_MAX:
-                self._pool.append(dec)
+            if clean:
+                self._pool.give(dec)
 
 
 @attrs.define
