@@ -331,6 +331,16 @@ async def test_sync_handler_answers_from_its_thread(autojump_clock: trio.testing
     assert replies(tl) == ["From a thread.", "Hello there."]
 
 
+async def test_sync_handler_can_announce(autojump_clock: trio.testing.MockClock) -> None:
+    def hostile(turn: Turn) -> str:
+        turn.announce("Later.", after=1)
+        return "Now."
+
+    tl = await run_hostile(hostile)
+    assert not tl.of(ev.Error)
+    assert replies(tl) == ["Now.", "Later.", "Hello there."]
+
+
 # -- announcements -------------------------------------------------------------------------------
 
 

@@ -122,6 +122,12 @@ async def _run(handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
     if is_async_handler(handler):
         result = handler(turn)
     else:
+        schedule = turn.scheduler
+        if schedule is not None:  # announcements are scheduled on the session's trio thread
+            def from_thread(text: str, after: float) -> Any:
+                return trio.from_thread.run_sync(schedule, text, after)
+
+            turn = attrs.evolve(turn, scheduler=from_thread)
         result = await trio.to_thread.run_sync(handler, turn, abandon_on_cancel=True, limiter=threads)
     if inspect.isawaitable(result) and not hasattr(result, "__aiter__"):
         result = await result
