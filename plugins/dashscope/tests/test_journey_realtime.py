@@ -248,3 +248,12 @@ def test_the_omni_agent_example_runs_its_demo(tmp_path: Path) -> None:
     heard = done.stdout[done.stdout.index("conversation as the user heard it:"):]
     assert "[interrupted]" in heard and "tool      move(" in heard and "Moved forward 10 meters." in heard, heard
     assert out.stat().st_size > 44
+
+
+def test_voicekit_run_without_an_assistant_or_agent_says_what_to_give() -> None:
+    done = subprocess.run([VOICEKIT, "run", "--input", str(speech("goforward")), "--output", "none"],
+                          capture_output=True, text=True, timeout=60, env=_env())
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "voicekit: error: voicekit run: name an assistant (see 'voicekit plugins') or module:attribute, "
+        "or talk to a realtime model with --agent MODEL"]
