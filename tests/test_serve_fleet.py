@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from voicekit.testing.data import speech
 
@@ -81,7 +81,7 @@ async def http_get(port: int, path: str) -> bytes:
     async with stream:
         await stream.send_all(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
         data = b""
-        with trio.fail_after(5):
+        with trio.fail_after(10):
             while chunk := await stream.receive_some(65536):
                 data += chunk
     return data.partition(b"\r\n\r\n")[2]
@@ -92,7 +92,11 @@ async def start_worker(tmp: Path, name: str, *options: str) -> Worker:
     with open(log, "wb") as out:
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "voicekit.cli.main", "serve", "robot", "--asr", "pocketsphinx", "--tts", "none",
-             "--port", "0", "--refuse-at-upgrade", "--max-pending-per-address", "64", "-v", *options],
+             "--port", "0", "--refuse-at-upgrade", "--max-pending-per-address", "64",
+             # routing is tested here, on a shared 2-core machine where pocketsphinx can fall seconds
+             # behind and the event loop lag; shedding and lag refusals are tested in
+             # test_serve_admission.py
+             "--max-backlog", "60", "--max-loop-lag", "2", "-v", *options],
             stdout=subprocess.DEVNULL, stderr=out)
     with trio.fail_after(60):
         while (match := re.search(r"at http://127\.0\.0\.1:(\d+)/", log.read_text(errors="replace"))) is None:
@@ -193,6 +197,7 @@ class Talk:
     close_reason: str | None = None
     go: trio.Event = attrs.Factory(trio.Event)  # set: say the utterance, then end
     closed: trio.Event = attrs.Factory(trio.Event)
+    retries: int = 0
 
     @property
     def finals(self) -> list[str]:
@@ -207,13 +212,40 @@ class Talk:
         return [m["event"]["event"] for m in self.messages if m.get("type") == "event"]
 
 
+class Refused(Exception):
+    pass
+
+
 async def talk(url: str, utterance: bytes, conv: Talk, *, task_status: trio.TaskStatus[None]) -> None:
     """Connect, say hello, report ready; stream silence in real time until ``conv.go`` is set,
-    then the utterance, then ``end``; read everything until the server (or the proxy) closes."""
+    then the utterance, then ``end``; read everything until the server (or the proxy) closes.
+    A retryable refusal (HTTP 503 from the proxy when no worker is ready, or ``busy`` and 1013
+    from a worker) is retried after 0.5, 1, 2, 4 s, as the browser client does."""
+    for attempt in range(5):
+        try:
+            await _talk(url, utterance, conv, task_status)
+            return
+        except BaseException as exc:
+            if not _retryable(exc):
+                raise
+        conv.retries += 1
+        await trio.sleep(0.5 * 2 ** attempt)
+    raise AssertionError(f"no worker took the conversation after {conv.retries} retries")
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_retryable(e) for e in exc.exceptions)
+    return isinstance(exc, Refused) or (isinstance(exc, ConnectionRejected) and exc.status_code == 503)
+
+
+async def _talk(url: str, utterance: bytes, conv: Talk, task_status: trio.TaskStatus[None]) -> None:
     try:
         async with open_websocket_url(url) as ws:
             await ws.send_message(json.dumps({"type": "hello", "sample_rate": 16000, "client": "fleet test"}))
             ready = json.loads(await ws.get_message())
+            if ready["type"] == "error" and ready["code"] == "busy":
+                raise Refused(ready["message"])
             assert ready["type"] == "ready", ready
             conv.session_id = ready["session_id"]
             task_status.started()
@@ -294,7 +326,7 @@ async def test_sessions_spread_and_a_full_worker_gets_no_new_ones(tmp_path: Path
             # refused with 503 at the upgrade and HAProxy retries another worker
             through = await open_talks(nursery, f.url, utterance, 4)
             assert all(f.worker_of(c.session_id) is not w1 for c in through)
-            await f.wait_status("worker1", "DOWN", 5)  # the health check saw the 503 of /readyz
+            await f.wait_status("worker1", "DOWN", 10)  # the health check saw the 503 of /readyz
             # worker2 and worker3 are full now too; worker1 frees up and comes back into rotation
             await finish(direct)
             for conv in direct:
@@ -317,8 +349,8 @@ async def test_sigterm_drains_a_worker(tmp_path: Path, utterance: bytes) -> None
     """SIGTERM: the worker answers /readyz 503 at once, gets no new conversation, lets one that
     ends in time finish normally, closes the one that does not with 1012 at --drain-timeout (its
     client reconnects and lands on the other worker), then exits 0."""
-    with trio.fail_after(150):
-        async with fleet(tmp_path, 2, "--max-sessions", "6", "--drain-timeout", "8") as f, \
+    with trio.fail_after(200):
+        async with fleet(tmp_path, 2, "--max-sessions", "6", "--drain-timeout", "20") as f, \
                 trio.open_nursery() as nursery:
             talks = await open_talks(nursery, f.url, utterance, 4)
             by_worker = {w.name: [c for c in talks if f.worker_of(c.session_id) is w] for w in f.workers}
@@ -326,17 +358,17 @@ async def test_sigterm_drains_a_worker(tmp_path: Path, utterance: bytes) -> None
             a, b = f.workers
             finishing, lingering = by_worker[a.name]
             a.proc.send_signal(signal.SIGTERM)
-            with trio.fail_after(3):
+            with trio.fail_after(10):
                 while (await a.ready())["reason"] != "draining":
                     await trio.sleep(0.05)
             finishing.go.set()  # says its utterance and ends while the worker drains
             newcomers = await open_talks(nursery, f.url, utterance, 2)
             assert all(f.worker_of(c.session_id) is b for c in newcomers)
-            with trio.fail_after(20):
+            with trio.fail_after(30):
                 await finishing.closed.wait()
             assert_finished_normally(finishing)
             assert a.proc.returncode is None  # still draining: lingering has not ended
-            with trio.fail_after(20):
+            with trio.fail_after(30):
                 await lingering.closed.wait()
             assert lingering.close_code == 1012 and lingering.close_reason == "server restarting"
             assert lingering.errors == ["restarting"]
@@ -379,5 +411,5 @@ async def test_sigkill_loses_only_that_workers_conversations(tmp_path: Path, utt
             await finish([*kept, *newcomers])
             for conv in [*kept, *newcomers]:
                 assert_finished_normally(conv)
-            await f.wait_status(a.name, "DOWN", 5)
+            await f.wait_status(a.name, "DOWN", 10)
             nursery.cancel_scope.cancel()
