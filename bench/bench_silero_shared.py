@@ -34,10 +34,10 @@ import wave
 
 def child(mode: str, n: int, seconds: float) -> dict[str, float]:
     import trio
-
-    from voicekit.testing.data import librivox_clips
     from voicekit_silero import SileroVAD
     from voicekit_silero.vad import batcher
+
+    from voicekit.testing.data import librivox_clips
 
     pcm = b"".join(wave.open(str(p)).readframes(10**9) for p, _ in librivox_clips())
     need = int(seconds * 16000) * 2
