@@ -102,7 +102,8 @@ def _run(items: Sequence[Item], reporter: Reporter, *, cluster: str, workers: in
     try:
         if address is None:
             n = workers or os.cpu_count() or 1
-            ray.init(num_cpus=n, object_store_memory=80 * 1024 * 1024, **quiet)
+            # address="local": always a new Ray of our own, even if another one runs on this machine
+            ray.init(address="local", num_cpus=n, object_store_memory=80 * 1024 * 1024, **quiet)
         else:
             ray.init(address=address, **quiet)
     except ConnectionError as exc:
