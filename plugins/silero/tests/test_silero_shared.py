@@ -124,7 +124,7 @@ def test_windows_of_many_streams_are_scored_in_one_batch(inference: str) -> None
 def test_real_clock_uses_a_worker_thread_and_stays_exact() -> None:
     pcm = goforward()[: 16000 * 2 * 2]
     clips = [pcm, pcm[6400:] + pcm[:6400]]
-    vads = [SileroVAD(frame_ms=20) for _ in clips]
+    vads = [SileroVAD(frame_ms=20, inference="auto") for _ in clips]
     results: list[list[float]] = [[] for _ in clips]
     threads: set[str] = set()
     model = vads[0].model
@@ -175,16 +175,42 @@ def test_a_cancelled_prepare_loses_nothing() -> None:
 def test_prepare_on_one_stream_twice_at_once_is_refused() -> None:
     vad = SileroVAD(frame_ms=32, inference="inline")
     pcm = goforward()[: 512 * 2 * 8]
+    errors: list[str] = []
+
+    async def call() -> None:
+        try:
+            await vad.prepare(pcm)
+        except RuntimeError as exc:
+            errors.append(str(exc))
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(vad.prepare, pcm)
-            await trio.lowlevel.checkpoint()
-            with pytest.raises(RuntimeError, match="already running"):
-                await vad.prepare(pcm)
+            nursery.start_soon(call)
+            nursery.start_soon(call)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(errors) == 1 and "already running" in errors[0]
 
 
 def test_load_model_is_the_shared_one() -> None:
     assert load_model() is SileroVAD().model
+
+
+def test_batched_scoring_in_a_fresh_interpreter_with_the_default_and_auto_modes() -> None:
+    """What a program meets: nothing imported but trio and the plugin."""
+    import subprocess
+    import sys
+
+    code = (
+        "import trio\n"
+        "from voicekit_silero import SileroVAD\n"
+        "async def main():\n"
+        "    vads = [SileroVAD(frame_ms=32), SileroVAD(frame_ms=32, inference='auto')]\n"
+        "    for v in vads:\n"
+        "        await v.prepare(bytes(1024))\n"
+        "    print([v.is_speech(bytes(1024)) for v in vads])\n"
+        "trio.run(main)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[False, False]"
