@@ -79,7 +79,7 @@ class Worker:
 async def http_get(port: int, path: str) -> bytes:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         data = b""
         with trio.fail_after(10):
             while chunk := await stream.receive_some(65536):
@@ -413,3 +413,78 @@ async def test_sigkill_loses_only_that_workers_conversations(tmp_path: Path, utt
                 assert_finished_normally(conv)
             await f.wait_status(a.name, "DOWN", 10)
             nursery.cancel_scope.cancel()
+
+
+async def test_browser_page_reconnects_to_another_worker_after_a_drain(tmp_path: Path) -> None:
+    """The real page (voicekit/serve/static) in headless Chromium, through HAProxy: when its
+    worker drains and closes the conversation with 1012, the page opens a new one by itself, at
+    the same URL, and HAProxy gives it to the other worker."""
+    from test_serve_chromium import CHROMIUM, DevTools
+    from test_serve_chromium import http_get as devtools_get
+
+    if CHROMIUM is None:
+        pytest.fail("needs the chromium binary (apt-get install chromium; 'make test' installs it)", pytrace=False)
+    mic = tmp_path / "mic.wav"  # the fake microphone: silence, played in a loop (the page never stops)
+    with wave.open(str(mic), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        out.writeframes(b"\0" * 2 * 48000 * 2)
+    profile = tmp_path / "profile"
+    with trio.fail_after(120), open(tmp_path / "chromium.log", "wb") as log:
+        async with fleet(tmp_path, 2, "--drain-timeout", "1") as f:
+            page = f"http://127.0.0.1:{f.lb_port}/"
+            browser = await trio.lowlevel.open_process(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream",
+                 "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic}",
+                 "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0",
+                 f"{page}?autostart=1"],
+                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+            try:
+                port_file = profile / "DevToolsActivePort"
+                while not port_file.exists() or not port_file.read_text().strip():
+                    await trio.sleep(0.05)
+                port = int(port_file.read_text().split()[0])
+                page_ws = ""
+                while not page_ws:
+                    try:
+                        targets = json.loads(await devtools_get(port, "/json/list"))
+                    except (OSError, json.JSONDecodeError):
+                        targets = []
+                    page_ws = next((t["webSocketDebuggerUrl"] for t in targets
+                                    if t.get("type") == "page" and t.get("url", "").startswith(page)), "")
+                    await trio.sleep(0.1)
+                async with open_websocket_url(page_ws, max_message_size=16 * 2**20) as ws:
+                    tools = DevTools(ws)
+
+                    async def state() -> dict[str, Any]:
+                        return dict(json.loads(await tools.evaluate("JSON.stringify(window.voicekit || null)"))
+                                    or {})
+
+                    while not (st := await state()).get("ready"):
+                        assert not st.get("errors"), st.get("errors")
+                        await trio.sleep(0.1)
+                    first = st["ready"]["session_id"]
+                    drained = f.worker_of(first)
+                    other = next(w for w in f.workers if w is not drained)
+                    drained.proc.send_signal(signal.SIGTERM)
+                    while not ((st := await state()).get("ready") and st["ready"]["session_id"] != first):
+                        await trio.sleep(0.1)
+                    assert st["reconnects"] == 1 and st["sessions"] == [first, st["ready"]["session_id"]], st
+                    assert st["close"] == {"code": 1012, "reason": "server restarting"}, st["close"]
+                    assert st["status"] == "listening", st["status"]
+                    assert [e for e in st["errors"] if "restarting" in e], st["errors"]  # what the page showed
+                    assert f.worker_of(st["ready"]["session_id"]) is other
+                    sent = st["chunksSent"]
+                    while (await state())["chunksSent"] < sent + 25:  # the microphone streams to the new one
+                        await trio.sleep(0.1)
+                with trio.fail_after(15):
+                    await drained.proc.wait()
+                assert drained.proc.returncode == 0
+            finally:
+                if browser.returncode is None:
+                    os.killpg(browser.pid, signal.SIGKILL)
+                with trio.move_on_after(10):
+                    await browser.wait()
