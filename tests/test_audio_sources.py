@@ -623,3 +623,30 @@ async def test_truncation_warning_reaches_on_warning(tmp_path: Path) -> None:
     frames = await read_all(FileSource(cut, on_warning=seen.append))
     assert frames[-1].end == pytest.approx(1.0)
     assert len(seen) == 1 and "may be truncated" in seen[0] and "3.0 s" in seen[0]
+
+
+def test_two_trio_runs_in_two_threads_decode_at_once(tmp_path: Path) -> None:
+    """An embedding program may run trio in several threads: the decoders' thread limits are per run."""
+    import threading
+
+    path = write_wav(tmp_path / "t.wav", tone(3.0, 16000), 16000)
+    results: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def one() -> None:
+        async def main() -> int:
+            start.wait()
+            return sum(f.samples for f in await read_all(FileSource(path, sample_rate=16000)))
+
+        try:
+            results.append(trio.run(main))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and results == [48000, 48000]

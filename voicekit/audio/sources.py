@@ -36,10 +36,34 @@ from voicekit.logging import get_logger
 
 log = get_logger("voicekit.audio")
 
-#: Decoding threads running at once, over every FileSource in the process.
-DECODE_LIMITER: Final = trio.CapacityLimiter(max(2, min(8, os.cpu_count() or 2)))
-#: Threads blocked reading a PCM stream (stdin and the like).
-READ_LIMITER: Final = trio.CapacityLimiter(16)
+#: Decoding threads running at once, over every FileSource of one trio run.
+DECODE_THREADS: Final = max(2, min(8, os.cpu_count() or 2))
+#: Threads blocked reading a PCM stream (stdin and the like), per trio run.
+READ_THREADS: Final = 16
+
+# A CapacityLimiter belongs to one trio run: a module-level one breaks a program that runs trio in
+# two threads at once (``task._runner is self``). One limiter of each kind per run instead.
+_DECODE_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("voicekit_decode_limiter")
+_READ_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("voicekit_read_limiter")
+
+
+def _run_limiter(var: trio.lowlevel.RunVar[trio.CapacityLimiter], size: int) -> trio.CapacityLimiter:
+    try:
+        return var.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(size)
+        var.set(limiter)
+        return limiter
+
+
+def decode_limiter() -> trio.CapacityLimiter:
+    """The limiter of decoding threads for the current trio run."""
+    return _run_limiter(_DECODE_LIMITER, DECODE_THREADS)
+
+
+def read_limiter() -> trio.CapacityLimiter:
+    """The limiter of threads reading PCM streams for the current trio run."""
+    return _run_limiter(_READ_LIMITER, READ_THREADS)
 #: Seconds of audio decoded per worker-thread hop.
 BATCH_SECONDS: Final = 1.0
 #: Bytes read from a PCM stream per call.
@@ -583,7 +607,7 @@ class FileSource:
     async def probe(self) -> AudioInfo:
         """The file's header information (read in a worker thread)."""
         if self.info is None:
-            self.info = await trio.to_thread.run_sync(probe, self.path, limiter=DECODE_LIMITER)
+            self.info = await trio.to_thread.run_sync(probe, self.path, limiter=decode_limiter())
         return self.info
 
     def frames(self) -> AsyncGenerator[AudioFrame, None]:
@@ -607,7 +631,7 @@ class FileSource:
         decoder, self._pending = self._pending, None
         if decoder is None:
             decoder = await trio.to_thread.run_sync(
-                _Decoder, self.path, self.sample_rate, self.channels, self.start, limiter=DECODE_LIMITER)
+                _Decoder, self.path, self.sample_rate, self.channels, self.start, limiter=decode_limiter())
         try:
             self.info = decoder.info
             chunker = _Chunker(self.sample_rate, self.channels, self.chunk_ms, self.realtime, t0=self.start)
@@ -615,7 +639,7 @@ class FileSource:
             eof = False
             while not eof and not self._owner.closed:
                 samples, eof = await trio.to_thread.run_sync(decoder.read_batch, batch,
-                                                             limiter=DECODE_LIMITER)
+                                                             limiter=decode_limiter())
                 self._report(decoder)
                 for frame in chunker.cut(samples, final=eof):
                     await chunker.pace(frame)
@@ -676,7 +700,7 @@ class PCMSource:
         read: Callable[[int], bytes] = getattr(stream, "read1", None) or stream.read
 
         async def read_blocking() -> bytes | None:
-            data = await trio.to_thread.run_sync(read, READ_SIZE, limiter=READ_LIMITER,
+            data = await trio.to_thread.run_sync(read, READ_SIZE, limiter=read_limiter(),
                                                  abandon_on_cancel=True)
             if data is None:  # a non-blocking file object with nothing to read yet
                 await trio.sleep(0.005)
