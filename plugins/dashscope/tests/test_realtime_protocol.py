@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from voicekit_dashscope.errors import ProtocolError
 from voicekit_dashscope.protocol.realtime import (
-    CLIENT_TYPES as _CLIENT_TYPES,
-    SERVER_TYPES as _SERVER_TYPES,
+    CLIENT_TYPES,
     MODELS,
+    SERVER_TYPES,
     AudioAppend,
     AudioCommit,
     AudioDelta,
@@ -20,8 +20,6 @@ from voicekit_dashscope.protocol.realtime import (
     ErrorEvent,
     ItemCreate,
     ItemTruncate,
-    RealtimeProtocolError,
-    RealtimeStateError,
     ResponseCancel,
     ResponseCreate,
     ResponseCreated,
@@ -175,7 +173,7 @@ def test_round_trip_of_every_event_kind() -> None:
     ('{"type": "teleport"}', "invalid event type"), ("[" * 100000, "not valid JSON"),
 ])
 def test_malformed_client_frames_are_typed_errors(frame: str, match: str) -> None:
-    with pytest.raises(RealtimeProtocolError, match=match):
+    with pytest.raises(ProtocolError, match=match):
         decode_client(frame)
 
 
@@ -187,30 +185,30 @@ def _open_client(model: Any = PLUS) -> tuple[ClientRealtimeProtocol, ServerRealt
 
 def test_client_state_machine_rejects_out_of_order_traffic() -> None:
     cli = ClientRealtimeProtocol(PLUS)
-    with pytest.raises(RealtimeStateError, match=r"before session.created"):
+    with pytest.raises(ProtocolError, match=r"before session.created"):
         cli.send(AudioAppend(audio=b"\0\0"))
-    with pytest.raises(RealtimeStateError, match=r"expected session.created"):
+    with pytest.raises(ProtocolError, match=r"expected session.created"):
         cli.receive('{"type": "session.updated", "session": {}}')
     cli, srv = _open_client()
-    with pytest.raises(RealtimeStateError, match=r"second session.created"):
+    with pytest.raises(ProtocolError, match=r"second session.created"):
         cli.receive('{"type": "session.created", "session": {}}')
-    with pytest.raises(RealtimeStateError, match="manual mode"):
+    with pytest.raises(ProtocolError, match="manual mode"):
         cli.send(AudioCommit())
-    with pytest.raises(RealtimeStateError, match="no response in progress"):
+    with pytest.raises(ProtocolError, match="no response in progress"):
         cli.send(ResponseCancel())
-    with pytest.raises(RealtimeStateError, match="unknown response"):
+    with pytest.raises(ProtocolError, match="unknown response"):
         cli.receive('{"type": "response.audio.delta", "response_id": "r9", "delta": ""}')
-    with pytest.raises(RealtimeStateError, match=r"without session.finish"):
+    with pytest.raises(ProtocolError, match=r"without session.finish"):
         cli.receive('{"type": "session.finished"}')
     c3, _ = _open_client(OMNI3)
     with pytest.raises(ConfigError, match="semantic_vad"):
         c3.send(SessionUpdate(session=SessionConfig(turn_detection=TurnDetection("semantic_vad"))))
     asr, _ = _open_client(ASR)
-    with pytest.raises(RealtimeStateError, match="only transcribes"):
+    with pytest.raises(ProtocolError, match="only transcribes"):
         asr.send(ResponseCreate())
     # a response: created -> deltas -> done; later deltas of it are stale
     cli.receive(srv.send(ResponseCreated(response={"id": "r1", "status": "in_progress"})))
-    with pytest.raises(RealtimeStateError, match="still in progress"):
+    with pytest.raises(ProtocolError, match="still in progress"):
         cli.receive('{"type": "response.created", "response": {"id": "r2"}}')
     delta = decode_server(srv.send(AudioDelta(response_id="r1", delta=b"\0\0")))
     assert not cli.is_stale(delta)
@@ -218,10 +216,10 @@ def test_client_state_machine_rejects_out_of_order_traffic() -> None:
     cli.receive(srv.send(ResponseDone(response={"id": "r1", "status": "cancelled"})))
     assert cli.is_stale(cli.receive(srv.send(AudioDelta(response_id="r1", delta=b"\0\0"))))
     cli.send(SessionFinish())
-    with pytest.raises(RealtimeStateError, match=r"after session.finish"):
+    with pytest.raises(ProtocolError, match=r"after session.finish"):
         cli.send(AudioAppend(audio=b"\0\0"))
     cli.receive(srv.send(SessionFinished()))
-    with pytest.raises(RealtimeStateError, match=r"after session.finished"):
+    with pytest.raises(ProtocolError, match=r"after session.finished"):
         cli.receive('{"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "i"}')
 
 
@@ -271,7 +269,7 @@ _fields = ["session", "audio", "delta", "response", "response_id", "item_id", "i
 _frames = st.one_of(
     st.text(max_size=200),
     st.builds(lambda t, body: json.dumps({"type": t, **body}),
-              st.sampled_from(sorted({*_CLIENT_TYPES, *_SERVER_TYPES, "x"})),
+              st.sampled_from(sorted({*CLIENT_TYPES, *SERVER_TYPES, "x"})),
               st.dictionaries(st.sampled_from(_fields), _json, max_size=5)),
 )
 
@@ -282,7 +280,7 @@ def test_fuzz_decoders_raise_only_typed_errors(frame: str) -> None:
     for decode in (decode_client, decode_server):
         try:
             decode(frame)
-        except RealtimeProtocolError:
+        except ProtocolError:
             pass
 
 
@@ -293,9 +291,23 @@ def test_fuzz_state_machines_never_crash(frames: list[str]) -> None:
     for frame in frames:
         try:
             cli.receive(frame)
-        except (RealtimeProtocolError, RealtimeStateError):
+        except ProtocolError:
             pass
         out = srv.receive(frame)  # the server never raises: it answers with an error event
         assert isinstance(out, Violation) or out.TYPE
         if isinstance(out, Violation):
             assert decode_server(srv.send(out.reply)).error.message  # type: ignore[union-attr]
+
+
+def test_one_protocol_error_and_one_violation_for_every_dashscope_protocol() -> None:
+    """The realtime and task protocols share the plugin's ProtocolError and one Violation type;
+    the realtime error names of earlier releases are that same class."""
+    from voicekit_dashscope.protocol import realtime, task
+    from voicekit_dashscope.protocol._util import Violation as SharedViolation
+
+    assert realtime.RealtimeProtocolError is ProtocolError and realtime.RealtimeStateError is ProtocolError
+    assert realtime.Violation is SharedViolation and task.Violation is SharedViolation
+    refused = ServerRealtimeProtocol(PLUS).receive('{"type": "no.such.event"}')
+    assert isinstance(refused, SharedViolation) and not refused.close
+    failed = task.ServerTaskProtocol().receive("not json")
+    assert isinstance(failed, SharedViolation) and failed.close
