@@ -102,7 +102,7 @@ class ServeMetrics:
             "voicekit_serve_event_loop_lag_seconds", "How late a timer wakes up on the server's event loop",
             buckets=LAG_BUCKETS, registry=r)
         self.loop_lag_seconds = Gauge(
-            "voicekit_serve_event_loop_lag_recent_seconds", "The largest event-loop lag over the last second",
+            "voicekit_serve_event_loop_lag_recent_seconds", "The mean event-loop lag over the last second",
             registry=r)
         self.ready = Gauge("voicekit_serve_ready", "1 when /readyz answers 200 (accepting conversations)",
                            registry=r)

@@ -82,7 +82,7 @@ METRICS_PATH: Final = "/metrics"
 MAX_REQUEST_HEAD: Final = 8192
 #: Seconds a refused client is asked to wait (``Retry-After``) before it tries again.
 RETRY_AFTER: Final = 2
-#: How often the event-loop lag is sampled, and over how many seconds its recent maximum is kept.
+#: How often the event-loop lag is sampled, and over how many seconds its mean is taken.
 LAG_INTERVAL: Final = 0.05
 LAG_WINDOW: Final = 1.0
 #: How often each conversation's audio backlog is checked.
@@ -159,7 +159,7 @@ class ServeConfig:
     #: Extra page origins allowed to open the WebSocket (``"*"`` = any); the server's own is always allowed.
     allowed_origins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     #: Admission: no new conversation while the event loop wakes up later than this (seconds, the
-    #: largest lag over the last second): the running conversations would be slowed down.
+    #: mean over the last second): the running conversations would be slowed down.
     max_loop_lag: float = attrs.field(default=0.25, validator=_positive("serve", "max_loop_lag"))
     #: A conversation whose oldest unprocessed audio is older than this (seconds) has fallen
     #: behind real time: it is reported and closed (1013, ``overloaded``).
