@@ -97,7 +97,7 @@ def _quiet_fallback() -> Any:
         _Stderr(),
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="iso"), _redact_processor,
-                    structlog.dev.ConsoleRenderer(colors=False)],
+                    structlog.dev.ConsoleRenderer(colors=False), _redact_rendered],
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
     )
 

@@ -227,3 +227,30 @@ async def test_streaming_errors_and_logs_never_hold_the_key(kind: str, code: str
     assert server.connections >= 2
     assert "no error" not in shown, shown
     assert leaked_runs(key, shown) == [], shown
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_log_lines_and_tracebacks_are_masked(configured: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """Fields, reprs, exception text and tracebacks: before rendering and on the rendered line,
+    in the CLI's set-up and in the quiet fallback a library gets before anyone configures logging."""
+    import structlog
+
+    from voicekit.logging import configure, get_logger
+
+    key = canary_key()
+    ApiKey(key)
+    structlog.reset_defaults()
+    if configured:
+        configure("debug")
+    try:
+        try:
+            raise ValueError(f"upstream said {key[:-2]}")
+        except ValueError:
+            get_logger("voicekit.test").warning("failed", exc_info=True, detail=key[3:30],
+                                                headers={"Authorization": f"Bearer {key}"})
+    finally:
+        structlog.reset_defaults()
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "failed" in shown and "Traceback" in shown
+    assert leaked_runs(key, shown) == [], shown
