@@ -29,6 +29,18 @@ class AudioFrame:
     channels: int = attrs.field(default=1, validator=attrs.validators.gt(0))
     timestamp: float = 0.0
 
+    @classmethod
+    def trusted(cls, pcm: bytes, sample_rate: int, channels: int = 1, timestamp: float = 0.0) -> AudioFrame:
+        """A frame built without the validators, for voicekit's own hot paths, whose values are
+        known to be valid (whole int16 samples, positive rate and channel count). Everyone else
+        calls the class as usual."""
+        frame = _new(cls)
+        _set_pcm(frame, pcm)
+        _set_rate(frame, sample_rate)
+        _set_channels(frame, channels)
+        _set_timestamp(frame, timestamp)
+        return frame
+
     @property
     def samples(self) -> int:
         """Samples per channel."""
@@ -71,7 +83,15 @@ class AudioFrame:
         """Cut into chunks of ``samples_per_chunk`` (the last one may be shorter)."""
         step = samples_per_chunk * SAMPLE_WIDTH * self.channels
         return [
-            AudioFrame(self.pcm[i : i + step], self.sample_rate, self.channels,
+            AudioFrame.trusted(self.pcm[i : i + step], self.sample_rate, self.channels,
                        self.timestamp + (i // (SAMPLE_WIDTH * self.channels)) / self.sample_rate)
             for i in range(0, len(self.pcm), step)
         ]
+
+
+# the slot setters, looked up once: AudioFrame.trusted runs once per VAD frame on the live path
+_new = object.__new__
+_set_pcm = AudioFrame.__dict__["pcm"].__set__
+_set_rate = AudioFrame.__dict__["sample_rate"].__set__
+_set_channels = AudioFrame.__dict__["channels"].__set__
+_set_timestamp = AudioFrame.__dict__["timestamp"].__set__

@@ -206,19 +206,49 @@ class HandlerRunner:
         """Handlers the session gave up on that are still running."""
         return [e for e in self.running if e.gave_up_at is not None]
 
+    def start(self, handler: Any, turn: Turn) -> HandlerCall:
+        """Start ``handler(turn)`` now, in a task of the handler nursery: it is called in the
+        scheduler's next round, while the reply task that reads it starts alongside."""
+        what = describe(handler, turn)
+        send, recv = trio.open_memory_channel[object](0)
+        call = HandlerCall(what, recv, trio.CancelScope(), RunningHandler(what, trio.current_time()))
+        self.running.add(call.entry)
+        self.nursery.start_soon(self._task, call.entry, handler, turn, send, call.scope)
+        return call
+
     async def pieces(self, handler: Any, turn: Turn, *, timeout: float, limit: int,
+                     on_cut: Callable[[str, int, int], None]) -> AsyncGenerator[str, None]:
+        """Start the handler and read its reply (see :meth:`HandlerCall.pieces`)."""
+        call = self.start(handler, turn)
+        async for piece in call.pieces(timeout=timeout, limit=limit, on_cut=on_cut):
+            yield piece
+
+
+@attrs.define(eq=False)
+class HandlerCall:
+    """A handler that was started, and the end of the channel its reply comes through."""
+
+    what: str
+    recv: trio.MemoryReceiveChannel[object]
+    scope: trio.CancelScope
+    entry: RunningHandler
+    complete: bool = False  # the whole reply (or the handler's error) was read
+
+    def abandon(self) -> None:
+        """The reply is over: stop the handler if it is still running (a reply cancelled before
+        it read anything, say), and remember when the session gave up on it."""
+        self.scope.cancel()
+        self.recv.close()
+        if not self.complete and not self.entry.done.is_set() and self.entry.gave_up_at is None:
+            self.entry.gave_up_at = trio.current_time()
+
+    async def pieces(self, *, timeout: float, limit: int,
                      on_cut: Callable[[str, int, int], None]) -> AsyncGenerator[str, None]:
         """The handler's reply, piece by piece, each within ``timeout`` seconds of asking for it (the
         time spent speaking a piece does not count against the next one), at most ``limit``
         characters in all. Raises :class:`HandlerError` for a failure, a wrong type, or an overrun."""
-        what = describe(handler, turn)
-        send, recv = trio.open_memory_channel[object](0)
-        scope = trio.CancelScope()
-        entry = RunningHandler(what, trio.current_time())
-        self.running.add(entry)
-        self.nursery.start_soon(self._task, entry, handler, turn, send, scope)
+        what, recv, scope, entry = self.what, self.recv, self.scope, self.entry
         spoken = 0
-        complete = False
         try:
             async with recv:
                 while True:
@@ -227,7 +257,7 @@ class HandlerRunner:
                         try:
                             item = await recv.receive()
                         except trio.EndOfChannel:
-                            complete = True
+                            self.complete = True
                             return
                     if waiting.cancelled_caught:
                         raise HandlerError(f"{what} took longer than {timeout:g} s (handler_timeout); "
@@ -239,7 +269,7 @@ class HandlerRunner:
                             f"session for {late:.1f} s and its late answer is dropped (blocking code belongs "
                             f"in a plain def handler, which runs in a thread)")
                     if isinstance(item, HandlerError):
-                        complete = True
+                        self.complete = True
                         raise item
                     assert isinstance(item, str)
                     if spoken + len(item) > limit:
@@ -252,5 +282,5 @@ class HandlerRunner:
                     yield item
         finally:
             scope.cancel()
-            if not complete and not entry.done.is_set():
+            if not self.complete and not entry.done.is_set():
                 entry.gave_up_at = trio.current_time()

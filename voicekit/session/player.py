@@ -53,6 +53,10 @@ class ReplyPlayer:
         """Write every frame (resampled to the sink) and return the samples written."""
         resampler: StreamResampler | None = None
         chunk = self.sink.sample_rate * self.chunk_ms // 1000
+        if self.pace and isinstance(frames, trio.MemoryReceiveChannel):
+            # paced, each write waits for its moment (a checkpoint): frames already buffered are
+            # taken without a task switch of their own
+            frames = _drain(frames)
         async for frame in frames:
             if frame.sample_rate != self.sink.sample_rate or frame.channels != self.sink.channels:
                 if resampler is None:
@@ -84,3 +88,24 @@ class ReplyPlayer:
             self.on_played(piece)
         self.played += piece.samples
         self._clock_samples += piece.samples
+
+
+class _drain:  # used like a function
+    """The frames of a channel, taking those already buffered without a task switch."""
+
+    def __init__(self, recv: trio.MemoryReceiveChannel[AudioFrame]) -> None:
+        self.recv = recv
+
+    def __aiter__(self) -> _drain:
+        return self
+
+    async def __anext__(self) -> AudioFrame:
+        try:
+            return self.recv.receive_nowait()
+        except trio.WouldBlock:
+            try:
+                return await self.recv.receive()
+            except trio.EndOfChannel:
+                raise StopAsyncIteration from None
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None

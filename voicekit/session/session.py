@@ -17,7 +17,7 @@ import heapq
 import itertools
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -37,7 +37,7 @@ from voicekit.handlers.assistant import Announcement, Assistant, Turn
 from voicekit.handlers.protocol import Handler
 from voicekit.logging import get_logger
 from voicekit.session.channels import BoundedChannel
-from voicekit.session.handling import HandlerRunner, RunningHandler
+from voicekit.session.handling import HandlerCall, HandlerRunner, RunningHandler
 from voicekit.session.interruption import Decision, InterruptionPolicy, VADInterruption
 from voicekit.session.player import ReplyPlayer
 from voicekit.tts.base import TTSEngine
@@ -133,7 +133,10 @@ class Session:
         self._voiced_at = 0.0
         self._in_speech = False
         self._endpointer: Endpointer = Endpointer(vad, self.config.endpointer)
+        self._to_asr: StreamResampler | None = None
+        self._frame_clock: float | None = None  # trio time the latest input frame arrived (paced)
         self._ended = False
+        self._drained = trio.Event()
 
     # -- events -----------------------------------------------------------------------------
 
@@ -162,6 +165,23 @@ class Session:
         it with what it received to see whether the session keeps up with real time."""
         return self._audio_pos
 
+    @property
+    def input_drained(self) -> bool:
+        """Whether :meth:`drained` would return at once."""
+        return self._drained.is_set()
+
+    async def drained(self) -> None:
+        """Wait until the input has ended and everything it held has been processed: every frame
+        went through the VAD, the endpointer and the recognizer, the recognizer gave its last
+        transcript, and each final became a turn (its ``TurnEnded`` and ``IntentMatched`` events
+        are out and its handler has been started). Replies may still be playing; ``run()`` returns
+        once they have finished too. Also returns if the session ends before that (an error, a
+        cancel): check ``SessionEnded.reason``."""
+        await self._drained.wait()
+
+    def _set_drained(self) -> None:
+        self._drained.set()
+
     def _emit(self, event: ev.Event) -> None:
         for sub in self._subscribers:
             sub.put_nowait(event)
@@ -189,16 +209,23 @@ class Session:
                     self._replies = replies
                     self._scheduled = scheduled
                     async with self.asr.open_stream(self._asr_config()) as stream:
-                        audio: BoundedChannel[AudioFrame] = BoundedChannel(
-                            self.config.audio_buffer_frames,
-                            "drop_oldest" if self.config.audio_policy == "drop_oldest" else "block")
+                        audio: BoundedChannel[AudioFrame] | None = None
                         async with trio.open_nursery() as n:
-                            n.start_soon(self._capture, audio)
-                            n.start_soon(self._listen, audio, stream)
+                            if self.config.audio_policy == "drop_oldest":
+                                # a live source must never wait for the pipeline: a task of its
+                                # own reads it into a bounded channel that drops the oldest audio
+                                audio = BoundedChannel(self.config.audio_buffer_frames, "drop_oldest")
+                                n.start_soon(self._capture, audio)
+                                n.start_soon(self._listen, audio, stream)
+                            else:
+                                # the source may wait: it feeds VAD, endpointer and ASR in its own
+                                # task, frame by frame, with no hop between them
+                                n.start_soon(self._listen_inline, stream)
                             n.start_soon(self._recognize, stream)
+                    self._set_drained()
                     await self._say_due_announcements()
                     scheduled.cancel_scope.cancel()  # the input ended: pending announcements are dropped
-                    if audio.dropped:
+                    if audio is not None and audio.dropped:
                         self._emit(ev.Warning(t=self.now(), where="audio",
                                               message="input audio dropped: the pipeline fell behind",
                                               count=audio.dropped))
@@ -219,6 +246,7 @@ class Session:
                 raise leaf from None  # the typed error, not a one-item exception group
             raise
         finally:
+            self._set_drained()  # never leave a drained() waiter behind
             self._report_glitches()
             await self._close_sink(failed)
             self._finish(reason)
@@ -267,66 +295,158 @@ class Session:
                          hotwords=hotwords, context=self.config.context or (a.description if a else None),
                          grammar=grammar)
 
-    async def _capture(self, audio: BoundedChannel[AudioFrame]) -> None:
+    def _prepare(self) -> Callable[[AudioFrame], AudioFrame | None]:
+        """Source frame → mono frame at the VAD's rate, through the echo guard (None: the
+        resampler holds it back for now). The returned function keeps the resampler's state;
+        its ``flush`` attribute returns the resampler's tail at the end of the input."""
         rate = self.vad.sample_rate
         echo = self.config.echo
         resampler: StreamResampler | None = None
+
+        def prepare(frame: AudioFrame) -> AudioFrame | None:
+            nonlocal resampler
+            if frame.sample_rate != rate or frame.channels != 1:
+                if resampler is None:
+                    resampler = StreamResampler(frame.sample_rate, rate, frame.channels, 1)
+                out = resampler.process(frame)
+                if out is None:
+                    return None
+                frame = out
+            if echo is not None:
+                frame = echo.process(frame)
+            return frame
+
+        def flush() -> AudioFrame | None:
+            tail = resampler.flush() if resampler is not None else None
+            return tail if tail is not None and tail.samples else None
+
+        prepare.flush = flush  # type: ignore[attr-defined]
+        return prepare
+
+    async def _capture(self, audio: BoundedChannel[AudioFrame]) -> None:
+        """Live input (``audio_policy="drop_oldest"``): read the source into the channel."""
+        prepare = self._prepare()
         try:
             async for frame in self.source.frames():
-                if frame.sample_rate != rate or frame.channels != 1:
-                    if resampler is None:
-                        resampler = StreamResampler(frame.sample_rate, rate, frame.channels, 1)
-                    out = resampler.process(frame)
-                    if out is None:
-                        continue
-                    frame = out
-                if echo is not None:
-                    frame = echo.process(frame)
-                await audio.send(frame)
-            if resampler is not None:
-                tail = resampler.flush()
-                if tail is not None and tail.samples:
-                    await audio.send(tail)
+                out = prepare(frame)
+                if out is not None:
+                    await audio.send(out)
+            tail = prepare.flush()  # type: ignore[attr-defined]
+            if tail is not None:
+                await audio.send(tail)
         finally:
             await audio.aclose()
             await self.source.aclose()
 
     async def _listen(self, audio: BoundedChannel[AudioFrame], stream: ASRStream) -> None:
-        endpointer = self._endpointer = Endpointer(self.vad, self.config.endpointer)
-        asr_rate = self.asr.capabilities.preferred_rate
-        to_asr = StreamResampler(self.vad.sample_rate, asr_rate) if asr_rate != self.vad.sample_rate else None
-        async with audio.receive_channel:
-            async for frame in audio.receive_channel:
-                for item in endpointer.push(frame):
-                    await self._handle_item(item, stream, to_asr)
-        for item in endpointer.flush():
-            await self._handle_item(item, stream, to_asr)
+        """Live input: VAD, endpointer and ASR for what ``_capture`` queued; frames that arrived
+        together are handled in one go."""
+        self._endpointer = Endpointer(self.vad, self.config.endpointer)
+        feed = self._feeder(stream)
+        recv = audio.receive_channel
+        async with recv:
+            while True:
+                try:
+                    frame = recv.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        frame = await recv.receive()
+                    except trio.EndOfChannel:
+                        break
+                except trio.EndOfChannel:
+                    break
+                await feed(frame)
+        await self._finish_input(stream, feed)
+
+    async def _listen_inline(self, stream: ASRStream) -> None:
+        """Input that may wait (``audio_policy="block"``): the source's frames go through VAD,
+        endpointer and ASR in this one task; a slow stage holds the source back directly."""
+        self._endpointer = Endpointer(self.vad, self.config.endpointer)
+        feed = self._feeder(stream)
+        prepare = self._prepare()
+        paced = self.paced
+        try:
+            async for frame in self.source.frames():
+                if paced:
+                    self._frame_clock = trio.current_time()
+                out = prepare(frame)
+                if out is not None:
+                    await feed(out)
+            tail = prepare.flush()  # type: ignore[attr-defined]
+        finally:
+            await self.source.aclose()
+        if tail is not None:
+            await feed(tail)
+        await self._finish_input(stream, feed)
+
+    async def _finish_input(self, stream: ASRStream, feed: Callable[[AudioFrame], Awaitable[None]]) -> None:
+        to_asr = self._to_asr
+        for item in self._endpointer.flush():
+            if isinstance(item, AudioFrame):
+                await self._send_audio(item, stream, to_asr)
+                self._on_audio(item)
+            else:
+                await self._on_marker(item, stream)
         await stream.finish()
 
-    async def _handle_item(self, item: AudioFrame | SpeechStart | SpeechEnd, stream: ASRStream,
-                           to_asr: StreamResampler | None) -> None:
-        if isinstance(item, AudioFrame):
-            self._advance_audio(item.end)
-            if to_asr is not None:
-                out = to_asr.process(item)
-                if out is not None:
-                    await stream.send_audio(out)
-            else:
-                await stream.send_audio(item)
-            if self._in_speech:
-                # span of the user's speech so far: first voiced frame to the latest voiced frame
-                last = min(item.end, self._endpointer.last_voiced_end)
-                self._speech_voiced = max(0.0, last - self._voiced_at)
-                self._decide(self.policy.on_voiced_audio(item.end, self._speech_voiced))
-            else:
-                self._decide(self.policy.on_tick(item.end))
-        elif isinstance(item, SpeechStart):
+    def _feeder(self, stream: ASRStream) -> Callable[[AudioFrame], Awaitable[None]]:
+        """The per-frame work: endpointer (VAD) → ASR → interruption policy, in that order."""
+        asr_rate = self.asr.capabilities.preferred_rate
+        self._to_asr = to_asr = StreamResampler(self.vad.sample_rate, asr_rate) \
+            if asr_rate != self.vad.sample_rate else None
+        process = self._endpointer.process
+        send_audio = stream.send_audio
+        on_audio = self._on_audio
+        on_marker = self._on_marker
+        frame_type = AudioFrame
+
+        async def feed(frame: AudioFrame) -> None:
+            for item in process(frame):
+                if type(item) is frame_type:
+                    if to_asr is None:
+                        await send_audio(item)
+                    else:
+                        await self._send_audio(item, stream, to_asr)
+                    on_audio(item)
+                else:
+                    await on_marker(item, stream)  # type: ignore[arg-type]
+
+        return feed
+
+    @staticmethod
+    async def _send_audio(frame: AudioFrame, stream: ASRStream, to_asr: StreamResampler | None) -> None:
+        if to_asr is None:
+            await stream.send_audio(frame)
+            return
+        out = to_asr.process(frame)
+        if out is not None:
+            await stream.send_audio(out)
+
+    def _on_audio(self, frame: AudioFrame) -> None:
+        end = frame.end
+        if end > self._audio_pos:
+            self._audio_pos = end
+            if self._audio_waiters:
+                self._advance_audio(end)
+        reply = self._reply
+        if reply is None or reply.done.is_set():
+            return  # the per-frame policy calls matter only while a reply plays (reset() at each)
+        if self._in_speech:
+            # span of the user's speech so far: first voiced frame to the latest voiced frame
+            last = min(end, self._endpointer.last_voiced_end)
+            self._speech_voiced = max(0.0, last - self._voiced_at)
+            self._decide(self.policy.on_voiced_audio(end, self._speech_voiced))
+        else:
+            self._decide(self.policy.on_tick(end))
+
+    async def _on_marker(self, item: SpeechStart | SpeechEnd, stream: ASRStream) -> None:
+        if isinstance(item, SpeechStart):
             self._in_speech = True
             self._speech_voiced = 0.0
             self._voiced_at = item.voiced_at
             self._emit(ev.SpeechStarted(t=self.now(), audio_t=item.t))
+            self._decide(self.policy.on_speech_started(item.t))  # pause or cut before the ASR call
             await stream.speech_started(item.t)
-            self._decide(self.policy.on_speech_started(item.t))
         else:
             self._in_speech = False
             self._emit(ev.SpeechEnded(t=self.now(), audio_t=item.t, duration=item.duration))
@@ -388,8 +508,11 @@ class Session:
         state = _ReplyState(turn.turn_id, "", trio.CancelScope(), trio.Event(), [])
         self._reply = state
         self.policy.reset()
-        assert self._replies is not None
-        self._replies.start_soon(self._run_reply, state, handler, turn)
+        assert self._replies is not None and self._handlers is not None
+        # the handler task and the reply task that reads it start together: the handler is
+        # called in the scheduler's next round
+        call = self._handlers.start(handler, turn)
+        self._replies.start_soon(self._run_reply, state, call)
 
     @property
     def paced(self) -> bool:
@@ -475,16 +598,14 @@ class Session:
             if acquired:
                 self._announce_lock.release()
 
-    async def _run_reply(self, state: _ReplyState, handler: Handler, turn: Turn) -> None:
+    async def _run_reply(self, state: _ReplyState, call: HandlerCall) -> None:
         structlog.contextvars.bind_contextvars(turn_id=state.turn_id)
         assistant = self.assistant
         assert assistant is not None
         try:
             with state.scope:
-                assert self._handlers is not None
-                pieces = self._handlers.pieces(handler, turn, timeout=assistant.handler_timeout,
-                                               limit=assistant.max_reply_chars,
-                                               on_cut=functools.partial(self._reply_cut, state.turn_id))
+                pieces = call.pieces(timeout=assistant.handler_timeout, limit=assistant.max_reply_chars,
+                                     on_cut=functools.partial(self._reply_cut, state.turn_id))
                 try:
                     async with aclosing(pieces):
                         async for piece in pieces:
@@ -503,6 +624,7 @@ class Session:
                 self._emit(ev.ReplyFinished(t=self.now(), turn_id=state.turn_id, text=state.text,
                                             samples_played=played, sample_rate=rate))
         finally:
+            call.abandon()  # a reply cut before it read anything still stops its handler
             if self.player is not None:
                 self.player.resume()
             state.done.set()
@@ -562,7 +684,10 @@ class Session:
                 async with send, aclosing(tts.synthesize(text, language=self.config.language)) as frames:  # type: ignore[type-var]
                     async for frame in frames:
                         total += frame.duration
-                        await send.send(frame)
+                        try:
+                            send.send_nowait(frame)  # room in the buffer: no task switch
+                        except trio.WouldBlock:
+                            await send.send(frame)
                 state.synth_seconds[index] = total
             except VoicekitError as exc:
                 self._emit(ev.Error(t=self.now(), turn_id=state.turn_id, where="tts",

@@ -79,6 +79,7 @@ class Endpointer:
         self._t: float | None = None  # audio time of the first byte in _buf
         self._held: deque[tuple[AudioFrame, bool]] = deque()  # frames not yet released while silent
         self._window: deque[bool] = deque(maxlen=self._window_frames)
+        self._window_voiced = 0  # voiced decisions in _window
         self.in_speech = False
         self._silence_run = 0
         self._speech_frames = 0
@@ -89,23 +90,33 @@ class Endpointer:
 
     def push(self, frame: AudioFrame) -> Iterator[Item]:
         """Feed any amount of mono audio at the VAD's rate; yield frames and markers in order."""
+        return iter(self.process(frame))
+
+    def process(self, frame: AudioFrame) -> list[Item]:
+        """:meth:`push`, as a list: what the session's live path calls once per input frame."""
         if frame.sample_rate != self.rate or frame.channels != 1:
             raise ValueError(
                 f"endpointer expects mono {self.rate} Hz audio, got {frame.channels} ch {frame.sample_rate} Hz"
             )
         if self._t is None:
             self._t = frame.timestamp
-        self._buf += frame.pcm
-        while len(self._buf) >= self._frame_bytes:
-            chunk, self._buf = self._buf[: self._frame_bytes], self._buf[self._frame_bytes :]
-            vf = AudioFrame(chunk, self.rate, 1, self._t)
+        out: list[Item] = []
+        size = self._frame_bytes
+        buf = self._buf + frame.pcm if self._buf else frame.pcm
+        end = len(buf) - size
+        i = 0
+        while i <= end:
+            vf = AudioFrame.trusted(buf[i : i + size] if (i or end) else buf, self.rate, 1, self._t)
+            i += size
             self._t += self._frame_s
-            yield from self._step(vf)
+            self._step(vf, out)
+        self._buf = buf[i:] if i < len(buf) else b""
+        return out
 
     def flush(self) -> Iterator[Item]:
         """End of input: release held audio and close an open utterance."""
         if self._buf and self._t is not None:
-            vf = AudioFrame(self._buf, self.rate, 1, self._t)
+            vf = AudioFrame.trusted(self._buf, self.rate, 1, self._t)
             self._buf = b""
             if self.in_speech:
                 yield vf
@@ -116,32 +127,36 @@ class Endpointer:
         while self._held:
             yield self._held.popleft()[0]
 
-    def _step(self, vf: AudioFrame) -> Iterator[Item]:
+    def _step(self, vf: AudioFrame, out: list[Item]) -> None:
         voiced = self.vad.is_speech(vf.pcm)
         self.frames_seen += 1
         self.voiced_frames += voiced
         if not self.in_speech:
-            self._held.append((vf, voiced))
-            self._window.append(voiced)
-            if voiced and sum(self._window) >= self._start_frames:
-                held = list(self._held)
-                w0 = len(held) - len(self._window)
+            held, window = self._held, self._window
+            held.append((vf, voiced))
+            if len(window) == self._window_frames:
+                self._window_voiced -= window[0]  # the oldest decision leaves the window
+            window.append(voiced)
+            self._window_voiced += voiced
+            if voiced and self._window_voiced >= self._start_frames:
+                w0 = len(held) - len(window)
                 idx = next(i for i in range(w0, len(held)) if held[i][1])
                 first = held[idx][0]
                 for _ in range(max(0, idx - self._pre_frames)):
-                    yield self._held.popleft()[0]
-                start_t = self._held[0][0].timestamp
+                    out.append(held.popleft()[0])
+                start_t = held[0][0].timestamp
                 self.in_speech = True
-                self._window.clear()
+                window.clear()
+                self._window_voiced = 0
                 self._silence_run = 0
                 self._first_voiced = first.timestamp
                 self.last_voiced_end = vf.end
-                self._speech_frames = len(self._held)
-                yield SpeechStart(start_t, first.timestamp)
-                while self._held:
-                    yield self._held.popleft()[0]
-            elif len(self._held) > self._window_frames + self._pre_frames:
-                yield self._held.popleft()[0]
+                self._speech_frames = len(held)
+                out.append(SpeechStart(start_t, first.timestamp))
+                out.extend(f for f, _ in held)
+                held.clear()
+            elif len(held) > self._window_frames + self._pre_frames:
+                out.append(held.popleft()[0])
             return
         self._speech_frames += 1
         if voiced:
@@ -149,12 +164,12 @@ class Endpointer:
             self.last_voiced_end = vf.end
         else:
             self._silence_run += 1
-        yield vf
+        out.append(vf)
         if self._silence_run >= self._end_frames:
-            yield self._end(vf.end)
+            out.append(self._end(vf.end))
         elif self._max_frames is not None and self._speech_frames >= self._max_frames:
             self.last_voiced_end = vf.end
-            yield self._end(vf.end)
+            out.append(self._end(vf.end))
 
     def _end(self, detected_at: float) -> SpeechEnd:
         self.in_speech = False
