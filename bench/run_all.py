@@ -19,6 +19,7 @@ RUNS = [
     ["bench_table.py"],
     ["bench_live.py"],
     ["bench_serve.py"],
+    ["bench_capacity.py"],
     ["bench_dashscope_streams.py"],
     ["bench_omni_bargein.py"],
 ]
