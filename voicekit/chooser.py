@@ -30,7 +30,7 @@ records cannot tell apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -106,41 +106,85 @@ def _tie_reason(best: Candidate, other: Candidate) -> str:
     return "by name (the records do not tell them apart)"
 
 
+@attrs.frozen
+class _Fit:
+    """What the rules read: one engine's record against one set of requirements."""
+
+    c: ASRCapabilities
+    req: Requirements
+    region: str | None  # the requested region, as a region id
+    hotwords: bool  # the engine's hotword lists work in that region
+
+    @classmethod
+    def of(cls, c: ASRCapabilities, req: Requirements) -> _Fit:
+        region = req.region_id()
+        return cls(c, req, region, _hotwords(c, region))
+
+    @property
+    def terms_via(self) -> str | None:
+        """How domain terms are to reach the engine, or ``None`` when no terms were given."""
+        return self.req.terms_via if self.req.terms else None
+
+    @property
+    def regions(self) -> str:
+        return ", ".join(self.c.regions)
+
+    @property
+    def hotword_regions(self) -> str:
+        return ", ".join(_feature_regions(self.c, "hotwords"))
+
+    @property
+    def max_hours(self) -> float:
+        return (self.c.max_duration_s or 0) / 3600
+
+    @property
+    def max_gigabytes(self) -> float:
+        return (self.c.max_file_bytes or 0) / 1024 ** 3
+
+    @property
+    def context_terms(self) -> bool:
+        """Domain terms given with ``terms_via="context"`` (what the Omni models are recommended for)."""
+        return self.terms_via == "context"
+
+
+Predicate = Callable[[_Fit], bool]
+
+#: Hard requirements: (the engine cannot meet the requirements if ..., why — formatted with ``f``).
+#: The first row that applies is the reason given.
+REJECTIONS: tuple[tuple[Predicate, str], ...] = (
+    (lambda f: f.req.live and f.c.mode == "file", "works on whole files only (results after the upload), not live"),
+    (lambda f: f.req.offline and not f.c.offline, "a cloud service; offline was required"),
+    (lambda f: bool(f.req.language) and f.req.language not in f.c.languages,
+     "does not list language {f.req.language!r}"),
+    (lambda f: bool(f.region) and not f.c.offline and bool(f.c.regions) and f.region not in f.c.regions,
+     "not offered in {f.region} (only {f.regions})"),
+    (lambda f: f.req.diarization and not f.c.diarization, "no speaker diarization"),
+    (lambda f: f.req.emotion and not f.c.emotion, "no emotion labels"),
+    (lambda f: f.req.semantic_interruption and not f.c.semantic_interruption, "no semantic interruption"),
+    (lambda f: f.req.openai_compatible and not f.c.openai_compatible, "no OpenAI-compatible API"),
+    (lambda f: f.req.openai_compatible and not f.c.feature_available("openai_compatible", f.region),
+     "no OpenAI-compatible API in {f.region}"),
+    (lambda f: f.terms_via == "hotwords" and f.c.hotwords and not f.hotwords, "no hotword lists in {f.region}"),
+    (lambda f: f.terms_via == "hotwords" and not f.c.hotwords, "no hotword lists"),
+    (lambda f: f.terms_via == "context" and not f.c.prompt_context, "no prompt context"),
+    (lambda f: f.terms_via == "any" and f.c.hotwords and not (f.hotwords or f.c.prompt_context),
+     "no way to bias towards domain terms (neither hotwords nor prompt context); its hotword lists work "
+     "only in {f.hotword_regions}"),
+    (lambda f: f.terms_via == "any" and not (f.hotwords or f.c.prompt_context),
+     "no way to bias towards domain terms (neither hotwords nor prompt context)"),
+    (lambda f: not f.req.live and bool(f.req.duration_s) and f.c.max_duration_s is not None
+     and f.c.mode == "file" and (f.req.duration_s or 0) > f.c.max_duration_s,
+     "takes at most {f.max_hours:g} h per request"),
+    (lambda f: bool(f.req.file_bytes) and f.c.max_file_bytes is not None and f.c.mode == "file"
+     and (f.req.file_bytes or 0) > f.c.max_file_bytes,
+     "takes at most {f.max_gigabytes:g} GB per file"),
+)
+
+
 def rejection(c: ASRCapabilities, req: Requirements) -> str | None:
     """Why ``c`` cannot meet ``req`` at all, or ``None``."""
-    if req.live and c.mode == "file":
-        return "works on whole files only (results after the upload), not live"
-    if req.offline and not c.offline:
-        return "a cloud service; offline was required"
-    if req.language and req.language not in c.languages:
-        return f"does not list language {req.language!r}"
-    region = req.region_id()
-    if region and not c.offline and c.regions and region not in c.regions:
-        return f"not offered in {region} (only {', '.join(c.regions)})"
-    if req.diarization and not c.diarization:
-        return "no speaker diarization"
-    if req.emotion and not c.emotion:
-        return "no emotion labels"
-    if req.semantic_interruption and not c.semantic_interruption:
-        return "no semantic interruption"
-    if req.openai_compatible and not c.openai_compatible:
-        return "no OpenAI-compatible API"
-    if req.openai_compatible and not c.feature_available("openai_compatible", region):
-        return f"no OpenAI-compatible API in {region}"
-    hotwords = _hotwords(c, region)
-    if req.terms and req.terms_via == "hotwords" and not hotwords:
-        return f"no hotword lists in {region}" if c.hotwords else "no hotword lists"
-    if req.terms and req.terms_via == "context" and not c.prompt_context:
-        return "no prompt context"
-    if req.terms and req.terms_via == "any" and not (hotwords or c.prompt_context):
-        return "no way to bias towards domain terms (neither hotwords nor prompt context)" + (
-            f"; its hotword lists work only in {', '.join(_feature_regions(c, 'hotwords'))}" if c.hotwords else "")
-    if not req.live and req.duration_s and c.max_duration_s is not None and c.mode == "file" \
-            and req.duration_s > c.max_duration_s:
-        return f"takes at most {c.max_duration_s / 3600:g} h per request"
-    if req.file_bytes and c.max_file_bytes is not None and c.mode == "file" and req.file_bytes > c.max_file_bytes:
-        return f"takes at most {c.max_file_bytes / 1024 ** 3:g} GB per file"
-    return None
+    fit = _Fit.of(c, req)
+    return next((why.format(f=fit) for applies, why in REJECTIONS if applies(fit)), None)
 
 
 def _feature_regions(c: ASRCapabilities, feature: str) -> tuple[str, ...]:
@@ -151,62 +195,51 @@ def _hotwords(c: ASRCapabilities, region: str | None) -> bool:
     return c.hotwords and c.feature_available("hotwords", region)
 
 
+def _wer_points(f: _Fit) -> float:
+    # accuracy breaks ties: up to half a point for a low measured error rate on read English
+    return 0.5 * max(0.0, 1 - (f.c.measured_wer or 0.0) / 0.15)
+
+
+#: Soft preferences: (when, points — a number or a function of ``f``, the reason — formatted with ``f``).
+#: Every row that applies adds its points and its reason, in this order.
+PREFERENCES: tuple[tuple[Predicate, float | Callable[[_Fit], float], str], ...] = (
+    (lambda f: f.req.live and f.c.mode == "streaming", 3, "streams results while you speak"),
+    (lambda f: f.req.live and f.c.mode != "streaming", 1, "near-real-time: text after each utterance"),
+    (lambda f: f.req.live and f.c.partials, 1, "partial results"),
+    (lambda f: not f.req.live and f.c.mode == "file", 3,
+     "built for recorded files (whole-file context, no streaming needed)"),
+    (lambda f: not f.req.live and f.c.mode == "near-realtime", 2.5,
+     "a non-real-time request API (recordings in chunks, no WebSocket)"),
+    (lambda f: not f.req.live and f.c.mode not in ("file", "near-realtime"), 2,
+     "can transcribe recordings by streaming them"),
+    (lambda f: f.terms_via in ("any", "hotwords") and f.hotwords, 2, "hotword lists for the domain terms"),
+    (lambda f: f.terms_via is not None and not (f.terms_via in ("any", "hotwords") and f.hotwords)
+     and f.c.prompt_context, lambda f: 2 if f.context_terms else 1.5, "prompt context for the domain terms"),
+    (lambda f: f.req.diarization, 0, "labels speakers"),
+    (lambda f: f.req.emotion, 0, "labels emotion"),
+    (lambda f: f.c.word_timestamps, lambda f: 1 if f.req.word_timestamps else 0.25, "word timestamps"),
+    (lambda f: not f.c.word_timestamps and f.req.word_timestamps, 0, "no word timestamps"),
+    (lambda f: f.c.measured_wer is not None, _wer_points,
+     "{f.c.measured_wer:.0%} word error rate on read English (LibriVox)"),
+    (lambda f: f.req.semantic_interruption, 0, "semantic interruption"),
+    (lambda f: f.req.openai_compatible, 0, "OpenAI-compatible API"),
+    (lambda f: "omni" in f.c.family and not f.context_terms, -1,
+     "a conversational model used as a recognizer (no timestamps; may describe non-speech)"),
+    (lambda f: f.c.offline, 0, "runs locally"),
+    (lambda f: f.c.generation == "previous", 0, "the vendor's previous generation"),
+    (lambda f: f.c.generation == "legacy", 0, "a legacy model"),
+)
+
+
 def score(c: ASRCapabilities, req: Requirements) -> tuple[float, tuple[str, ...]]:
+    """How well ``c`` fits the soft preferences of ``req``: points, and the reasons in words."""
+    fit = _Fit.of(c, req)
     pts = 0.0
     why: list[str] = []
-    if req.live:
-        if c.mode == "streaming":
-            pts += 3
-            why.append("streams results while you speak")
-        else:
-            pts += 1
-            why.append("near-real-time: text after each utterance")
-        if c.partials:
-            pts += 1
-            why.append("partial results")
-    else:
-        if c.mode == "file":
-            pts += 3
-            why.append("built for recorded files (whole-file context, no streaming needed)")
-        elif c.mode == "near-realtime":
-            pts += 2.5
-            why.append("a non-real-time request API (recordings in chunks, no WebSocket)")
-        else:
-            pts += 2
-            why.append("can transcribe recordings by streaming them")
-    if req.terms:
-        if _hotwords(c, req.region_id()) and req.terms_via in ("any", "hotwords"):
-            pts += 2
-            why.append("hotword lists for the domain terms")
-        elif c.prompt_context:
-            pts += 2 if req.terms_via == "context" else 1.5
-            why.append("prompt context for the domain terms")
-    if req.diarization:
-        why.append("labels speakers")
-    if req.emotion:
-        why.append("labels emotion")
-    if c.word_timestamps:
-        pts += 1 if req.word_timestamps else 0.25
-        why.append("word timestamps")
-    elif req.word_timestamps:
-        why.append("no word timestamps")
-    if c.measured_wer is not None:
-        # accuracy breaks ties: up to half a point for a low measured error rate on read English
-        pts += 0.5 * max(0.0, 1 - c.measured_wer / 0.15)
-        why.append(f"{c.measured_wer:.0%} word error rate on read English (LibriVox)")
-    if req.semantic_interruption:
-        why.append("semantic interruption")
-    if req.openai_compatible:
-        why.append("OpenAI-compatible API")
-    if "omni" in c.family and not (req.terms and req.terms_via == "context"):
-        pts -= 1
-        why.append("a conversational model used as a recognizer (no timestamps; may describe non-speech)")
-    if c.offline:
-        why.append("runs locally")
-    if c.generation == "previous":
-        why.append("the vendor's previous generation")
-    elif c.generation == "legacy":
-        why.append("a legacy model")
+    for applies, points, reason in PREFERENCES:
+        if applies(fit):
+            pts += points(fit) if callable(points) else points
+            why.append(reason.format(f=fit))
     return pts, tuple(why)
 
 
