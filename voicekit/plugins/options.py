@@ -121,80 +121,107 @@ def _parse_item(kind: str, raw: str) -> Any:
         raise _Bad(kind) from None
 
 
-def _value(opt: Option, value: Any) -> Any:
-    """``value`` (text from the CLI, or a Python value) checked and converted for ``opt``."""
-    kind = opt.kind
-    text = isinstance(value, str)
-    if value is None:
-        return None  # "unset": every option accepts it and the plugin uses its default behaviour
-    if kind in ("str", "secret"):
-        # a secret may also be a key object (e.g. an ApiKey), never a number
-        if not text and (kind == "str" or isinstance(value, (int, float, bytes))):
-            raise _Bad(opt.type_name)
-        return value
-    if kind == "object":
-        if text:
-            raise _Bad("a Python object: it cannot be set from text (use the Python API)")
-        return value
-    if kind == "json":
-        if text:
-            try:
-                return json.loads(value)
-            except ValueError:
-                raise _Bad("JSON") from None
-        return value
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if text and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        raise _Bad("true or false")
-    if kind == "enum":
-        if value in opt.choices:
-            return value
-        if text and value.strip().lower() in [c.lower() for c in opt.choices]:
-            return next(c for c in opt.choices if c.lower() == value.strip().lower())
+def _as_text(opt: Option, value: Any) -> Any:
+    # a secret may also be a key object (e.g. an ApiKey), never a number
+    if not isinstance(value, str) and (opt.kind == "str" or isinstance(value, (int, float, bytes))):
         raise _Bad(opt.type_name)
-    if kind in ("int", "float"):
-        if isinstance(value, bool):
-            raise _Bad(opt.type_name)
-        if text:
-            try:
-                number: int | float = _number(kind, value)
-            except ValueError:
-                raise _Bad(opt.type_name) from None
-        elif kind == "int" and isinstance(value, int):
-            number = value
-        elif kind == "float" and isinstance(value, (int, float)):
-            number = float(value)
-        else:
-            raise _Bad(opt.type_name)
-        if opt.choices and str(number) not in opt.choices:
-            raise _Bad(opt.type_name)
-        if opt.minimum is not None and number < opt.minimum:
-            raise _Bad(f"{opt.type_name} >= {opt.minimum:g}")
-        if opt.maximum is not None and number > opt.maximum:
-            raise _Bad(f"{opt.type_name} <= {opt.maximum:g}")
-        return number
-    # list
-    if text:
+    return value
+
+
+def _as_object(opt: Option, value: Any) -> Any:
+    if isinstance(value, str):
+        raise _Bad("a Python object: it cannot be set from text (use the Python API)")
+    return value
+
+
+def _as_json(opt: Option, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise _Bad("JSON") from None
+
+
+def _as_bool(opt: Option, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _Bad("true or false")
+
+
+def _as_enum(opt: Option, value: Any) -> Any:
+    if value in opt.choices:
+        return value
+    if isinstance(value, str):
+        wanted = value.strip().lower()
+        for choice in opt.choices:
+            if choice.lower() == wanted:
+                return choice
+    raise _Bad(opt.type_name)
+
+
+def _to_number(opt: Option, value: Any) -> int | float:
+    """An int or float option's value before its range is checked."""
+    if isinstance(value, bool):
+        raise _Bad(opt.type_name)
+    if isinstance(value, str):
+        try:
+            return _number(opt.kind, value)
+        except ValueError:
+            raise _Bad(opt.type_name) from None
+    if opt.kind == "int" and isinstance(value, int):
+        return value
+    if opt.kind == "float" and isinstance(value, (int, float)):
+        return float(value)
+    raise _Bad(opt.type_name)
+
+
+def _as_number(opt: Option, value: Any) -> int | float:
+    number = _to_number(opt, value)
+    if opt.choices and str(number) not in opt.choices:
+        raise _Bad(opt.type_name)
+    if opt.minimum is not None and number < opt.minimum:
+        raise _Bad(f"{opt.type_name} >= {opt.minimum:g}")
+    if opt.maximum is not None and number > opt.maximum:
+        raise _Bad(f"{opt.type_name} <= {opt.maximum:g}")
+    return number
+
+
+def _list_item(opt: Option, item: Any) -> Any:
+    if isinstance(item, str):
+        try:
+            return _parse_item(opt.item, item)
+        except _Bad:
+            raise _Bad(opt.type_name) from None
+    if opt.item in ("int", "float") and (isinstance(item, bool) or not isinstance(item, (int, float))):
+        raise _Bad(opt.type_name)
+    return item
+
+
+def _as_list(opt: Option, value: Any) -> tuple[Any, ...]:
+    if isinstance(value, str):
         items: list[Any] = [p.strip() for p in value.split(",") if p.strip()]
     elif isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
         items = list(value)
     else:
         raise _Bad(opt.type_name)
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            try:
-                out.append(_parse_item(opt.item, item))
-            except _Bad:
-                raise _Bad(opt.type_name) from None
-        elif opt.item in ("int", "float") and (isinstance(item, bool) or not isinstance(item, (int, float))):
-            raise _Bad(opt.type_name)
-        else:
-            out.append(item)
-    return tuple(out)
+    return tuple(_list_item(opt, item) for item in items)
+
+
+#: One coercer per option kind: ``(option, value) -> checked value``, raising ``_Bad`` for a misfit.
+_COERCERS: dict[str, Callable[[Option, Any], Any]] = {
+    "str": _as_text, "secret": _as_text, "object": _as_object, "json": _as_json, "bool": _as_bool,
+    "enum": _as_enum, "int": _as_number, "float": _as_number, "list": _as_list,
+}
+
+
+def _value(opt: Option, value: Any) -> Any:
+    """``value`` (text from the CLI, or a Python value) checked and converted for ``opt``."""
+    if value is None:
+        return None  # "unset": every option accepts it and the plugin uses its default behaviour
+    return _COERCERS[opt.kind](opt, value)
 
 
 def declared(factory: Any) -> tuple[Option, ...] | None:
