@@ -20,25 +20,45 @@ def parse_number(text: str) -> int | float | None:
     if not words:
         return None
     if len(words) == 1:
-        w = words[0].replace(",", "")
-        try:
-            return int(w)
-        except ValueError:
-            pass
-        try:
-            return float(w)
-        except ValueError:
-            pass
+        digits = _digits(words[0])
+        if digits is not None:
+            return digits
     if words[-1] == "half" and len(words) >= 2 and words[-2] in ("and", "a"):
-        base = parse_number(" ".join(words[:-2])) if len(words) > 2 else 0
-        return None if base is None else base + 0.5
+        return _and_a_half(words)
     if "point" in words:
-        i = words.index("point")
-        whole = parse_number(" ".join(words[:i])) if i else 0
-        digits = [_UNITS.get(w) for w in words[i + 1 :]]
-        if whole is None or not digits or any(d is None or d > 9 for d in digits):
-            return None
-        return float(f"{int(whole)}." + "".join(str(d) for d in digits))
+        return _decimal(words)
+    return _whole(words)
+
+
+def _digits(word: str) -> int | float | None:
+    """``"1,200"`` → 1200, ``"2.5"`` → 2.5; None if the word is not written in digits."""
+    w = word.replace(",", "")
+    for conv in (int, float):
+        try:
+            return conv(w)
+        except ValueError:
+            pass
+    return None
+
+
+def _and_a_half(words: list[str]) -> int | float | None:
+    """``"two and a half"`` → 2.5 (the last two words are "and"/"a" and "half")."""
+    base = parse_number(" ".join(words[:-2])) if len(words) > 2 else 0
+    return None if base is None else base + 0.5
+
+
+def _decimal(words: list[str]) -> float | None:
+    """``"three point one four"`` → 3.14: a whole number, "point", then single digits."""
+    i = words.index("point")
+    whole = parse_number(" ".join(words[:i])) if i else 0
+    digits = [_UNITS.get(w) for w in words[i + 1 :]]
+    if whole is None or not digits or any(d is None or d > 9 for d in digits):
+        return None
+    return float(f"{int(whole)}." + "".join(str(d) for d in digits))
+
+
+def _whole(words: list[str]) -> int | None:
+    """``"two hundred and five thousand"`` → 205000; None at the first word that is not a number."""
     total = current = 0
     seen = False
     for w in words:
@@ -48,13 +68,11 @@ def parse_number(text: str) -> int | float | None:
             current += _UNITS[w]
         elif w in _TENS:
             current += _TENS[w]
+        elif w == "hundred":
+            current = max(current, 1) * 100
         elif w in _SCALES:
-            scale = _SCALES[w]
-            if scale == 100:
-                current = max(current, 1) * 100
-            else:
-                total += max(current, 1) * scale
-                current = 0
+            total += max(current, 1) * _SCALES[w]
+            current = 0
         else:
             return None
         seen = True
