@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from voicekit_dashscope.auth import ApiKey, excerpt, resolve_api_key
-from voicekit_dashscope.client.files import _transport_problem, decode_json
+from voicekit_dashscope.client.files import decode_json, transport_problem
 from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error
 from voicekit_dashscope.protocol._util import ProtocolError
 from voicekit_dashscope.protocol.compat import (
@@ -83,7 +83,7 @@ class CompatClient:
                         raise _compat_failure(400, obj, what + " (mid-stream)")
                     yield obj
         except httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"{what}: {url} unreachable: {_transport_problem(exc)}") from None
+            raise ServiceUnavailableError(f"{what}: {url} unreachable: {transport_problem(exc)}") from None
 
     async def chat(self, body: dict[str, Any]) -> ChatResult:
         """Run a streaming chat completion to its end and gather text, audio and annotations."""
@@ -103,7 +103,7 @@ class CompatClient:
             async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
                 resp = await client.post(url, content=json.dumps(body).encode(), headers=self._headers())
         except httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"{what}: {url} unreachable: {_transport_problem(exc)}") from None
+            raise ServiceUnavailableError(f"{what}: {url} unreachable: {transport_problem(exc)}") from None
         data = decode_json(resp, what)
         if resp.status_code != 200:
             raise _compat_failure(resp.status_code, data, what)

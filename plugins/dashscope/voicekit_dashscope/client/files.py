@@ -62,7 +62,7 @@ class FileResult:
         return self.transcript is not None
 
 
-def _transport_problem(exc: httpx.TransportError) -> str:
+def transport_problem(exc: httpx.TransportError) -> str:
     """What went wrong on the wire, in words (httpx's timeouts have no message of their own)."""
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer in time ({type(exc).__name__}); check the network or raise the timeout"
@@ -131,7 +131,7 @@ class FileTranscriber:
             async with self._client() as client:
                 resp = await client.request(method, url, **kwargs)
         except httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"{what}: {url} unreachable: {_transport_problem(exc)}") from None
+            raise ServiceUnavailableError(f"{what}: {url} unreachable: {transport_problem(exc)}") from None
         data = decode_json(resp, f"{what} ({url})")
         raise_for_error(resp, data, what)
         return data
@@ -186,7 +186,7 @@ class FileTranscriber:
             async with self._client() as client:
                 resp = await client.get(url)
         except httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"result file {url} unreachable: {_transport_problem(exc)}") from None
+            raise ServiceUnavailableError(f"result file {url} unreachable: {transport_problem(exc)}") from None
         if resp.status_code != 200:
             raise DashScopeError(f"result file {url}: HTTP {resp.status_code} (result URLs expire after 24 h)",
                                  status=resp.status_code)
