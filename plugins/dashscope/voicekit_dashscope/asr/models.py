@@ -156,41 +156,65 @@ def guide_record(caps: ASRCapabilities) -> ASRCapabilities:
     if streaming != (caps.mode == "streaming"):
         raise AssertionError(f"{caps.name}: the guide says {row.mode}, the plugin is {caps.mode}")
     notes = [caps.notes] if caps.notes else []
-    changes.update(
-        api="websocket" if row.api == WEBSOCKET else "http",
-        openai_compatible=row.api == OPENAI_HTTP,
-        hotwords=row.enhancement.startswith(HOTWORD),
-        prompt_context=row.enhancement == PROMPT_CONTEXT,
-        feature_regions={"hotwords": (BJ,)} if row.enhancement == HOTWORD_MAINLAND else {},
-        emotion=row.emotion == SUPPORTED,
-        diarization=row.diarization == SUPPORTED,
-        semantic_interruption="semantic interruption" in row.advantage or (
+    changes.update(_features(row, streaming))
+    if not snapshot:  # a snapshot keeps its own language list
+        changes.update(_languages(caps, row, notes))
+    changes.update(_limits(row))
+    notes += _conflicts(caps, row)
+    changes["notes"] = "; ".join(notes)
+    return attrs.evolve(caps, **changes)  # type: ignore[arg-type]
+
+
+def _features(row: GuideRow, streaming: bool) -> dict[str, object]:
+    """The guide's API, accuracy enhancement, emotion, diarization and interruption columns."""
+    return {
+        "api": "websocket" if row.api == WEBSOCKET else "http",
+        "openai_compatible": row.api == OPENAI_HTTP,
+        "hotwords": row.enhancement.startswith(HOTWORD),
+        "prompt_context": row.enhancement == PROMPT_CONTEXT,
+        "feature_regions": {"hotwords": (BJ,)} if row.enhancement == HOTWORD_MAINLAND else {},
+        "emotion": row.emotion == SUPPORTED,
+        "diarization": row.diarization == SUPPORTED,
+        "semantic_interruption": "semantic interruption" in row.advantage or (
             streaming and row.series == "Qwen3.5-Omni"),
-    )
+    }
+
+
+def _languages(caps: ASRCapabilities, row: GuideRow, notes: list[str]) -> dict[str, object]:
+    """The guide's language list (with the plugin's dialects), or a note of how many it counts."""
     langs = guide_languages(row.languages)
-    if snapshot:  # a snapshot keeps its own language list
-        pass
-    elif isinstance(langs, tuple):
+    if isinstance(langs, tuple):
         dialects = tuple(c for c in caps.languages if c in DIALECT_CODES and "dialects" in row.languages)
         if "Cantonese" in row.languages and "yue" not in dialects:
             dialects += ("yue",)
-        changes["languages"] = langs + dialects
-    elif len(set(caps.languages) - DIALECT_CODES) != langs:
+        return {"languages": langs + dialects}
+    if len(set(caps.languages) - DIALECT_CODES) != langs:
         notes.append(f"{row.languages} in all")
-    if row.max_duration == STREAMING:
-        changes["max_duration_s"] = None
-    elif row.max_duration == FILE_LIMIT:
-        changes["max_duration_s"], changes["max_file_bytes"] = 12 * 3600.0, 2 * 1024 ** 3
-    elif row.max_duration == MINUTES_120:
-        changes["max_duration_s"] = 120 * 60.0
+    return {}
+
+
+#: The guide's maximum-duration column → the record's limits.
+_LIMITS: dict[str, dict[str, object]] = {
+    STREAMING: {"max_duration_s": None},
+    FILE_LIMIT: {"max_duration_s": 12 * 3600.0, "max_file_bytes": 2 * 1024 ** 3},
+    MINUTES_120: {"max_duration_s": 120 * 60.0},
+}
+
+
+def _limits(row: GuideRow) -> dict[str, object]:
+    return _LIMITS.get(row.max_duration, {})
+
+
+def _conflicts(caps: ASRCapabilities, row: GuideRow) -> list[str]:
+    """Notes where the guide and the other documentation disagree (the guide wins)."""
+    notes = []
     if row.enhancement == HOTWORD_MAINLAND:
         notes.append("hotwords in the Chinese mainland (Beijing) only, per the vendor's model guide "
                      "(its hotword page lists Singapore too)")
     if caps.name.startswith("qwen3-asr"):
         notes.append("context text biasing exists in the protocol, but the vendor's guide lists no accuracy "
                      "enhancement for Qwen3-ASR")
-    changes["notes"] = "; ".join(notes)
-    return attrs.evolve(caps, **changes)  # type: ignore[arg-type]
+    return notes
 
 
 # -- the task-protocol models --------------------------------------------------------------------
