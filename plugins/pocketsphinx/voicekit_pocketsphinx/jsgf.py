@@ -15,6 +15,7 @@ a grammar given as text cannot rely on; inline the rules instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import attrs
 
@@ -50,8 +51,49 @@ class Grammar:
 
 _SPECIAL_RULES = {"NULL", "VOID"}
 _KEYWORDS = {"grammar", "import", "public"}
-_PUNCT = set("=;|()[]*+")
-_WEIGHT = re.compile(r"/\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*/")
+
+# The lexical elements, one named group each, tried in this order at every position. ``open_*``
+# (an element that is never closed), ``slash`` and ``other`` are mistakes (see _MISTAKES).
+_ELEMENTS = r"""
+    (?P<newline>\n)
+  | (?P<space>[^\S\n]+)
+  | (?P<comment>//[^\n]*|/\*.*?\*/)
+  | (?P<open_comment>/\*)
+  | (?P<rule><[^>\n]*>)                           | (?P<open_rule><)
+  | (?P<quoted>"[^"\n]*")                         | (?P<open_quote>")
+  | (?P<tag>\{[^}]*\})                            | (?P<open_tag>\{)
+  | (?P<weight>/\s*(?P<number>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*/) | (?P<slash>/)
+  | (?P<punct>[=;|()\[\]*+])
+  | (?P<word>[^\s=;|()\[\]*+<>"{}/]+)
+  | (?P<other>.)
+"""
+#: The first token may also be the ``#JSGF ...;`` header (elsewhere ``#`` is part of a word).
+_FIRST = re.compile(r"(?P<header>\#[^;\n]*;) | (?P<open_header>\#) |" + _ELEMENTS, re.VERBOSE | re.DOTALL)
+_NEXT = re.compile(_ELEMENTS, re.VERBOSE | re.DOTALL)
+
+#: Mistakes: element → (problem, fix); ``{text}`` is what was found.
+_MISTAKES = {
+    "open_header": ("the header must end with ';'", "write it as '#JSGF V1.0;'"),
+    "open_comment": ("a /* comment is never closed", "end it with */"),
+    "open_rule": ("a rule name is missing its closing '>'", "write rule names as <name>"),
+    "open_quote": ("a quoted word is never closed", 'close it with "'),
+    "open_tag": ("a {{tag}} is never closed", "close it with }"),
+    "slash": ("a '/' that is neither a comment nor a /weight/",
+              "weights are numbers between slashes, e.g. /0.5/ forward"),
+    "other": ("unexpected character {text!r}", "remove it"),
+}
+#: Tokens: element → the token's text, taken from the match.
+_TOKENS: dict[str, Callable[[re.Match[str]], str]] = {
+    "header": lambda m: m[0],
+    "rule": lambda m: m[0][1:-1].strip(),
+    "quoted": lambda m: m[0][1:-1],
+    "tag": lambda m: m[0][1:-1],
+    "weight": lambda m: m["number"],
+    "punct": lambda m: m[0],
+    "word": lambda m: m[0],
+}
+#: Elements whose line breaks move the line count on (a weight's do not, as before).
+_MULTILINE = {"newline", "comment", "tag"}
 
 
 def _fail(line: int, problem: str, fix: str) -> GrammarError:
@@ -61,72 +103,29 @@ def _fail(line: int, problem: str, fix: str) -> GrammarError:
 def tokenize(text: str) -> list[Token]:
     """Split JSGF text into tokens, dropping comments and keeping line numbers."""
     out: list[Token] = []
-    i, line, n = 0, 1, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
-        elif text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j < 0:
-                raise _fail(line, "a /* comment is never closed", "end it with */")
-            line += text.count("\n", i, j)
-            i = j + 2
-        elif c == "#" and not out:
-            j = text.find(";", i)
-            if j < 0 or "\n" in text[i:j]:
-                raise _fail(line, "the header must end with ';'", "write it as '#JSGF V1.0;'")
-            out.append(Token("header", text[i : j + 1], line))
-            i = j + 1
-        elif c == "<":
-            j = text.find(">", i)
-            if j < 0 or "\n" in text[i:j]:
-                raise _fail(line, "a rule name is missing its closing '>'", "write rule names as <name>")
-            name = text[i + 1 : j].strip()
-            if not name or any(ch.isspace() for ch in name):
-                raise _fail(line, f"{text[i : j + 1]!r} is not a rule name",
-                            "rule names are one word between < and >, e.g. <direction>")
-            out.append(Token("rule", name, line))
-            i = j + 1
-        elif c == '"':
-            j = text.find('"', i + 1)
-            if j < 0 or "\n" in text[i:j]:
-                raise _fail(line, "a quoted word is never closed", 'close it with "')
-            out.append(Token("quoted", text[i + 1 : j], line))
-            i = j + 1
-        elif c == "{":
-            j = text.find("}", i)
-            if j < 0:
-                raise _fail(line, "a {tag} is never closed", "close it with }")
-            out.append(Token("tag", text[i + 1 : j], line))
-            line += text.count("\n", i, j)
-            i = j + 1
-        elif c == "/":
-            m = _WEIGHT.match(text, i)
-            if m is None:
-                raise _fail(line, "a '/' that is neither a comment nor a /weight/",
-                            "weights are numbers between slashes, e.g. /0.5/ forward")
-            out.append(Token("weight", m.group(1), line))
-            i = m.end()
-        elif c in _PUNCT:
-            out.append(Token("punct", c, line))
-            i += 1
-        else:
-            j = i
-            while j < n and not text[j].isspace() and text[j] not in _PUNCT and text[j] not in '<>"{}/':
-                j += 1
-            if j == i:
-                raise _fail(line, f"unexpected character {c!r}", "remove it")
-            word = text[i:j]
-            out.append(Token("keyword" if word in _KEYWORDS else "word", word, line))
-            i = j
+    pos, line = 0, 1
+    while pos < len(text):
+        m = (_NEXT if out else _FIRST).match(text, pos)
+        assert m is not None and m.lastgroup is not None  # `other` matches any character
+        kind = m.lastgroup
+        if kind in _MISTAKES:
+            problem, fix = _MISTAKES[kind]
+            raise _fail(line, problem.format(text=m[0]), fix)
+        if kind in _TOKENS:
+            out.append(_token(kind, _TOKENS[kind](m), m[0], line))
+        if kind in _MULTILINE:
+            line += m[0].count("\n")
+        pos = m.end()
     return out
+
+
+def _token(kind: str, value: str, found: str, line: int) -> Token:
+    if kind == "rule" and (not value or any(ch.isspace() for ch in value)):
+        raise _fail(line, f"{found!r} is not a rule name",
+                    "rule names are one word between < and >, e.g. <direction>")
+    if kind == "word" and value in _KEYWORDS:
+        kind = "keyword"
+    return Token(kind, value, line)
 
 
 class _Parser:
