@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import ClassVar
 
 import attrs
 import numpy as np
@@ -12,7 +11,7 @@ import trio
 
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ConfigError
-from voicekit.vad.base import VADCapabilities
+from voicekit.vad.energy import EnergyVAD as EnergyVAD  # moved to voicekit.vad; re-exported here for old imports
 
 
 @attrs.frozen
@@ -101,23 +100,4 @@ class ScriptedSource:
             pos += piece.size
 
     async def aclose(self) -> None:
-        pass
-
-
-class EnergyVAD:
-    """Speech when a frame's RMS exceeds ``threshold`` (of full scale). Exact on scripted audio."""
-
-    capabilities: ClassVar[VADCapabilities] = VADCapabilities(
-        name="energy", sample_rates=(8000, 16000, 24000, 48000), frame_ms=(10, 20, 30))
-
-    def __init__(self, sample_rate: int = 16000, frame_ms: int = 20, threshold: float = 0.02) -> None:
-        self.sample_rate = sample_rate
-        self.frame_ms = frame_ms
-        self.threshold = threshold
-
-    def is_speech(self, pcm: bytes) -> bool:
-        a = np.frombuffer(pcm, "<i2").astype(np.float32)
-        return bool(a.size) and float(np.dot(a, a)) / a.size > (self.threshold * 32768.0) ** 2
-
-    def reset(self) -> None:
         pass

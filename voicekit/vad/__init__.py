@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 __all__ = [
     "Endpointer",
     "EndpointerConfig",
+    "EnergyVAD",
     "SpeechEnd",
     "SpeechStart",
     "VADBackend",
@@ -17,6 +18,7 @@ __all__ = [
 _EXPORTS = {
     "Endpointer": "voicekit.vad.endpointer",
     "EndpointerConfig": "voicekit.vad.endpointer",
+    "EnergyVAD": "voicekit.vad.energy",
     "SpeechEnd": "voicekit.vad.endpointer",
     "SpeechStart": "voicekit.vad.endpointer",
     "VADBackend": "voicekit.vad.base",
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from voicekit.vad.endpointer import EndpointerConfig as EndpointerConfig
     from voicekit.vad.endpointer import SpeechEnd as SpeechEnd
     from voicekit.vad.endpointer import SpeechStart as SpeechStart
+    from voicekit.vad.energy import EnergyVAD as EnergyVAD
     from voicekit.vad.webrtc import WebRTCVAD as WebRTCVAD
 else:  # imported on first use, so importing the package stays cheap (voicekit._lazy)
     from voicekit._lazy import attach
