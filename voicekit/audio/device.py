@@ -22,409 +22,71 @@ Glitches are counted, not hidden: ``MicrophoneSource.overruns`` (audio lost beca
 the device in time, found from the gap between the wall clock and the samples delivered) and
 ``SpeakerSink.underruns`` (the speaker ran dry in the middle of playback, found from the same
 clock-versus-samples arithmetic). See ``docs/devices.md``.
+
+The parts live in private modules: ``_portaudio`` (PortAudio set-up), ``_devices`` (listing,
+selection, opening) and ``_glitches`` (the overrun and underrun arithmetic); this module holds the
+two stream classes and is where the rest is imported from.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import os
-import sys
-import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
-from typing import Any, ClassVar, Final, Literal
+from collections.abc import AsyncGenerator
+from typing import ClassVar
 
-import attrs
 import numpy as np
 import numpy.typing as npt
 import trio
 
+from voicekit.audio._devices import (
+    FALLBACK_RATES,
+    INPUT_DEVICE_ENV,
+    OUTPUT_DEVICE_ENV,
+    DeviceInfo,
+    Direction,
+    Opened,
+    channel_candidates,
+    close_device,
+    list_devices,
+    open_device,
+    rate_candidates,
+    select_device,
+)
+from voicekit.audio._glitches import OverrunDetector, UnderrunDetector
+from voicekit.audio._portaudio import DEBUG_ENV, INSTALL_HINT, load_pyaudio
+from voicekit.audio._stream import positive_int
 from voicekit.audio.frame import SAMPLE_WIDTH, AudioFrame
 from voicekit.audio.resample import StreamResampler, int16_to_float
-from voicekit.errors import AudioError, ConfigError
-from voicekit.errors import DeviceNotFoundError as DeviceNotFoundError  # re-exported: it used to live here
+from voicekit.errors import AudioError, ConfigError, DeviceNotFoundError
 from voicekit.logging import get_logger
 
+__all__ = [
+    "DEBUG_ENV",
+    "FALLBACK_RATES",
+    "INPUT_DEVICE_ENV",
+    "INSTALL_HINT",
+    "OUTPUT_DEVICE_ENV",
+    "DeviceInfo",
+    "DeviceNotFoundError",  # it used to live here
+    "Direction",
+    "MicrophoneSource",
+    "OverrunDetector",
+    "SpeakerSink",
+    "UnderrunDetector",
+    "channel_candidates",
+    "list_devices",
+    "load_pyaudio",
+    "rate_candidates",
+    "select_device",
+]
+
 log = get_logger("voicekit.audio.device")
-
-Direction = Literal["input", "output"]
-
-INPUT_DEVICE_ENV: Final = "VOICEKIT_INPUT_DEVICE"
-OUTPUT_DEVICE_ENV: Final = "VOICEKIT_OUTPUT_DEVICE"
-#: Set to 1 to let PortAudio, ALSA and JACK print their diagnostics on stderr.
-DEBUG_ENV: Final = "VOICEKIT_AUDIO_DEBUG"
-INSTALL_HINT: Final = "install voicekit[audio] and apt portaudio19-dev"
-#: Rates tried after the requested one and the device's default.
-FALLBACK_RATES: Final = (48000, 44100, 16000)
-
-_NO_DEVICE: Final = {
-    "input": "no input audio device found; on a server use --input FILE, or set up ALSA/PulseAudio",
-    "output": "no output audio device found; on a server use --output FILE.wav or --output none, "
-              "or set up ALSA/PulseAudio",
-}
-_ENV: Final = {"input": INPUT_DEVICE_ENV, "output": OUTPUT_DEVICE_ENV}
-
-
-@attrs.frozen
-class DeviceInfo:
-    """One PortAudio device."""
-
-    index: int
-    name: str
-    host_api: str
-    max_input_channels: int
-    max_output_channels: int
-    default_sample_rate: int
-    default_input: bool = False
-    default_output: bool = False
-
-    def channels(self, direction: Direction) -> int:
-        return self.max_input_channels if direction == "input" else self.max_output_channels
-
-    def is_default(self, direction: Direction) -> bool:
-        return self.default_input if direction == "input" else self.default_output
-
-
-# ---------------------------------------------------------------------------------------------
-# PortAudio set-up
-
-
-def load_pyaudio() -> Any:
-    """Import PyAudio, or raise :class:`AudioError` saying how to install it."""
-    try:
-        import pyaudio
-    except ImportError as exc:
-        raise AudioError(
-            f"PyAudio is not installed (needed for the microphone and the speaker): {INSTALL_HINT}; "
-            "or use --input FILE / --output FILE.wav"
-        ) from exc
-    return pyaudio
-
-
-_PA_LOCK = threading.Lock()  # Pa_Initialize / Pa_Terminate are not thread-safe
-_QUIET_LOCK = threading.RLock()  # one fd-2 redirection at a time (always taken after _PA_LOCK)
-_ALSA_HANDLER: Any = None
-
-
-def _silence_alsa() -> None:
-    """Route ALSA's own error printing to nowhere (voicekit raises clear errors instead)."""
-    global _ALSA_HANDLER
-    if _ALSA_HANDLER is not None or not sys.platform.startswith("linux"):
-        return
-    name = ctypes.util.find_library("asound")
-    if name is None:
-        return
-    try:
-        lib = ctypes.CDLL(name)
-        proto = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
-                                 ctypes.c_char_p)
-        _ALSA_HANDLER = proto(lambda *_args: None)
-        lib.snd_lib_error_set_handler(_ALSA_HANDLER)
-    except (OSError, AttributeError):  # an unusual libasound: keep its messages
-        _ALSA_HANDLER = False
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Hide what PortAudio's back-ends (ALSA, JACK) print on fd 2 while probing devices."""
-    if os.environ.get(DEBUG_ENV):
-        yield
-        return
-    with _QUIET_LOCK:
-        _silence_alsa()
-        try:
-            if sys.stderr is not None:
-                sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):
-            yield
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-
-
-def _portaudio() -> Any:
-    """A new PyAudio instance (``Pa_Initialize``; blocking: it probes every device)."""
-    pyaudio = load_pyaudio()
-    os.environ.setdefault("JACK_NO_START_SERVER", "1")  # never spawn a JACK server just to list it
-    with _PA_LOCK, _quiet():
-        try:
-            return pyaudio.PyAudio()
-        except OSError as exc:
-            raise AudioError(f"PortAudio failed to start: {exc} — check the sound system "
-                             "(ALSA/PulseAudio) or use --input FILE / --output FILE.wav") from exc
-
-
-def _terminate(pa: Any) -> None:
-    with _PA_LOCK:
-        pa.terminate()
-
-
-def _default_index(getter: Callable[[], dict[str, Any]]) -> int | None:
-    try:
-        return int(getter()["index"])
-    except (OSError, KeyError):
-        return None
-
-
-def _describe(pa: Any) -> list[DeviceInfo]:
-    default_in = _default_index(pa.get_default_input_device_info)
-    default_out = _default_index(pa.get_default_output_device_info)
-    devices: list[DeviceInfo] = []
-    for i in range(pa.get_device_count()):
-        d = pa.get_device_info_by_index(i)
-        try:
-            host = str(pa.get_host_api_info_by_index(d["hostApi"])["name"])
-        except (OSError, KeyError):
-            host = "?"
-        devices.append(DeviceInfo(
-            index=int(d["index"]), name=str(d["name"]), host_api=host,
-            max_input_channels=int(d["maxInputChannels"]), max_output_channels=int(d["maxOutputChannels"]),
-            default_sample_rate=round(float(d["defaultSampleRate"])),
-            default_input=int(d["index"]) == default_in, default_output=int(d["index"]) == default_out))
-    return devices
-
-
-def list_devices() -> list[DeviceInfo]:
-    """Every device PortAudio sees (blocking: call it from a thread inside trio)."""
-    pa = _portaudio()
-    try:
-        return _describe(pa)
-    finally:
-        _terminate(pa)
-
-
-def select_device(devices: Sequence[DeviceInfo], spec: str | int | None, direction: Direction) -> DeviceInfo:
-    """Pick a device that can record (``"input"``) or play (``"output"``).
-
-    ``spec`` is an index (int or digits), a name or part of one (case-insensitive; an exact
-    name wins over a partial match, and a partial match must be unique), or ``None`` for the
-    system default (the first usable device if there is no default).
-    """
-    usable = [d for d in devices if d.channels(direction) > 0]
-    if not usable:
-        raise AudioError(_NO_DEVICE[direction])
-    if spec is None or (isinstance(spec, str) and not spec.strip()):
-        defaults = [d for d in usable if d.is_default(direction)]
-        return defaults[0] if defaults else usable[0]
-    if isinstance(spec, bool):
-        raise ConfigError(f"{direction} device must be an index or a name, got {spec!r}")
-    text = str(spec).strip()
-    if isinstance(spec, int) or text.isdigit():
-        index = int(text)
-        for d in devices:
-            if d.index == index:
-                if d.channels(direction) == 0:
-                    raise DeviceNotFoundError(
-                        f"audio device {index} ({d.name!r}) has no {direction} channels — pick an "
-                        f"{direction} device from 'voicekit devices'")
-                return d
-        raise DeviceNotFoundError(
-            f"there is no audio device with index {index} — run 'voicekit devices' to list them")
-    needle = text.casefold()
-    exact = [d for d in usable if d.name.casefold() == needle]
-    if exact:
-        return exact[0]
-    partial = [d for d in usable if needle in d.name.casefold()]
-    if len(partial) == 1:
-        return partial[0]
-    if not partial:
-        names = ", ".join(repr(d.name) for d in usable[:12])
-        raise DeviceNotFoundError(
-            f"no {direction} audio device matches {text!r} (available: {names}) — run 'voicekit devices'")
-    names = ", ".join(f"{d.index}: {d.name!r}" for d in partial[:12])
-    raise DeviceNotFoundError(
-        f"{direction} device {text!r} matches several devices ({names}) — give the index instead")
-
-
-def rate_candidates(requested: int, device_default: int, forced: int | None = None) -> list[int]:
-    """Rates to try when opening a device, best first: ``forced`` alone if given, else the
-    requested rate, the device's default, then :data:`FALLBACK_RATES`."""
-    if forced is not None:
-        return [forced]
-    out: list[int] = []
-    for rate in (requested, device_default, *FALLBACK_RATES):
-        if rate > 0 and rate not in out:
-            out.append(rate)
-    return out
-
-
-def channel_candidates(requested: int, device_max: int) -> list[int]:
-    """Channel counts to try: the requested count, then mono, stereo and the device maximum."""
-    out: list[int] = []
-    for ch in (requested, 1, 2, device_max):
-        if 0 < ch <= max(device_max, 1) and ch not in out:
-            out.append(ch)
-    return out
-
-
-@attrs.define
-class _Opened:
-    pa: Any
-    stream: Any
-    device: DeviceInfo
-    rate: int
-    channels: int
-    frames_per_buffer: int
-    latency: float
-
-
-def _open(direction: Direction, spec: str | int | None, rate: int, channels: int, chunk_ms: int,
-          forced_rate: int | None) -> _Opened:
-    """Resolve the device and open a blocking int16 stream on it (runs in a worker thread)."""
-    pyaudio = load_pyaudio()
-    if spec is None:
-        spec = os.environ.get(_ENV[direction]) or None
-    pa = _portaudio()
-    try:
-        device = select_device(_describe(pa), spec, direction)
-        tried: list[str] = []
-        last = "the device refused every format"
-        for r in rate_candidates(rate, device.default_sample_rate, forced_rate):
-            for ch in channel_candidates(channels, device.channels(direction)):
-                fmt: dict[str, Any] = (
-                    {"input_device": device.index, "input_channels": ch, "input_format": pyaudio.paInt16}
-                    if direction == "input" else
-                    {"output_device": device.index, "output_channels": ch, "output_format": pyaudio.paInt16})
-                tried.append(f"{r} Hz/{ch} ch")
-                try:
-                    with _quiet():
-                        pa.is_format_supported(r, **fmt)
-                except ValueError as exc:
-                    last = str(exc.args[0] if exc.args else exc)
-                    continue
-                frames = max(1, r * chunk_ms // 1000)
-                kw: dict[str, Any] = (
-                    {"input": True, "input_device_index": device.index} if direction == "input"
-                    else {"output": True, "output_device_index": device.index})
-                try:
-                    with _PA_LOCK, _quiet():
-                        stream = pa.open(rate=r, channels=ch, format=pyaudio.paInt16,
-                                         frames_per_buffer=frames, **kw)
-                except (OSError, ValueError) as exc:
-                    last = str(exc)
-                    continue
-                latency = stream.get_input_latency() if direction == "input" else stream.get_output_latency()
-                return _Opened(pa, stream, device, r, ch, frames, float(latency))
-        raise AudioError(
-            f"cannot open {direction} device {device.index} ({device.name!r}) at {', '.join(tried)}: {last} — "
-            "close other programs using it, or pick another device ('voicekit devices')")
-    except BaseException:
-        _terminate(pa)
-        raise
-
-
-def _close(opened: _Opened, *, drain: bool) -> None:
-    try:
-        with contextlib.suppress(OSError):
-            if drain and opened.stream.is_active():
-                opened.stream.stop_stream()  # Pa_StopStream plays what is queued
-        with _PA_LOCK:
-            opened.stream.close()  # Pa_CloseStream drops what is still queued
-    finally:
-        _terminate(opened.pa)
-
-
-def _positive_int(owner: str, name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{owner} {name} must be a positive integer, got {value!r}")
 
 
 def _check_device_spec(owner: str, device: object) -> None:
     if device is not None and (isinstance(device, bool) or not isinstance(device, str | int)):
         raise ConfigError(f"{owner} device must be an index, a name or None, got {device!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# glitch detectors (pure arithmetic on the wall clock and sample counts)
-
-
-class OverrunDetector:
-    """Finds input audio the device dropped, from the wall clock versus the samples delivered.
-
-    A capture device produces ``rate`` samples a second whether or not anyone reads them, and
-    can hold ``tolerance`` seconds of them. After each read, ``behind`` is the wall time since
-    the origin minus the audio delivered since the origin. More than ``tolerance`` behind means
-    the buffer overflowed and the difference was lost: one overrun is counted and the origin is
-    moved so each loss is counted once. Reading ahead of the clock (a buffered start, or a
-    device faster than real time such as a file) moves the origin forward.
-    """
-
-    def __init__(self, rate: int, tolerance: float) -> None:
-        self.rate = rate
-        self.tolerance = tolerance
-        self.overruns = 0
-        self.lost_seconds = 0.0
-        self._origin: float | None = None
-
-    def update(self, now: float, samples_total: int) -> float:
-        """Record a read that brought the total to ``samples_total``; return seconds lost (0 if none)."""
-        audio = samples_total / self.rate
-        if self._origin is None:
-            self._origin = now - audio
-            return 0.0
-        behind = (now - self._origin) - audio
-        if behind < 0:
-            self._origin = now - audio
-            return 0.0
-        if behind > self.tolerance:
-            self.overruns += 1
-            self.lost_seconds += behind
-            self._origin = now - audio
-            return behind
-        return 0.0
-
-
-class UnderrunDetector:
-    """Finds moments the speaker ran dry in the middle of playback.
-
-    ``play_until`` is the wall time at which the device will have played everything written so
-    far (at least the audio written, counted from when the last write returned: a write that
-    blocks shows the device was full). A write that starts more than ``tolerance`` after it found
-    a starved device, and counts
-    one underrun, unless the writer had been idle for more than ``idle`` seconds: a pause between
-    replies is silence, not a glitch. (PortAudio's own underflow flag cannot be used: PyAudio
-    closes the stream when it reports one.)
-    """
-
-    def __init__(self, tolerance: float, idle: float) -> None:
-        self.tolerance = tolerance
-        self.idle = idle
-        self.underruns = 0
-        self.starved_seconds = 0.0
-        self._play_until: float | None = None
-        self._last_return: float | None = None
-
-    def before_write(self, now: float) -> float:
-        """Called as a write starts; returns how long the device has been starved (0 if not)."""
-        if self._play_until is None:
-            return 0.0
-        return max(0.0, now - self._play_until)
-
-    def after_write(self, start: float, now: float, duration: float, starved: float) -> bool:
-        """Called when a write of ``duration`` seconds returned; True if an underrun was counted."""
-        idle = self._last_return is not None and start - self._last_return > self.idle
-        counted = False
-        if not idle and self._last_return is not None and starved > self.tolerance:
-            self.underruns += 1
-            self.starved_seconds += starved
-            counted = True
-        base = start if self._play_until is None or idle else max(self._play_until, start)
-        # a write that blocked until ``now`` found the device full, not playing: what it wrote
-        # cannot have finished before now + duration (sound servers may hold a stream back)
-        self._play_until = max(base, now) + duration
-        self._last_return = now
-        return counted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,7 +105,7 @@ class _DeviceStream:
     device_info: DeviceInfo | None
     device_rate: int | None
     device_channels: int | None
-    _opened: _Opened | None
+    _opened: Opened | None
     _limiter: trio.CapacityLimiter
     _open_lock: trio.Lock
     _closed: bool
@@ -461,12 +123,12 @@ class _DeviceStream:
     async def _open_device(self) -> None:
         raise NotImplementedError
 
-    async def _open_stream(self) -> _Opened:
+    async def _open_stream(self) -> Opened:
         opened = await trio.to_thread.run_sync(
-            _open, self._direction, self.device, self.sample_rate, self.channels, self.chunk_ms,
+            open_device, self._direction, self.device, self.sample_rate, self.channels, self.chunk_ms,
             self.device_rate_request, limiter=self._limiter)
         if self._closed:  # closed while opening
-            await trio.to_thread.run_sync(lambda: _close(opened, drain=False), limiter=self._limiter)
+            await trio.to_thread.run_sync(lambda: close_device(opened, drain=False), limiter=self._limiter)
             raise AudioError(f"{self!r} was closed while opening")
         self._opened = opened
         self.device_info, self.device_rate, self.device_channels = opened.device, opened.rate, opened.channels
@@ -497,11 +159,11 @@ class MicrophoneSource(_DeviceStream):
                  chunk_ms: int = 20, device_rate: int | None = None,
                  overrun_tolerance_ms: int | None = None) -> None:
         _check_device_spec("MicrophoneSource", device)
-        _positive_int("MicrophoneSource", "sample_rate", sample_rate)
-        _positive_int("MicrophoneSource", "channels", channels)
-        _positive_int("MicrophoneSource", "chunk_ms", chunk_ms)
-        _positive_int("MicrophoneSource", "device_rate", device_rate, allow_none=True)
-        _positive_int("MicrophoneSource", "overrun_tolerance_ms", overrun_tolerance_ms, allow_none=True)
+        positive_int("MicrophoneSource", "sample_rate", sample_rate)
+        positive_int("MicrophoneSource", "channels", channels)
+        positive_int("MicrophoneSource", "chunk_ms", chunk_ms)
+        positive_int("MicrophoneSource", "device_rate", device_rate, allow_none=True)
+        positive_int("MicrophoneSource", "overrun_tolerance_ms", overrun_tolerance_ms, allow_none=True)
         load_pyaudio()  # fail now, with the install hint, rather than mid-session
         self.device = device
         self.sample_rate = sample_rate
@@ -514,7 +176,7 @@ class MicrophoneSource(_DeviceStream):
         self.device_channels: int | None = None
         self.samples_read = 0  # per channel, at the device rate
         self._detector: OverrunDetector | None = None
-        self._opened: _Opened | None = None
+        self._opened: Opened | None = None
         self._limiter = trio.CapacityLimiter(1)
         self._open_lock = trio.Lock()
         self._closed = False
@@ -596,7 +258,7 @@ class MicrophoneSource(_DeviceStream):
         opened, self._opened = self._opened, None
         if opened is not None:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(lambda: _close(opened, drain=False), limiter=self._limiter)
+                await trio.to_thread.run_sync(lambda: close_device(opened, drain=False), limiter=self._limiter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,11 +287,11 @@ class SpeakerSink(_DeviceStream):
                  chunk_ms: int = 20, device_rate: int | None = None, discard_on_cancel: bool = True,
                  idle_ms: int = 500) -> None:
         _check_device_spec("SpeakerSink", device)
-        _positive_int("SpeakerSink", "sample_rate", sample_rate)
-        _positive_int("SpeakerSink", "channels", channels)
-        _positive_int("SpeakerSink", "chunk_ms", chunk_ms)
-        _positive_int("SpeakerSink", "device_rate", device_rate, allow_none=True)
-        _positive_int("SpeakerSink", "idle_ms", idle_ms)
+        positive_int("SpeakerSink", "sample_rate", sample_rate)
+        positive_int("SpeakerSink", "channels", channels)
+        positive_int("SpeakerSink", "chunk_ms", chunk_ms)
+        positive_int("SpeakerSink", "device_rate", device_rate, allow_none=True)
+        positive_int("SpeakerSink", "idle_ms", idle_ms)
         load_pyaudio()
         self.sample_rate = sample_rate
         self.channels = channels
@@ -643,7 +305,7 @@ class SpeakerSink(_DeviceStream):
         self.samples_written = 0  # per channel, at the device rate
         self.discards = 0  # writes cut short by a cancel (their queued audio dropped)
         self._detector = UnderrunDetector(tolerance=chunk_ms / 1000, idle=idle_ms / 1000)
-        self._opened: _Opened | None = None
+        self._opened: Opened | None = None
         self._resampler: StreamResampler | None = None
         self._limiter = trio.CapacityLimiter(1)
         self._open_lock = trio.Lock()
@@ -665,7 +327,7 @@ class SpeakerSink(_DeviceStream):
         opened = await self._open_stream()
         self.device_rate_request = opened.rate  # reopen (after a discard) at the same rate
 
-    def _convert(self, frame: AudioFrame, opened: _Opened) -> npt.NDArray[np.int16]:
+    def _convert(self, frame: AudioFrame, opened: Opened) -> npt.NDArray[np.int16]:
         r = self._resampler
         if frame.sample_rate == opened.rate and frame.channels == opened.channels:
             return frame.to_array()
@@ -716,7 +378,7 @@ class SpeakerSink(_DeviceStream):
             return
         self.discards += 1
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(lambda: _close(opened, drain=False), limiter=self._limiter)
+            await trio.to_thread.run_sync(lambda: close_device(opened, drain=False), limiter=self._limiter)
 
     async def aclose(self) -> None:
         """Play what is queued, then close the device. Safe to call twice."""
@@ -733,9 +395,9 @@ class SpeakerSink(_DeviceStream):
                 pcm = np.ascontiguousarray(tail, dtype="<i2")
                 await trio.to_thread.run_sync(self._write_tail, opened, pcm.tobytes(), pcm.shape[0],
                                               limiter=self._limiter)
-            await trio.to_thread.run_sync(lambda: _close(opened, drain=True), limiter=self._limiter)
+            await trio.to_thread.run_sync(lambda: close_device(opened, drain=True), limiter=self._limiter)
 
-    def _write_tail(self, opened: _Opened, pcm: bytes, frames: int) -> None:
+    def _write_tail(self, opened: Opened, pcm: bytes, frames: int) -> None:
         with contextlib.suppress(OSError):
             opened.stream.write(pcm, frames, exception_on_underflow=False)
             self.samples_written += frames
