@@ -98,7 +98,7 @@ async def _drive(handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
     :class:`HandlerError` to ``send``; the channel closes when the handler is done."""
     try:
         with scope:
-            async with send:
+            try:
                 failure: HandlerError | None = None
                 try:
                     await _run(handler, turn, send, threads)
@@ -113,6 +113,10 @@ async def _drive(handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
                     failure.__cause__ = exc
                 if failure is not None:
                     await send.send(failure)
+            finally:
+                # closed without a checkpoint: a cancel arriving there (the reader has gone) would
+                # replace a KeyboardInterrupt on its way out, and the scope would swallow it
+                send.close()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the session stopped listening (timeout or barge-in); the rest of the reply is dropped
 
@@ -249,11 +253,11 @@ class HandlerCall:
         characters in all. Raises :class:`HandlerError` for a failure, a wrong type, or an overrun."""
         what, recv, scope, entry = self.what, self.recv, self.scope, self.entry
         spoken = 0
+        asked = entry.started  # the first piece is due within timeout of the handler's start
         try:
             async with recv:
                 while True:
-                    asked = trio.current_time()
-                    with trio.move_on_after(timeout) as waiting:
+                    with trio.move_on_at(asked + timeout) as waiting:
                         try:
                             item = await recv.receive()
                         except trio.EndOfChannel:
@@ -280,6 +284,7 @@ class HandlerCall:
                         return
                     spoken += len(item)
                     yield item
+                    asked = trio.current_time()  # speaking a piece does not count against the next
         finally:
             scope.cancel()
             if not self.complete and not entry.done.is_set():

@@ -67,18 +67,61 @@ class VADInterruption(NeverInterrupt):
     """Interrupt once the user has spoken ``min_speech_ms`` of voiced audio during a reply.
 
     Coughs, clicks and short noises stay under the threshold and leave the reply playing.
+
+    With ``pause=True`` (the session's default policy) playback also *pauses* the moment the
+    endpointer hears speech, so the assistant stops talking over the user at once instead of
+    after ``min_speech_ms``; the interrupt decision itself is unchanged. If the sound stays
+    under ``min_speech_ms`` — a cough, a click, a short "mm" — playback resumes where it paused
+    once no voiced audio has come for ``resume_after_ms``, or when the speech ends, whichever is
+    first.
     """
 
-    def __init__(self, min_speech_ms: int = 300) -> None:
-        if min_speech_ms < 0:
-            raise ConfigError("min_speech_ms must be >= 0")
+    def __init__(self, min_speech_ms: int = 300, *, pause: bool = False, resume_after_ms: int = 300) -> None:
+        if min_speech_ms < 0 or resume_after_ms < 0:
+            raise ConfigError("min_speech_ms and resume_after_ms must be >= 0")
         self.min_speech_s = min_speech_ms / 1000
+        self.pause = pause
+        self.resume_after_s = resume_after_ms / 1000
+        self.reset()
+
+    def reset(self) -> None:
+        self._paused = False
+        self._voiced_s = 0.0  # the longest voiced span seen in the current speech
+        self._grew_at: float | None = None  # audio time it last grew
 
     def on_speech_started(self, audio_t: float) -> Decision:
-        return Decision.INTERRUPT if self.min_speech_s == 0 else Decision.NONE
+        if self.min_speech_s == 0:
+            return Decision.INTERRUPT
+        self._voiced_s = 0.0
+        self._grew_at = None
+        if self.pause:
+            self._paused = True
+            return Decision.PAUSE
+        return Decision.NONE
 
     def on_voiced_audio(self, audio_t: float, voiced_s: float) -> Decision:
-        return Decision.INTERRUPT if voiced_s >= self.min_speech_s - 1e-9 else Decision.NONE
+        if voiced_s >= self.min_speech_s - 1e-9:
+            self._paused = False
+            return Decision.INTERRUPT
+        if not self.pause:
+            return Decision.NONE
+        if voiced_s > self._voiced_s or self._grew_at is None:
+            self._voiced_s = voiced_s
+            self._grew_at = audio_t
+            if not self._paused:  # more sound after a resume: quiet again while it lasts
+                self._paused = True
+                return Decision.PAUSE
+            return Decision.NONE
+        if self._paused and audio_t - self._grew_at >= self.resume_after_s - 1e-9:
+            self._paused = False
+            return Decision.RESUME
+        return Decision.NONE
+
+    def on_speech_ended(self, audio_t: float) -> Decision:
+        if self._paused:
+            self._paused = False
+            return Decision.RESUME
+        return Decision.NONE
 
 
 class SemanticInterruption(NeverInterrupt):
@@ -183,7 +226,7 @@ def make_policy(name: str, **options: Any) -> InterruptionPolicy:
     if name == "none":
         return NeverInterrupt()
     if name == "vad":
-        return VADInterruption(**options)
+        return VADInterruption(**{"pause": True, **options})
     if name == "semantic":
         return SemanticInterruption(**options)
     raise ConfigError(f"unknown interruption policy {name!r}; choose 'vad', 'semantic' or 'none'")

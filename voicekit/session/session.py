@@ -105,7 +105,9 @@ class Session:
         self.tts = tts
         self.sink = sink
         self.config = config or SessionConfig()
-        self.policy: InterruptionPolicy = interruption or VADInterruption()
+        # default: pause the reply the moment the user speaks, cut it after 300 ms of speech,
+        # resume it after a shorter sound (a cough, a click)
+        self.policy: InterruptionPolicy = interruption or VADInterruption(pause=True)
         self.id = uuid.uuid4().hex[:12]
         self.context: dict[str, Any] = {}
         self.names = names or {}
@@ -134,7 +136,6 @@ class Session:
         self._in_speech = False
         self._endpointer: Endpointer = Endpointer(vad, self.config.endpointer)
         self._to_asr: StreamResampler | None = None
-        self._frame_clock: float | None = None  # trio time the latest input frame arrived (paced)
         self._ended = False
         self._drained = trio.Event()
 
@@ -364,16 +365,20 @@ class Session:
         self._endpointer = Endpointer(self.vad, self.config.endpointer)
         feed = self._feeder(stream)
         prepare = self._prepare()
-        paced = self.paced
+        player = self.player if self.player is not None and self.player.pace else None
+        if player is not None:
+            player.clock_by_input(True)
         try:
             async for frame in self.source.frames():
-                if paced:
-                    self._frame_clock = trio.current_time()
                 out = prepare(frame)
                 if out is not None:
                     await feed(out)
+                if player is not None:
+                    player.tick()
             tail = prepare.flush()  # type: ignore[attr-defined]
         finally:
+            if player is not None:
+                player.clock_by_input(False)  # the input ended: the player keeps time itself
             await self.source.aclose()
         if tail is not None:
             await feed(tail)
