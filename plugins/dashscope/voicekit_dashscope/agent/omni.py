@@ -411,58 +411,73 @@ class OmniAgent:
     async def _receive(self, conn: RealtimeConnection) -> None:
         while True:
             event = await conn.receive()
-            match event:
-                case SpeechStarted():
-                    await self._on_speech_started(conn, event)
-                case SpeechStopped():
-                    self._user_speaking = False
-                    start = self._speech_at.get(event.item_id, event.audio_end_ms / 1000)
-                    end = self._audio_offset + event.audio_end_ms / 1000
-                    self._emit(ev.SpeechEnded(t=self.now(), audio_t=end, duration=max(0.0, end - start)))
-                    if self._reply is not None and self._reply.paused_for is not None:
-                        self._start_confirm_timer(self._reply)
-                case AudioCommitted():
-                    r = self._reply
-                    if r is not None and r.paused_for is not None:
-                        await self._interrupt(conn, r, "committed")
-                case TranscriptionText():  # also TranscriptionDelta
-                    uid = self._utterance(event.item_id)
-                    self._emit(ev.Transcript(t=self.now(), text=event.display.strip(), is_final=False,
-                                             utterance_id=uid, language=event.language, emotion=event.emotion))
-                case TranscriptionCompleted():
-                    uid = self._utterance(event.item_id)
-                    self._emit(ev.Transcript(t=self.now(), text=event.transcript, is_final=True, utterance_id=uid,
-                                             language=event.language, emotion=event.emotion))
-                    if event.transcript.strip():
-                        self.history.append(HistoryEntry("user", event.transcript.strip()))
-                case ResponseCreated():
-                    self._pending_calls[event.response_id] = []
-                case OutputItemAdded():
-                    r = self._replies.get(event.response_id)
-                    if r is not None and event.item.get("type") == "message":
-                        r.item_id = str(event.item.get("id"))
-                case AudioTranscriptDelta() | TextDelta():
-                    if not conn.protocol.is_stale(event):
-                        r = self._reply_for(event.response_id)
-                        r.item_id = r.item_id or event.item_id
-                        r.marks.append((r.samples_in, event.delta))
-                        r.text += event.delta
-                        if not r.started:
-                            r.started = True
-                            self._emit(ev.ReplyStarted(t=self.now(), turn_id=r.turn_id, text=event.delta.strip()))
-                        self._emit(ev.ReplyText(t=self.now(), turn_id=r.turn_id, text=event.delta))
-                case AudioDelta():
-                    if not conn.protocol.is_stale(event):
-                        self._on_audio(self._reply_for(event.response_id), event.delta)
-                case FunctionArgumentsDone():
-                    self._pending_calls.setdefault(event.response_id, []).append(event)
-                case ResponseDone():
-                    await self._on_response_done(conn, event)
-                case ErrorEvent():
-                    self._on_error(event)
-                case SessionFinished():
-                    self._finished.set()
-                    return
+            if await self._on_event(conn, event):
+                return
+
+    async def _on_event(self, conn: RealtimeConnection, event: Any) -> bool:
+        """Handle one server event; True once the session has finished."""
+        match event:
+            case SpeechStarted():
+                await self._on_speech_started(conn, event)
+            case SpeechStopped():
+                self._on_speech_stopped(event)
+            case AudioCommitted():
+                r = self._reply
+                if r is not None and r.paused_for is not None:
+                    await self._interrupt(conn, r, "committed")
+            case TranscriptionText() | TranscriptionCompleted():  # also TranscriptionDelta
+                self._on_transcript(event)
+            case ResponseCreated():
+                self._pending_calls[event.response_id] = []
+            case OutputItemAdded():
+                r = self._replies.get(event.response_id)
+                if r is not None and event.item.get("type") == "message":
+                    r.item_id = str(event.item.get("id"))
+            case AudioTranscriptDelta() | TextDelta():
+                if not conn.protocol.is_stale(event):
+                    self._on_reply_text(event)
+            case AudioDelta():
+                if not conn.protocol.is_stale(event):
+                    self._on_audio(self._reply_for(event.response_id), event.delta)
+            case FunctionArgumentsDone():
+                self._pending_calls.setdefault(event.response_id, []).append(event)
+            case ResponseDone():
+                await self._on_response_done(conn, event)
+            case ErrorEvent():
+                self._on_error(event)
+            case SessionFinished():
+                self._finished.set()
+                return True
+        return False
+
+    def _on_speech_stopped(self, event: SpeechStopped) -> None:
+        self._user_speaking = False
+        start = self._speech_at.get(event.item_id, event.audio_end_ms / 1000)
+        end = self._audio_offset + event.audio_end_ms / 1000
+        self._emit(ev.SpeechEnded(t=self.now(), audio_t=end, duration=max(0.0, end - start)))
+        if self._reply is not None and self._reply.paused_for is not None:
+            self._start_confirm_timer(self._reply)
+
+    def _on_transcript(self, event: TranscriptionText | TranscriptionCompleted) -> None:
+        uid = self._utterance(event.item_id)
+        if isinstance(event, TranscriptionCompleted):
+            self._emit(ev.Transcript(t=self.now(), text=event.transcript, is_final=True, utterance_id=uid,
+                                     language=event.language, emotion=event.emotion))
+            if event.transcript.strip():
+                self.history.append(HistoryEntry("user", event.transcript.strip()))
+        else:
+            self._emit(ev.Transcript(t=self.now(), text=event.display.strip(), is_final=False,
+                                     utterance_id=uid, language=event.language, emotion=event.emotion))
+
+    def _on_reply_text(self, event: AudioTranscriptDelta | TextDelta) -> None:
+        r = self._reply_for(event.response_id)
+        r.item_id = r.item_id or event.item_id
+        r.marks.append((r.samples_in, event.delta))
+        r.text += event.delta
+        if not r.started:
+            r.started = True
+            self._emit(ev.ReplyStarted(t=self.now(), turn_id=r.turn_id, text=event.delta.strip()))
+        self._emit(ev.ReplyText(t=self.now(), turn_id=r.turn_id, text=event.delta))
 
     def _utterance(self, item_id: str) -> int:
         if item_id not in self._utterances:

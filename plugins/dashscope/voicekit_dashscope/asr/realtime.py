@@ -583,54 +583,71 @@ class RealtimeASRStream:
             if scope.cancelled_caught:
                 log.warning("realtime_asr_finish_timeout", model=self.plugin.model)
                 return
-            match event:
-                case SpeechStarted():
-                    self._uid(event.item_id)
-                    self._times[event.item_id][0] = self._t(event.audio_start_ms)
-                case SpeechStopped():
-                    self._uid(event.item_id)
-                    self._times[event.item_id][1] = self._t(event.audio_end_ms)
-                case AudioCommitted():
-                    self._uid(event.item_id)
-                    self._committed.append(event.item_id)
-                    if self._pending_commits:
-                        commit = self._pending_commits.pop(0)
-                        self._commit_of[event.item_id] = commit
-                        if self.manual:
-                            self._times[event.item_id] = list(commit.marker)
-                case TranscriptionText():  # and TranscriptionDelta
-                    self._meta[event.item_id] = (event.language, event.emotion)
-                    text = event.display.strip()
-                    if text:
-                        await self._emit(event.item_id, text, False)
-                case TranscriptionCompleted():
-                    self._meta[event.item_id] = (event.language, event.emotion)
-                    if not self.plugin.uses_response:
-                        await self._emit(event.item_id, event.transcript.strip(), True)
-                case TranscriptionFailed():
-                    log.warning("realtime_transcription_failed", item=event.item_id, error=dict(event.error))
-                case ResponseCreated():
-                    self._creating = False
-                    pending = [i for i in self._committed if i not in self._response_item.values()]
-                    if pending:
-                        self._response_item[event.response_id] = pending[0]
-                case TextDelta():
-                    rid = event.response_id
-                    self._response_text[rid] = self._response_text.get(rid, "") + event.delta
-                case TextDone():
-                    self._response_text[event.response_id] = event.text
-                case ResponseDone():
-                    item = self._response_item.get(event.response_id)
-                    if item is not None and self.plugin.uses_response:
-                        await self._emit(item, self._response_text.pop(event.response_id, "").strip(), True)
-                    if self.plugin.uses_response:
-                        await self._maybe_create(conn)
-                case ErrorEvent():
-                    if self._finished and conn.protocol.phase.value == "finishing":
-                        return  # the model refuses session.finish: we are done anyway
-                    raise event.error.exception()
-                case SessionFinished():
-                    return
+            if await self._on_event(conn, event):
+                return
+
+    async def _on_event(self, conn: RealtimeConnection, event: Any) -> bool:
+        """Handle one server event; True when the session is over."""
+        match event:
+            case SpeechStarted() | SpeechStopped() | AudioCommitted():
+                self._on_input_event(event)
+            case TranscriptionText():  # and TranscriptionDelta
+                self._meta[event.item_id] = (event.language, event.emotion)
+                text = event.display.strip()
+                if text:
+                    await self._emit(event.item_id, text, False)
+            case TranscriptionCompleted():
+                self._meta[event.item_id] = (event.language, event.emotion)
+                if not self.plugin.uses_response:
+                    await self._emit(event.item_id, event.transcript.strip(), True)
+            case TranscriptionFailed():
+                log.warning("realtime_transcription_failed", item=event.item_id, error=dict(event.error))
+            case ResponseCreated() | TextDelta() | TextDone() | ResponseDone():
+                await self._on_response_event(conn, event)
+            case ErrorEvent():
+                if self._finished and conn.protocol.phase.value == "finishing":
+                    return True  # the model refuses session.finish: we are done anyway
+                raise event.error.exception()
+            case SessionFinished():
+                return True
+        return False
+
+    def _on_input_event(self, event: SpeechStarted | SpeechStopped | AudioCommitted) -> None:
+        """The server's VAD and commit events: the utterance's times on the stream's timeline."""
+        self._uid(event.item_id)
+        match event:
+            case SpeechStarted():
+                self._times[event.item_id][0] = self._t(event.audio_start_ms)
+            case SpeechStopped():
+                self._times[event.item_id][1] = self._t(event.audio_end_ms)
+            case AudioCommitted():
+                self._committed.append(event.item_id)
+                if self._pending_commits:
+                    commit = self._pending_commits.pop(0)
+                    self._commit_of[event.item_id] = commit
+                    if self.manual:
+                        self._times[event.item_id] = list(commit.marker)
+
+    async def _on_response_event(self, conn: RealtimeConnection,
+                                 event: ResponseCreated | TextDelta | TextDone | ResponseDone) -> None:
+        """Omni prompt-context mode: a response's text is the utterance's final transcript."""
+        match event:
+            case ResponseCreated():
+                self._creating = False
+                pending = [i for i in self._committed if i not in self._response_item.values()]
+                if pending:
+                    self._response_item[event.response_id] = pending[0]
+            case TextDelta():
+                rid = event.response_id
+                self._response_text[rid] = self._response_text.get(rid, "") + event.delta
+            case TextDone():
+                self._response_text[event.response_id] = event.text
+            case ResponseDone():
+                item = self._response_item.get(event.response_id)
+                if item is not None and self.plugin.uses_response:
+                    await self._emit(item, self._response_text.pop(event.response_id, "").strip(), True)
+                if self.plugin.uses_response:
+                    await self._maybe_create(conn)
 
     async def _emit(self, item_id: str, text: str, final: bool) -> None:
         uid = self._uid(item_id)
