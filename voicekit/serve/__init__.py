@@ -16,25 +16,25 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "ServeConfig": "voicekit.serve.server",
-    "ServerStats": "voicekit.serve.server",
-    "SessionRecipe": "voicekit.serve.server",
+    "ServeConfig": "voicekit.serve.config",
+    "ServerStats": "voicekit.serve.metrics",
+    "SessionRecipe": "voicekit.serve.config",
     "VoiceServer": "voicekit.serve.server",
-    "WebSocketSink": "voicekit.serve.server",
-    "WebSocketSource": "voicekit.serve.server",
-    "check_bind": "voicekit.serve.server",
-    "is_loopback": "voicekit.serve.server",
+    "WebSocketSink": "voicekit.serve.stream",
+    "WebSocketSource": "voicekit.serve.stream",
+    "check_bind": "voicekit.serve.config",
+    "is_loopback": "voicekit.serve.config",
 }
 
 if TYPE_CHECKING:
-    from voicekit.serve.server import ServeConfig as ServeConfig
-    from voicekit.serve.server import ServerStats as ServerStats
-    from voicekit.serve.server import SessionRecipe as SessionRecipe
+    from voicekit.serve.config import ServeConfig as ServeConfig
+    from voicekit.serve.config import SessionRecipe as SessionRecipe
+    from voicekit.serve.config import check_bind as check_bind
+    from voicekit.serve.config import is_loopback as is_loopback
+    from voicekit.serve.metrics import ServerStats as ServerStats
     from voicekit.serve.server import VoiceServer as VoiceServer
-    from voicekit.serve.server import WebSocketSink as WebSocketSink
-    from voicekit.serve.server import WebSocketSource as WebSocketSource
-    from voicekit.serve.server import check_bind as check_bind
-    from voicekit.serve.server import is_loopback as is_loopback
+    from voicekit.serve.stream import WebSocketSink as WebSocketSink
+    from voicekit.serve.stream import WebSocketSource as WebSocketSource
 else:  # imported on first use, so importing the package stays cheap (voicekit._lazy)
     from voicekit._lazy import attach
 

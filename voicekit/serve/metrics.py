@@ -8,7 +8,16 @@ the server runs the same and ``/metrics`` answers 501 naming the extra to instal
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from voicekit.events import Error as ErrorEvent
+from voicekit.events import Event, IntentMatched, ReplyInterrupted, ReplyStarted, SpeechEnded, SpeechStarted
+
+if TYPE_CHECKING:
+    from voicekit.serve.stream import WebSocketSink
 
 try:
     import prometheus_client
@@ -113,3 +122,58 @@ class ServeMetrics:
         if prometheus_client is None or self.registry is None:
             return None
         return bytes(prometheus_client.generate_latest(self.registry))
+
+
+@attrs.define
+class ServerStats:
+    """Plain counters of what the server did (``VoiceServer.stats``), for tests and embedders."""
+
+    connections: int = 0  # TCP connections accepted
+    sessions_started: int = 0
+    sessions_finished: int = 0
+    rejected_busy: int = 0
+    rejected_unauthorized: int = 0
+    protocol_errors: int = 0  # bad messages and frames the WebSocket layer could not parse
+    rejected_address: int = 0  # refused: too many unauthenticated connections from one address
+    evicted: int = 0  # unauthenticated connections dropped because the pool was full
+    idle_closed: int = 0  # conversations closed by the idle timeout
+    refused_loop_lag: int = 0  # new conversations refused: the event loop lagged (--max-loop-lag)
+    refused_draining: int = 0  # new conversations refused: the server drains
+    refused_at_upgrade: int = 0  # of all refusals, those answered HTTP 503 to the upgrade
+    shed: int = 0  # running conversations closed: they fell behind real time (--max-backlog)
+    drained: int = 0  # running conversations closed by a drain at its deadline (1012)
+    connection_failures: int = 0  # connections that ended in an unexpected exception (logged)
+    end_reasons: list[str] = attrs.Factory(list)  # how each session ended: "input ended", "cancelled", ...
+
+
+@attrs.define
+class TurnTimer:
+    """Turn and barge-in latencies of one conversation, from its session's own event times."""
+
+    metrics: ServeMetrics
+    speech_end: float | None = None
+    barge_start: float | None = None
+    replying: bool = False
+
+    def observe(self, event: Event, now: Callable[[], float], sink: WebSocketSink | None) -> None:
+        m = self.metrics
+        if isinstance(event, SpeechStarted):
+            if self.replying:
+                self.barge_start = event.t
+        elif isinstance(event, SpeechEnded):
+            self.speech_end = event.t
+        elif isinstance(event, IntentMatched):
+            if self.speech_end is not None:
+                m.turn_latency.labels("handler").observe(max(0.0, event.t - self.speech_end))
+        elif isinstance(event, ReplyStarted):
+            self.replying = True
+            end = self.speech_end
+            if sink is not None and end is not None:
+                sink.on_next_write(lambda: m.turn_latency.labels("first_audio").observe(max(0.0, now() - end)))
+        elif event.kind in ("reply_finished", "reply_interrupted"):
+            self.replying = False
+            if isinstance(event, ReplyInterrupted) and self.barge_start is not None:
+                m.barge_in_latency.observe(max(0.0, event.t - self.barge_start))
+            self.barge_start = None
+        elif isinstance(event, ErrorEvent):
+            m.errors.labels(f"session_{event.where}").inc()

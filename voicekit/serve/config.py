@@ -1,0 +1,125 @@
+"""What ``voicekit serve`` is set up with: where it listens (and the rule that a non-loopback
+address needs a token), its limits (:class:`ServeConfig`) and how each conversation is built
+(:class:`SessionRecipe`)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from voicekit.asr.base import ASREngine
+from voicekit.audio.sinks import AudioSink
+from voicekit.audio.sources import AudioSource
+from voicekit.errors import ConfigError
+from voicekit.handlers.assistant import Assistant
+from voicekit.serve.protocol import MAX_AUDIO_BYTES, MAX_TEXT_BYTES
+from voicekit.session.interruption import InterruptionPolicy
+from voicekit.session.session import Session, SessionConfig
+from voicekit.tts.base import TTSEngine
+from voicekit.vad.base import VADBackend
+
+__all__ = ["ServeConfig", "SessionRecipe", "check_bind", "is_loopback"]
+
+# -- binding rules ------------------------------------------------------------------------------
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1). Other names count as
+    non-loopback: we cannot know what they resolve to."""
+    name = host.strip().lower().rstrip(".")
+    if name in ("localhost", "ip6-localhost", "ip6-loopback") or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without a token."""
+    if token is not None and not token.strip():
+        raise ConfigError("--token is empty: pass a long random string (e.g. from 'openssl rand -hex 16')")
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"refusing to listen on {host!r} without a token: anyone who can reach it could talk to the "
+            "assistant. Pass --token SECRET (or set VOICEKIT_SERVE_TOKEN), or use --host 127.0.0.1")
+
+
+def _positive(owner: str, name: str) -> Callable[[Any, Any, Any], None]:
+    def check(_: Any, __: Any, value: Any) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{owner} {name} must be a positive number, got {value!r}")
+    return check
+
+
+def _port(_: Any, __: Any, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ConfigError(f"port must be 0..65535 (0 = any free port), got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8765, validator=_port)
+    token: str | None = attrs.field(default=None, repr=lambda t: "None" if t is None else "'***'")
+    max_sessions: int = attrs.field(default=4, validator=_positive("serve", "max_sessions"))
+    #: Connections that have not said a valid hello yet (HTTP requests, WebSockets before the hello):
+    #: they never hold a session slot; this pool is bounded on its own (the oldest is dropped when full) ...
+    max_pending: int = attrs.field(default=32, validator=_positive("serve", "max_pending"))
+    #: ... and per client address (one more is refused with HTTP 429).
+    max_pending_per_address: int = attrs.field(default=8, validator=_positive("serve", "max_pending_per_address"))
+    hello_timeout: float = attrs.field(default=5.0, validator=_positive("serve", "hello_timeout"))
+    #: A conversation whose client sends nothing for this long (before its end message) is closed.
+    idle_timeout: float = attrs.field(default=60.0, validator=_positive("serve", "idle_timeout"))
+    request_timeout: float = attrs.field(default=10.0, validator=_positive("serve", "request_timeout"))
+    close_timeout: float = attrs.field(default=2.0, validator=_positive("serve", "close_timeout"))
+    max_audio_bytes: int = attrs.field(default=MAX_AUDIO_BYTES, validator=_positive("serve", "max_audio_bytes"))
+    max_text_bytes: int = attrs.field(default=MAX_TEXT_BYTES, validator=_positive("serve", "max_text_bytes"))
+    #: Extra page origins allowed to open the WebSocket (``"*"`` = any); the server's own is always allowed.
+    allowed_origins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: Admission: no new conversation while the event loop wakes up later than this (seconds, the
+    #: mean over the last second): the running conversations would be slowed down.
+    max_loop_lag: float = attrs.field(default=0.25, validator=_positive("serve", "max_loop_lag"))
+    #: A conversation whose oldest unprocessed audio is older than this (seconds) has fallen
+    #: behind real time: it is reported and closed (1013, ``overloaded``).
+    max_backlog: float = attrs.field(default=1.5, validator=_positive("serve", "max_backlog"))
+    #: After :meth:`VoiceServer.drain` starts, running conversations have this long to finish.
+    drain_timeout: float = attrs.field(default=30.0, validator=_positive("serve", "drain_timeout"))
+    #: Answer a WebSocket upgrade with HTTP 503 + Retry-After when not ready (full, lagging,
+    #: draining), for a proxy that retries another worker; otherwise the connection is accepted
+    #: and the refusal comes after the hello as a ``busy`` error and close 1013, which a browser
+    #: can read (it cannot read an HTTP status).
+    refuse_at_upgrade: bool = False
+
+
+# -- what a conversation is made of --------------------------------------------------------------
+
+def _live_config() -> SessionConfig:
+    return SessionConfig(realtime=True, audio_policy="drop_oldest")
+
+
+@attrs.define(kw_only=True)
+class SessionRecipe:
+    """How to build one :class:`Session` per connection. The ASR engine, TTS engine and assistant
+    are shared (their per-conversation state lives in the session); the VAD backend and the
+    interruption policy are stateful, so each session gets its own from the factories."""
+
+    asr: ASREngine
+    vad_factory: Callable[[], VADBackend]
+    assistant: Assistant | None = None
+    tts: TTSEngine | None = None
+    config: SessionConfig = attrs.Factory(_live_config)
+    interruption: Callable[[], InterruptionPolicy] | None = None
+    names: dict[str, str] = attrs.Factory(dict)
+
+    @property
+    def reply_rate(self) -> int | None:
+        return self.tts.capabilities.sample_rate if self.tts is not None else None
+
+    def build(self, source: AudioSource, sink: AudioSink | None) -> Session:
+        return Session(source, asr=self.asr, vad=self.vad_factory(), assistant=self.assistant, tts=self.tts,
+                       sink=sink, interruption=self.interruption() if self.interruption else None,
+                       config=self.config, names=self.names)
+
