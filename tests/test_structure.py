@@ -21,21 +21,13 @@ MAX_LINES = 700
 
 # Functions over MAX_COMPLEXITY, as "path::Class.method" (or "path::function"), still being split.
 ALLOWED_COMPLEXITY = {
-    # the Omni agent's receive loop (DashScope client work)
-    "plugins/dashscope/voicekit_dashscope/agent/omni.py::OmniAgent._receive",
-    # the realtime ASR stream's loop (DashScope client work)
-    "plugins/dashscope/voicekit_dashscope/asr/realtime.py::RealtimeASRStream._loop",
-    # the emulator's chat completions and file transcription (emulator work)
+    # the emulator's chat completions (emulator work)
     "plugins/dashscope-emulator/voicekit_dashscope_emulator/compat.py::CompatService.chat",
-    "plugins/dashscope-emulator/voicekit_dashscope_emulator/files.py::FileTranscriptionService._transcribe",
-    "plugins/dashscope-emulator/voicekit_dashscope_emulator/files.py::FileTranscriptionService.submit",
 }
 
 # Files over MAX_LINES, still being split.
 ALLOWED_LINES = {
     "voicekit/session/session.py",  # session work
-    "plugins/dashscope-emulator/voicekit_dashscope_emulator/files.py",  # emulator work
-    "plugins/dashscope-emulator/voicekit_dashscope_emulator/realtime.py",  # emulator work
 }
 
 
