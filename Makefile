@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 # Debian packages: what the assistants need, and what only the tests need (a browser, a sound server)
 APT_RUNTIME := portaudio19-dev espeak-ng
 APT_TEST := sox chromium pulseaudio libasound2-plugins haproxy
-PLUGINS := plugins/moonshine plugins/pocketsphinx plugins/silero plugins/dashscope
+# order matters: the DashScope emulator depends on the DashScope plugin
+PLUGINS := plugins/moonshine plugins/pocketsphinx plugins/silero plugins/dashscope plugins/dashscope-emulator
 
 .PHONY: demo test setup apt apt-test lint bench clean
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import trio
 from voicekit_dashscope.agent.omni import AgentConfig, OmniAgent
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator
-from voicekit_dashscope.emulator.realtime import EspeakVoice, OmniScript, RealtimeSettings
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator
+from voicekit_dashscope_emulator.omni import EspeakVoice, OmniScript, RealtimeSettings
 
 from voicekit import events as ev
 from voicekit.audio.frame import AudioFrame

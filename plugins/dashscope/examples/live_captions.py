@@ -39,7 +39,7 @@ async def captions(path: str, *, model: str, region: str, use_emulator: bool, sp
         base_url = None
         api_key = None
         if use_emulator:
-            from voicekit_dashscope.emulator import running_emulator
+            from voicekit_dashscope_emulator import running_emulator
 
             emu = await stack.enter_async_context(running_emulator())
             base_url, api_key = emu.base_url, "sk-local-emulator-key"

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import trio
 from voicekit_dashscope.agent.omni import AgentConfig, OmniAgent
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator
-from voicekit_dashscope.emulator.realtime import EspeakVoice, OmniScript, RealtimeSettings, ToolRule
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator
+from voicekit_dashscope_emulator.omni import EspeakVoice, OmniScript, RealtimeSettings, ToolRule
 
 from voicekit import events as ev
 from voicekit.audio.sinks import WavFileSink
@@ -106,7 +106,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.engine == "fixtures":
         engine: Any = FixtureEngine(["what can you do", "go forward ten meters"], partial_every=0.3)
     else:
-        from voicekit_dashscope.emulator.engines import load_plugin_engine
+        from voicekit_dashscope_emulator.engines import load_plugin_engine
 
         engine = load_plugin_engine("moonshine")
     realtime = {"settings": RealtimeSettings(),

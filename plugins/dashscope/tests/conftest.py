@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from dashscope_testkit import ToneScript, tone_script
-from voicekit_dashscope.emulator import DashScopeEmulator, FixtureEngine, TaskSettings, running_emulator
+from voicekit_dashscope_emulator import DashScopeEmulator, FixtureEngine, TaskSettings, running_emulator
 
 
 @pytest.fixture

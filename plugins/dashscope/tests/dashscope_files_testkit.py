@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 import trio
-from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse, HttpServer
+from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse, HttpServer
 
 from voicekit.testing.data import librivox_clips, speech
 

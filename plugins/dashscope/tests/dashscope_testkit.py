@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 import trio
-from voicekit_dashscope.emulator import FixtureEngine, TaskSettings, running_emulator, tone_audio
+from voicekit_dashscope_emulator import FixtureEngine, TaskSettings, running_emulator, tone_audio
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame

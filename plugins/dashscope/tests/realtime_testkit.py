@@ -7,8 +7,9 @@ from typing import Any
 
 import attrs
 import trio
-from voicekit_dashscope.emulator.engines import FixtureEngine, tone_audio
-from voicekit_dashscope.emulator.realtime import OmniScript, RealtimeService, RealtimeSettings, ToolRule
+from voicekit_dashscope_emulator.engines import FixtureEngine, tone_audio
+from voicekit_dashscope_emulator.omni import OmniScript, RealtimeSettings, ToolRule
+from voicekit_dashscope_emulator.realtime import RealtimeService
 
 from voicekit.audio.frame import AudioFrame
 

@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 import pytest
 import trio
 from dashscope_testkit import FAKE_KEY
-from voicekit_dashscope.emulator import DashScopeEmulator
+from voicekit_dashscope_emulator import DashScopeEmulator
 
 
 @pytest.fixture(autouse=True)
@@ -28,10 +28,14 @@ def _logs_to_stderr() -> object:
 
 
 def _parser() -> argparse.ArgumentParser:
-    (ep,) = [e for e in entry_points(group="voicekit.cli") if e.name == "dashscope"]
+    """The commands of the plugin (``hotwords``, ``dashscope``) and of its emulator (``emulate dashscope``)."""
+    eps = sorted((e for e in entry_points(group="voicekit.cli") if e.name in ("dashscope", "dashscope-emulator")),
+                 key=lambda e: e.name)
+    assert [e.name for e in eps] == ["dashscope", "dashscope-emulator"]
     parser = argparse.ArgumentParser(prog="voicekit")
     sub = parser.add_subparsers(dest="command", required=True)
-    ep.load()(sub)
+    for ep in eps:
+        ep.load()(sub)
     return parser
 
 
@@ -85,7 +89,7 @@ async def test_emulate_command_serves_until_stopped(tmp_path) -> None:
     fixtures.write_text(json.dumps({"key": "order", "sentences": ["hello there"]}))
     async with trio.open_nursery() as nursery:
         proc = await nursery.start(lambda task_status: trio.run_process(
-            [sys.executable, "-m", "voicekit_dashscope.cli", "emulate", "dashscope", "--port", "0",
+            [sys.executable, "-m", "voicekit_dashscope_emulator", "emulate", "dashscope", "--port", "0",
              "--fixtures", str(fixtures), "--faults", "drop@5"],
             stdout=__import__("subprocess").PIPE, check=False, task_status=task_status))
         with trio.fail_after(20):

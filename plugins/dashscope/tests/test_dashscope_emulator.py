@@ -10,9 +10,6 @@ import trio
 from dashscope_testkit import FAKE_KEY, ToneScript, fixture_emulator
 from voicekit_dashscope.auth import ApiKey
 from voicekit_dashscope.client.task import TaskConnection, Timeouts
-from voicekit_dashscope.emulator import DashScopeEmulator, FixtureEngine, tone_audio
-from voicekit_dashscope.emulator.engines import dominant_frequency
-from voicekit_dashscope.emulator.faults import Fault, FaultPlan
 from voicekit_dashscope.errors import ConnectionLostError
 from voicekit_dashscope.protocol.task import (
     RecognitionParameters,
@@ -22,6 +19,9 @@ from voicekit_dashscope.protocol.task import (
     TaskFinished,
     new_task_id,
 )
+from voicekit_dashscope_emulator import DashScopeEmulator, FixtureEngine, tone_audio
+from voicekit_dashscope_emulator.engines import dominant_frequency
+from voicekit_dashscope_emulator.faults import Fault, FaultPlan
 
 from voicekit.errors import ConfigError
 

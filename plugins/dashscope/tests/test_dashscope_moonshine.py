@@ -13,7 +13,7 @@ import pytest
 import trio
 from dashscope_testkit import FAKE_KEY, stream_through
 from voicekit_dashscope.asr.task import FunASRRealtime
-from voicekit_dashscope.emulator import TaskSettings, running_emulator
+from voicekit_dashscope_emulator import TaskSettings, running_emulator
 
 from voicekit.asr.base import ASRConfig
 from voicekit.asr.feed import forward

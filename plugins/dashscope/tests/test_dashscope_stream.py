@@ -7,8 +7,6 @@ import trio
 from dashscope_testkit import FAKE_KEY, ToneScript, fixture_emulator, stream_through, tone_script
 from voicekit_dashscope.asr.task import FunASRRealtime, ParaformerRealtime
 from voicekit_dashscope.client.task import RetryPolicy, TaskConnection, Timeouts
-from voicekit_dashscope.emulator import DashScopeEmulator, FixtureEngine, TaskSettings, running_emulator
-from voicekit_dashscope.emulator.faults import FaultPlan
 from voicekit_dashscope.errors import (
     AuthenticationError,
     RetriesExhaustedError,
@@ -17,6 +15,8 @@ from voicekit_dashscope.errors import (
     TaskFailedError,
 )
 from voicekit_dashscope.protocol.task import RecognitionParameters, RunTask, TaskFailed, new_task_id
+from voicekit_dashscope_emulator import DashScopeEmulator, FixtureEngine, TaskSettings, running_emulator
+from voicekit_dashscope_emulator.faults import FaultPlan
 
 from voicekit.asr.base import ASRConfig
 from voicekit.errors import ConfigError

@@ -7,11 +7,11 @@ import pytest
 import trio
 from dashscope_testkit import FAKE_KEY, ToneScript, fixture_emulator, stream_through, tone_script
 from voicekit_dashscope.asr.task import FunASRRealtime
-from voicekit_dashscope.emulator import DashScopeEmulator
-from voicekit_dashscope.emulator.biasing import apply_hotwords, split_words, spread
-from voicekit_dashscope.emulator.vocabulary import VocabularyStore
 from voicekit_dashscope.errors import VocabularyError, VocabularyValidationError
 from voicekit_dashscope.vocabulary import Hotword, ManagedVocabulary, VocabularyClient, validate_words
+from voicekit_dashscope_emulator import DashScopeEmulator
+from voicekit_dashscope_emulator.biasing import apply_hotwords, split_words, spread
+from voicekit_dashscope_emulator.vocabulary import VocabularyStore
 
 
 @pytest.mark.parametrize(("words", "match"), [

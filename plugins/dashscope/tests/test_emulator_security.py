@@ -14,10 +14,10 @@ import pytest
 import trio
 from dashscope_files_testkit import serve_files, wav_bytes
 from dashscope_testkit import tone_script
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator
-from voicekit_dashscope.emulator.app import DashScopeEmulator, check_exposure, read_api_keys
-from voicekit_dashscope.emulator.files import UrlPolicy
-from voicekit_dashscope.emulator.http import HttpResponse
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator
+from voicekit_dashscope_emulator.app import DashScopeEmulator, check_exposure, read_api_keys
+from voicekit_dashscope_emulator.http import HttpResponse
+from voicekit_dashscope_emulator.urls import UrlPolicy
 
 from voicekit.errors import ConfigError
 

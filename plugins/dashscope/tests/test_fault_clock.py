@@ -1,6 +1,6 @@
 """The emulator's fault clock on real speech: the schedule the docs show loses nothing.
 
-The clock counts first-seen audio only (``voicekit_dashscope.emulator.faults``), so audio a
+The clock counts first-seen audio only (``voicekit_dashscope_emulator.faults``), so audio a
 resuming client re-sends after a fault does not bring the next fault closer, and a 7 s sentence
 (the first LibriVox clip) is heard whole on some connection. The documented example schedule,
 streamed through voicekit's Fun-ASR client, gives the fault-free transcript's words (before, the
@@ -17,8 +17,8 @@ import trio
 from dashscope_testkit import FAKE_KEY, stream_through
 from voicekit_dashscope.asr.task import FunASRRealtime
 from voicekit_dashscope.client.task import RetryPolicy, Timeouts
-from voicekit_dashscope.emulator import TaskSettings, running_emulator
-from voicekit_dashscope.emulator.faults import FaultPlan
+from voicekit_dashscope_emulator import TaskSettings, running_emulator
+from voicekit_dashscope_emulator.faults import FaultPlan
 
 # the example in docs/dashscope-emulator.md, "Faults on demand"
 DOCS_EXAMPLE = "drop@5,close1011@10,task-failed@15,idle@20,malformed@25,reset@30"

@@ -13,8 +13,6 @@ import trio
 from dashscope_files_testkit import closed_port, serve_files, wav_bytes
 from dashscope_testkit import FAKE_KEY, stream_through, tone_script
 from voicekit_dashscope.client.files import FileTranscriber
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator, tone_audio
-from voicekit_dashscope.emulator.http import HttpResponse
 from voicekit_dashscope.protocol.files import (
     BadResponseError,
     FileFailedError,
@@ -24,6 +22,8 @@ from voicekit_dashscope.protocol.files import (
     build_submit,
     poll_intervals,
 )
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator, tone_audio
+from voicekit_dashscope_emulator.http import HttpResponse
 
 from voicekit.errors import ConfigError
 

@@ -15,8 +15,8 @@ import trio
 from dashscope_testkit import FAKE_KEY, tone_script
 from voicekit_dashscope.asr.nearrealtime import Qwen3ASRFlash
 from voicekit_dashscope.client.compat import CompatClient, wav_data_url
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator, tone_audio
 from voicekit_dashscope.errors import AuthenticationError, DashScopeError
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator, tone_audio
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
@@ -146,7 +146,7 @@ class _SlowFirst:
     def open_stream(self, config: ASRConfig) -> Any:
         from contextlib import asynccontextmanager
 
-        from voicekit_dashscope.emulator.engines import dominant_frequency
+        from voicekit_dashscope_emulator.engines import dominant_frequency
 
         engine = self
 

@@ -8,7 +8,7 @@ from dashscope_testkit import FAKE_KEY, tone_script
 from test_files_nearrealtime import session
 from voicekit_dashscope.asr.omni_http import OmniChatHandler, OmniHTTPASR, Qwen3OmniFlashHTTP
 from voicekit_dashscope.client.compat import wav_data_url
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator
 
 from voicekit.errors import ConfigError
 from voicekit.handlers.assistant import Turn

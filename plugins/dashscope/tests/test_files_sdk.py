@@ -17,8 +17,8 @@ import trio
 from dashscope_files_testkit import serve_files, two_speaker_recording, wav_bytes
 from dashscope_testkit import FAKE_KEY
 from voicekit_dashscope.client.files import FileTranscriber
-from voicekit_dashscope.emulator import running_emulator
 from voicekit_dashscope.protocol.files import FileOptions
+from voicekit_dashscope_emulator import running_emulator
 
 from voicekit.formats import render
 
@@ -91,7 +91,8 @@ async def test_two_speakers_through_the_official_sdk_and_voicekit() -> None:
 
 def test_voice_prints_separate_the_two_speakers_without_a_count() -> None:
     from dashscope_files_testkit import read_pcm
-    from voicekit_dashscope.emulator.files import FilesSettings, cluster_speakers, voice_print
+    from voicekit_dashscope_emulator.files import FilesSettings
+    from voicekit_dashscope_emulator.speakers import cluster_speakers, voice_print
 
     from voicekit.testing.data import librivox_clips, speech
 

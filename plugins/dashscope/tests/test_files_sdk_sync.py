@@ -12,7 +12,7 @@ import pytest
 import trio
 from dashscope_files_testkit import serve_files
 from dashscope_testkit import FAKE_KEY
-from voicekit_dashscope.emulator import running_emulator
+from voicekit_dashscope_emulator import running_emulator
 
 from voicekit.testing.data import speech
 from voicekit.testing.wer import wer

@@ -11,9 +11,9 @@ import pytest
 from dashscope_files_testkit import closed_port, wav_bytes
 from dashscope_testkit import FAKE_KEY, tone_script
 from voicekit_dashscope.client.files import FileTranscriber
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator
 from voicekit_dashscope.protocol.files import FileLimitError
 from voicekit_dashscope.upload import Uploader, UploadError, check_limits, transcribe_sources
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator
 
 FAST = {"pending_delay": 0.1, "running_delay": 0.1, "vad": "energy"}
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import trio
 from dashscope_testkit import FAKE_KEY
 from voicekit_dashscope.asr.omni_http import OmniChatHandler
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator
 
 from voicekit import events as ev
 from voicekit.audio.sinks import MemorySink

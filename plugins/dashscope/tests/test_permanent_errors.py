@@ -15,8 +15,8 @@ import trio
 from dashscope_testkit import FAKE_KEY, stream_through
 from voicekit_dashscope.asr.task import FunASRRealtime
 from voicekit_dashscope.client.task import RetryPolicy
-from voicekit_dashscope.emulator import TaskSettings, running_emulator
 from voicekit_dashscope.errors import PERMANENT_CODES, TaskFailedError, is_retryable
+from voicekit_dashscope_emulator import TaskSettings, running_emulator
 
 
 def test_one_table_decides_what_is_retried() -> None:

@@ -13,14 +13,10 @@ import trio
 from realtime_testkit import PacedSource, TimingSink, conversation, service
 from voicekit_dashscope.agent.omni import AgentConfig, OmniAgent
 from voicekit_dashscope.agent.tools import tool, tools_from_assistant
-from voicekit_dashscope.emulator.engines import FixtureEngine
-from voicekit_dashscope.emulator.realtime import (
-    OmniScript,
-    RealtimeService,
-    RealtimeSettings,
-    ToolRule,
-    memory_connector,
-)
+from voicekit_dashscope_emulator.engines import FixtureEngine
+from voicekit_dashscope_emulator.omni import OmniScript, RealtimeSettings, ToolRule
+from voicekit_dashscope_emulator.realtime import RealtimeService
+from voicekit_dashscope_emulator.testing import memory_connector
 
 from voicekit import events as ev
 from voicekit.errors import ConfigError

@@ -15,10 +15,10 @@ from realtime_testkit import conversation
 from voicekit_dashscope.asr.realtime import OmniRealtimeASR, Qwen3ASRRealtime
 from voicekit_dashscope.auth import ApiKey
 from voicekit_dashscope.client.realtime import RealtimeConnection, realtime_base_url, websocket_connector
-from voicekit_dashscope.emulator import DashScopeEmulator, FixtureEngine, running_emulator
-from voicekit_dashscope.emulator.realtime import OmniScript, RealtimeSettings, ToolRule
 from voicekit_dashscope.errors import AuthenticationError
 from voicekit_dashscope.protocol.realtime import RealtimeServerError, SessionConfig
+from voicekit_dashscope_emulator import DashScopeEmulator, FixtureEngine, running_emulator
+from voicekit_dashscope_emulator.omni import OmniScript, RealtimeSettings, ToolRule
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
@@ -252,8 +252,8 @@ async def test_real_speech_through_moonshine_and_espeak_replies() -> None:
     import wave
 
     import numpy as np
-    from voicekit_dashscope.emulator.engines import load_plugin_engine
-    from voicekit_dashscope.emulator.realtime import EspeakVoice
+    from voicekit_dashscope_emulator.engines import load_plugin_engine
+    from voicekit_dashscope_emulator.omni import EspeakVoice
 
     from voicekit.testing.data import speech
 

@@ -16,9 +16,9 @@ import trio
 from dashscope_testkit import tone_script
 from voicekit_dashscope.asr.realtime import OmniRealtimeASR, Qwen3ASRRealtime
 from voicekit_dashscope.client.task import RetryPolicy, Timeouts
-from voicekit_dashscope.emulator import FixtureEngine, running_emulator
-from voicekit_dashscope.emulator.realtime import OmniScript, RealtimeSettings
 from voicekit_dashscope.errors import RetriesExhaustedError
+from voicekit_dashscope_emulator import FixtureEngine, running_emulator
+from voicekit_dashscope_emulator.omni import OmniScript, RealtimeSettings
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame

@@ -4,7 +4,8 @@
 * :mod:`voicekit_dashscope.client` — the trio client with retries;
 * :mod:`voicekit_dashscope.asr` — the ASR plugins (Fun-ASR and Paraformer real-time);
 * :mod:`voicekit_dashscope.vocabulary` — the hotword (vocabulary) API;
-* :mod:`voicekit_dashscope.emulator` — a local server that speaks the same protocols.
+* the local emulator of these services is the separate distribution ``voicekit-dashscope-emulator``
+  (:mod:`voicekit_dashscope_emulator`).
 """
 
 from voicekit_dashscope.auth import ApiKey, resolve_api_key

@@ -1,8 +1,10 @@
 """Command-line commands of the DashScope plugin (entry-point group ``voicekit.cli``).
 
 * ``voicekit hotwords create|list|show|update|delete`` — the vocabulary API;
-* ``voicekit emulate dashscope`` — run the local emulator;
 * ``voicekit dashscope transcribe`` — the file-transcription APIs (:mod:`voicekit_dashscope.files_cli`).
+
+``voicekit emulate dashscope`` comes with the separate distribution ``voicekit-dashscope-emulator``
+(:mod:`voicekit_dashscope_emulator.cli`).
 
 Each command is a sync function returning the exit code; errors print one line and exit 1 (2
 for bad usage).
@@ -113,54 +115,6 @@ def _run_hotwords(args: argparse.Namespace) -> int:
         return 1
 
 
-def _run_emulator(args: argparse.Namespace) -> int:
-    _quiet_logs("info")
-    from voicekit_dashscope.emulator.app import DashScopeEmulator, check_exposure, read_api_keys
-    from voicekit_dashscope.emulator.engines import FixtureEngine, load_plugin_engine
-    from voicekit_dashscope.emulator.task import TaskSettings
-
-    try:
-        keys = read_api_keys(args.api_key, args.api_keys_file)
-        check_exposure(args.host, keys)  # before loading a model
-        if args.fixtures:
-            engine: Any = FixtureEngine.from_file(args.fixtures)
-            vad = args.vad or "energy"
-        else:
-            engine = load_plugin_engine(args.engine)
-            vad = args.vad or "webrtc"
-        from voicekit_dashscope.emulator.realtime import realtime_options
-
-        emu = DashScopeEmulator(engine, host=args.host, port=args.port, faults=args.faults, api_keys=keys,
-                                settings=TaskSettings(vad=vad),
-                                realtime=realtime_options(voice=args.omni_voice, script_path=args.omni_script,
-                                                          vad=vad),
-                                region=args.region, allow_url_prefixes=tuple(args.allow_url_prefix))
-    except VoicekitError as exc:
-        print(f"voicekit emulate dashscope: {exc}", file=sys.stderr)
-        return 2
-
-    async def go() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(emu.serve)
-            # voicekit's plugins and the official SDKs read these variables (an explicit base_url wins)
-            key_line = ("" if keys else "  export DASHSCOPE_API_KEY=sk-emulator  # any key is accepted\n")
-            print(f"DashScope emulator on {emu.host}:{emu.port}\n"
-                  f"  export DASHSCOPE_WEBSOCKET_BASE_URL={emu.ws_base_url}\n"
-                  f"  export DASHSCOPE_HTTP_BASE_URL={emu.http_base_url}\n"
-                  f"{key_line}"
-                  f"  or per plugin: --asr-option base_url={emu.base_url}", flush=True)
-
-    try:
-        trio.run(go)
-    except KeyboardInterrupt:
-        return 0
-    except OSError as exc:
-        print(f"voicekit emulate dashscope: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", default=DEFAULT_REGION, help="singapore (default), beijing or us")
     p.add_argument("--workspace", help="workspace id (workspace-dedicated domain)")
@@ -200,44 +154,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     for name in ("create", "list", "show", "update", "delete"):
         hsub.choices[name].set_defaults(func=_run_hotwords)
 
-    esub = _emulate_subparsers(subparsers)
-    e = esub.add_parser("dashscope", help="the DashScope speech services (task protocol, vocabulary API)")
-    e.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1); any other needs an API key list")
-    e.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    e.add_argument("--faults", help="fault spec, e.g. 'drop@5,close1011/7' (see the docs)")
-    src = e.add_mutually_exclusive_group()
-    src.add_argument("--engine", default="moonshine", help="local ASR plugin to transcribe with")
-    src.add_argument("--fixtures", help="JSON file of scripted sentences instead of an engine")
-    e.add_argument("--vad", choices=("webrtc", "energy"), help="endpointing VAD (default depends on engine)")
-    e.add_argument("--api-key", action="append", help="accept only this key (repeatable; default: any key, "
-                                                      "on loopback only)")
-    e.add_argument("--api-keys-file", help="accept only the keys in this file, one per line "
-                                           "(also: $DASHSCOPE_EMULATOR_API_KEYS)")
-    e.add_argument("--allow-url-prefix", action="append", default=[], metavar="PREFIX",
-                   help="file URLs under this prefix may be fetched (repeatable; default: only loopback "
-                        "URLs and the emulator's own uploads)")
-    e.add_argument("--omni-voice", choices=("espeak", "tone"), default="espeak",
-                   help="how emulated Omni replies sound (default espeak)")
-    e.add_argument("--omni-script", help="JSON file of scripted Omni replies and tool rules (see the docs)")
-    e.set_defaults(func=_run_emulator)
-
     from voicekit_dashscope.files_cli import register as register_files
-    e.add_argument("--region", help="emulate one region's host: beijing, singapore or us; models it does not "
-                                    "offer are answered like unknown models (default: every model)")
 
     register_files(subparsers)  # voicekit dashscope transcribe ...
-
-
-def _emulate_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
-    """``emulate`` may already exist (another plugin registered it first): add to it."""
-    emulate: argparse.ArgumentParser | None = subparsers.choices.get("emulate")
-    if emulate is None:
-        emulate = subparsers.add_parser("emulate", help="run a local emulator of a cloud service")
-    for action in emulate._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return emulate.add_subparsers(dest="emulate_service", required=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,10 +25,6 @@ from voicekit.audio.frame import AudioFrame
 from voicekit.logging import get_logger
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
 from voicekit_dashscope.asr.models import MODELS, ModelSpec
-from voicekit_dashscope.emulator.biasing import active_hotwords, apply_hotwords, split_words, spread
-from voicekit_dashscope.emulator.faults import Fault, FaultPlan
-from voicekit_dashscope.emulator.http import ServerWebSocket, WebSocketClosed
-from voicekit_dashscope.emulator.vocabulary import VocabularyStore
 from voicekit_dashscope.protocol.task import (
     Audio,
     ContinueTask,
@@ -39,8 +35,12 @@ from voicekit_dashscope.protocol.task import (
     Violation,
     WordTiming,
 )
-from voicekit_dashscope.regions import emulator_refuses
 from voicekit_dashscope.protocol.vocabulary import Hotword
+from voicekit_dashscope.regions import emulator_refuses
+from voicekit_dashscope_emulator.biasing import active_hotwords, apply_hotwords, split_words, spread
+from voicekit_dashscope_emulator.faults import Fault, FaultPlan
+from voicekit_dashscope_emulator.http import ServerWebSocket, WebSocketClosed
+from voicekit_dashscope_emulator.vocabulary import VocabularyStore
 
 log = get_logger("voicekit.dashscope.emulator")
 ENGINE_RATE = 16000
@@ -64,7 +64,7 @@ class TaskSettings:
 
 def make_engine_vad(settings: TaskSettings) -> Any:
     if settings.vad == "energy":
-        from voicekit.testing.scripted import EnergyVAD
+        from voicekit.vad.energy import EnergyVAD
 
         return EnergyVAD(ENGINE_RATE, 20)
     from voicekit.vad.webrtc import WebRTCVAD

@@ -28,9 +28,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from voicekit_dashscope.emulator.files import UrlPolicy, _FileError, _resample, decode_wav, transcribe_channel
-from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
-from voicekit_dashscope.emulator.task import ENGINE_RATE
 from voicekit_dashscope.protocol.compat import (
     ASR_MODELS,
     COMPAT_PATH,
@@ -45,6 +42,10 @@ from voicekit_dashscope.protocol.compat import (
 from voicekit_dashscope.protocol.compat import audio_of as _audio_of
 from voicekit_dashscope.protocol.compat import text_of as _text_of
 from voicekit_dashscope.regions import emulator_refuses
+from voicekit_dashscope_emulator.audio import FileError, decode_wav, resample_to_engine, transcribe_channel
+from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse
+from voicekit_dashscope_emulator.task import ENGINE_RATE
+from voicekit_dashscope_emulator.urls import UrlPolicy
 
 
 def _compat_error(status: int, code: str, message: str, kind: str = "invalid_request_error") -> HttpResponse:
@@ -55,7 +56,69 @@ def _native_error(status: int, code: str, message: str) -> HttpResponse:
     return HttpResponse.json(status, native_error_body(code, message, str(uuid.uuid4())))
 
 
+class _ChatReply:
+    """One chat-completions answer, as a completion or as SSE chunks."""
+
+    def __init__(self, model: str, omni: bool, text: str, language: str | None, emotion: str | None,
+                 seconds: float) -> None:
+        self.model = model
+        self.omni = omni
+        self.text = text
+        self.cid, self.created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
+        self.annotations = [{"type": "audio_info", "language": language, "emotion": emotion or "neutral"}]
+        self.usage = self._usage(seconds)
+
+    def _usage(self, seconds: float) -> dict[str, Any]:
+        audio_tokens = max(1, math.ceil(seconds)) * (7 if self.model.startswith("qwen3.5") else
+                                                     25 if not self.omni else 13)
+        words = len(self.text.split())
+        usage: dict[str, Any] = {"prompt_tokens": audio_tokens, "completion_tokens": words,
+                                 "total_tokens": audio_tokens + words,
+                                 "prompt_tokens_details": {"audio_tokens": audio_tokens, "text_tokens": 0},
+                                 "completion_tokens_details": {"text_tokens": words}}
+        if not self.omni:
+            usage["seconds"] = max(1, int(seconds))
+        return usage
+
+    def completion(self) -> dict[str, Any]:
+        return {"id": self.cid, "object": "chat.completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": self.text, "annotations": self.annotations}}],
+                "usage": self.usage}
+
+    def chunk(self, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        return "data: " + json.dumps({"id": self.cid, "object": "chat.completion.chunk", "created": self.created,
+                                      "model": self.model, "choices": choices, "usage": None,
+                                      "system_fingerprint": None, **extra}, ensure_ascii=False) + "\n\n"
+
+    async def chunks(self, body: dict[str, Any]) -> list[str]:
+        """The SSE events: role, the text word by word, Omni audio if asked, stop, usage if asked, [DONE]."""
+        events = [self.chunk({"role": "assistant", "content": ""})]
+        for i, word in enumerate(self.text.split()):
+            delta: dict[str, Any] = {"content": (" " if i else "") + word}
+            if i == 0 and not self.omni:
+                delta["annotations"] = self.annotations
+            events.append(self.chunk(delta))
+        if self.omni and "audio" in (body.get("modalities") or ["text"]):
+            events += await self._audio_chunks()
+        events.append(self.chunk({"content": ""}, "stop"))
+        if isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage"):
+            events.append(self.chunk(None, usage=self.usage))
+        events.append("data: [DONE]\n\n")
+        return events
+
+    async def _audio_chunks(self) -> list[str]:
+        from voicekit_dashscope_emulator.omni import ToneVoice
+
+        aid = f"audio_{self.cid.removeprefix('chatcmpl-')}"
+        return [self.chunk({"audio": {"data": base64.b64encode(pcm).decode(), "id": aid,
+                                      "expires_at": self.created + 86400}})
+                for _, pcm in await ToneVoice().render(self.text or "okay", OMNI_RATE)]
+
+
 class CompatService:
+    region: str | None = None  # the region emulated (None: all); set by the emulator
     def __init__(self, *, engine: Any, owner: Any, vad: str = "webrtc", stats: dict[str, int] | None = None) -> None:
         self.engine = engine
         self.owner = owner
@@ -68,36 +131,36 @@ class CompatService:
             try:
                 data = base64.b64decode(b64, validate=False)
             except ValueError:
-                raise _FileError("InvalidParameter", "input_audio data is not valid Base64") from None
+                raise FileError("InvalidParameter", "input_audio data is not valid Base64") from None
         elif ref.startswith(("http://", "https://")):
             policy = getattr(self, "url_policy", None) or UrlPolicy()  # loopback only unless allowed
             if not policy.allows(ref):
-                raise _FileError("InvalidParameter", policy.refusal(ref))
+                raise FileError("InvalidParameter", policy.refusal(ref))
             try:
                 async with httpx.AsyncClient(timeout=10, follow_redirects=False, trust_env=False) as client:
                     resp = await client.get(ref)
             except httpx.HTTPError:
-                raise _FileError("InvalidParameter", "The audio URL cannot be downloaded.") from None
+                raise FileError("InvalidParameter", "The audio URL cannot be downloaded.") from None
             if resp.status_code != 200:
-                raise _FileError("InvalidParameter", f"The audio URL answered HTTP {resp.status_code}.")
+                raise FileError("InvalidParameter", f"The audio URL answered HTTP {resp.status_code}.")
             data = resp.content
         else:
-            raise _FileError("InvalidParameter", "input_audio data must be a data: URL or an http(s) URL")
+            raise FileError("InvalidParameter", "input_audio data must be a data: URL or an http(s) URL")
         audio, rate = decode_wav(data)
         if audio.shape[0] / rate > MAX_ASR_SECONDS:
-            raise _FileError("AUDIO_DURATION_TOO_LONG",
+            raise FileError("AUDIO_DURATION_TOO_LONG",
                              f"audio duration ({audio.shape[0] * 1000 / rate:.1f}ms) over service process (300s)")
-        return _resample(audio[:, 0], rate)
+        return resample_to_engine(audio[:, 0], rate)
 
     async def _recognize(self, messages: Any, language: str | None) -> tuple[str, str | None, str | None, float]:
         if not isinstance(messages, list) or not messages:
-            raise _FileError("InvalidParameter", "messages must be a non-empty list")
+            raise FileError("InvalidParameter", "messages must be a non-empty list")
         context = " ".join(_text_of(m.get("content")) for m in messages
                            if isinstance(m, dict) and m.get("role") == "system").strip() or None
         ref = next((a for m in messages if isinstance(m, dict) and m.get("role") == "user"
                     and (a := _audio_of(m.get("content")))), None)
         if ref is None:
-            raise _FileError("InvalidParameter", "no input_audio in the user message")
+            raise FileError("InvalidParameter", "no input_audio in the user message")
         samples = await self._load(ref)
         finals = await transcribe_channel(self.engine, samples, vad=self.vad, end_silence_ms=400, language=language,
                                           context=context)
@@ -111,7 +174,7 @@ class CompatService:
     @staticmethod
     def _has_audio(messages: Any) -> bool:
         if not isinstance(messages, list) or not messages:
-            raise _FileError("InvalidParameter", "messages must be a non-empty list")
+            raise FileError("InvalidParameter", "messages must be a non-empty list")
         return any(isinstance(m, dict) and m.get("role") == "user" and _audio_of(m.get("content"))
                    for m in messages)
 
@@ -134,60 +197,27 @@ class CompatService:
         if omni and not stream:
             return _compat_error(400, "invalid_parameter_error", OMNI_STREAM_ONLY)
         opts = body.get("asr_options") if isinstance(body.get("asr_options"), dict) else {}
-        messages = body.get("messages")
         try:
-            if omni and not self._has_audio(messages):
-                # no language model here: a text-only Omni turn is answered by echoing the last user text
-                last = next((_text_of(m.get("content")) for m in reversed(messages)
-                             if isinstance(m, dict) and m.get("role") == "user"), "")
-                text, lang, emotion, seconds = f"You said: {last.strip()}. Noted.", None, None, 0.0
-            else:
-                text, lang, emotion, seconds = await self._recognize(messages, opts.get("language"))
-        except _FileError as exc:
+            answer = await self._chat_answer(body.get("messages"), omni, opts.get("language"))
+        except FileError as exc:
             return _compat_error(400, exc.code, exc.message)
         self.stats["compat_requests"] = self.stats.get("compat_requests", 0) + 1
-        cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
-        audio_tokens = max(1, math.ceil(seconds)) * (7 if model.startswith("qwen3.5") else 25 if not omni else 13)
-        usage = {"prompt_tokens": audio_tokens, "completion_tokens": len(text.split()),
-                 "total_tokens": audio_tokens + len(text.split()),
-                 "prompt_tokens_details": {"audio_tokens": audio_tokens, "text_tokens": 0},
-                 "completion_tokens_details": {"text_tokens": len(text.split())}}
-        if not omni:
-            usage["seconds"] = max(1, int(seconds))
-        annotations = [{"type": "audio_info", "language": lang, "emotion": emotion or "neutral"}]
+        reply = _ChatReply(str(model), omni, *answer)
         if not stream:
-            return HttpResponse.json(200, {
-                "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                    "role": "assistant", "content": text, "annotations": annotations}}], "usage": usage})
-
-        def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
-            choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish,
-                                                 "logprobs": None}]
-            return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                          "model": model, "choices": choices, "usage": None,
-                                          "system_fingerprint": None, **extra}, ensure_ascii=False) + "\n\n"
-
-        events = [chunk({"role": "assistant", "content": ""})]
-        for i, word in enumerate(text.split()):
-            delta: dict[str, Any] = {"content": (" " if i else "") + word}
-            if i == 0 and not omni:
-                delta["annotations"] = annotations
-            events.append(chunk(delta))
-        modalities = body.get("modalities") or ["text"]
-        if omni and "audio" in modalities:
-            from voicekit_dashscope.emulator.realtime import ToneVoice
-
-            aid = f"audio_{cid.removeprefix('chatcmpl-')}"
-            for _, pcm in await ToneVoice().render(text or "okay", OMNI_RATE):
-                events.append(chunk({"audio": {"data": base64.b64encode(pcm).decode(), "id": aid,
-                                               "expires_at": created + 86400}}))
-        events.append(chunk({"content": ""}, "stop"))
-        if isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage"):
-            events.append(chunk(None, usage=usage))
-        events.append("data: [DONE]\n\n")
+            return HttpResponse.json(200, reply.completion())
+        events = await reply.chunks(body)
         return HttpResponse(200, "".join(events).encode(), "text/event-stream",
                             (("cache-control", "no-cache"),))
+
+    async def _chat_answer(self, messages: Any, omni: bool,
+                           language: str | None) -> tuple[str, str | None, str | None, float]:
+        """(text, language, emotion, audio seconds) of the answer to ``messages``."""
+        if omni and not self._has_audio(messages):
+            # no language model here: a text-only Omni turn is answered by echoing the last user text
+            last = next((_text_of(m.get("content")) for m in reversed(messages)
+                         if isinstance(m, dict) and m.get("role") == "user"), "")
+            return f"You said: {last.strip()}. Noted.", None, None, 0.0
+        return await self._recognize(messages, language)
 
     # -- DashScope-native
 
@@ -200,7 +230,7 @@ class CompatService:
             return _native_error(400, "InvalidParameter", "request body is not valid JSON")
         if not isinstance(body, dict) or not body.get("model"):
             return _native_error(400, "BadRequest.EmptyModel", "Required parameter 'model' missing from request.")
-        if body["model"] not in ASR_MODELS:
+        if body["model"] not in ASR_MODELS or emulator_refuses(str(body["model"]), self.region):
             return _native_error(400, "InvalidParameter", f"Model not found: {body['model']}")
         inp = body.get("input") if isinstance(body.get("input"), dict) else None
         if inp is None:
@@ -209,7 +239,7 @@ class CompatService:
         opts: dict[str, Any] = params["asr_options"] if isinstance(params.get("asr_options"), dict) else {}
         try:
             text, lang, emotion, seconds = await self._recognize(inp.get("messages"), opts.get("language"))
-        except _FileError as exc:
+        except FileError as exc:
             return _native_error(400, exc.code, exc.message)
         rid = str(uuid.uuid4())
         annotations = [{"type": "audio_info", "language": lang, "emotion": emotion or "neutral"}]

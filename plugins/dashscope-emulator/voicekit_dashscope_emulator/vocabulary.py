@@ -17,7 +17,6 @@ from typing import Any
 import attrs
 import trio
 
-from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope.errors import VocabularyValidationError
 from voicekit_dashscope.protocol.vocabulary import (
     DEFAULT_PREFIX_MAX,
@@ -29,6 +28,7 @@ from voicekit_dashscope.protocol.vocabulary import (
     validate_prefix,
     validate_words,
 )
+from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse
 
 
 @attrs.define

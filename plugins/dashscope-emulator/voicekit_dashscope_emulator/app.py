@@ -15,7 +15,7 @@ gets its own vocabularies); pass ``api_keys`` to accept only those. A missing or
 fails the WebSocket handshake with HTTP 401, like the real service. Listening on anything but
 loopback needs ``api_keys`` (docs/security.md): the emulator transcribes for whoever reaches it
 and fetches the file URLs it is given. Those URLs are limited by ``allow_url_prefixes``
-(:class:`~voicekit_dashscope.emulator.files.UrlPolicy`: loopback URLs and the emulator's own
+(:class:`~voicekit_dashscope_emulator.files.UrlPolicy`: loopback URLs and the emulator's own
 uploads by default).
 """
 
@@ -30,11 +30,11 @@ import trio
 
 from voicekit.errors import ConfigError
 from voicekit.logging import get_logger
-from voicekit_dashscope.emulator.faults import FaultPlan
-from voicekit_dashscope.emulator.http import HttpRequest, HttpResponse, HttpServer, ServerWebSocket
-from voicekit_dashscope.emulator.task import TaskConnectionHandler, TaskSettings
-from voicekit_dashscope.emulator.vocabulary import VocabularyStore
 from voicekit_dashscope.regions import CUSTOMIZATION_PATH, HTTP_API_PATH, INFERENCE_PATH
+from voicekit_dashscope_emulator.faults import FaultPlan
+from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse, HttpServer, ServerWebSocket
+from voicekit_dashscope_emulator.task import TaskConnectionHandler, TaskSettings
+from voicekit_dashscope_emulator.vocabulary import VocabularyStore
 
 log = get_logger("voicekit.dashscope.emulator")
 
@@ -101,8 +101,8 @@ class DashScopeEmulator:
     """A local stand-in for the DashScope speech services.
 
     ``engine`` is any object with ``open_stream(ASRConfig)`` (a voicekit ASR plugin instance or a
-    :class:`~voicekit_dashscope.emulator.engines.FixtureEngine`); ``None`` loads the ``moonshine``
-    plugin. ``faults`` is a fault spec (see :mod:`voicekit_dashscope.emulator.faults`).
+    :class:`~voicekit_dashscope_emulator.engines.FixtureEngine`); ``None`` loads the ``moonshine``
+    plugin. ``faults`` is a fault spec (see :mod:`voicekit_dashscope_emulator.faults`).
     """
 
     def __init__(self, engine: Any = None, *, host: str = "127.0.0.1", port: int = 0,
@@ -111,11 +111,11 @@ class DashScopeEmulator:
                  realtime: Any = None, files: Any = None, region: str | None = None,
                  allow_url_prefixes: tuple[str, ...] | list[str] = ()) -> None:
         check_exposure(host, api_keys)  # before loading any model
-        from voicekit_dashscope.emulator.files import UrlPolicy
+        from voicekit_dashscope_emulator.urls import UrlPolicy
 
         self.url_policy = UrlPolicy(tuple(allow_url_prefixes))  # which file URLs it may fetch
         if engine is None:
-            from voicekit_dashscope.emulator.engines import load_plugin_engine
+            from voicekit_dashscope_emulator.engines import load_plugin_engine
 
             engine = load_plugin_engine("moonshine")
         self.engine = engine
@@ -136,18 +136,18 @@ class DashScopeEmulator:
         self.server.add_route("POST", CUSTOMIZATION_PATH, self._customization)
         self.server.add_route("GET", "/health", self._health)
         # the realtime endpoint (Qwen3-ASR / Qwen-Omni); ``realtime`` is a dict of RealtimeService options
-        from voicekit_dashscope.emulator.realtime import RealtimeService
         from voicekit_dashscope.regions import REALTIME_PATH
+        from voicekit_dashscope_emulator.realtime import RealtimeService
 
         self.realtime = RealtimeService(engine=self.engine, owner=self._owner, faults=self.faults,
                                         stats=self.stats, **dict(realtime or {}))
         self.server.add_websocket(REALTIME_PATH, self.realtime.handle)
         # file transcription + temporary uploads; ``files`` is a FilesSettings (or a dict of its fields)
-        from voicekit_dashscope.emulator.files import add_file_routes
+        from voicekit_dashscope_emulator.files import add_file_routes
 
         self.files = add_file_routes(self, files)
-
         self.realtime.region = self.files.region = self.files.compat.region = self.region
+
     # -- addresses
 
     def _hostport(self) -> str:
