@@ -6,7 +6,11 @@ import argparse
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voicekit.serve.agent import AgentRecipe
+    from voicekit.serve.config import SessionRecipe
 
 TOKEN_ENV = "VOICEKIT_SERVE_TOKEN"
 
@@ -18,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Serve a small web page and a WebSocket endpoint on one port: open the page, press Start, "
                     "and talk to the assistant; its replies play in the browser. Loopback only unless a "
                     "token is set. See docs/browser.md.")
-    p.add_argument("assistant", help="installed assistant name (see 'voicekit plugins') or module:attribute")
+    p.add_argument("assistant", nargs="?", default=None,
+                   help="installed assistant name (see 'voicekit plugins') or module:attribute; optional with "
+                        "--agent, where its intents become the agent's tools")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1); any non-loopback address needs --token")
     p.add_argument("--port", type=int, default=8765, help="port for the page and the WebSocket (default: 8765)")
@@ -52,17 +58,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--allow-origin", action="append", metavar="ORIGIN", default=[],
                    help="another web origin allowed to open conversations (e.g. https://app.example); "
                         "the server's own page is always allowed")
+    p.add_argument("--agent", default=None, metavar="MODEL",
+                   help="talk to a realtime model (a 'voicekit.agents' plugin, e.g. qwen3.5-omni-plus-realtime) "
+                        "instead of ASR -> assistant -> TTS; each conversation gets its own agent")
+    p.add_argument("--agent-option", action="append", metavar="KEY=VALUE",
+                   help="option for the agent plugin (e.g. base_url=ws://127.0.0.1:PORT, voice=Cherry)")
     p.add_argument("--asr", default=None, help="ASR plugin (default: moonshine)")
     p.add_argument("--vad", default=None, help="VAD plugin (default: webrtc)")
     p.add_argument("--tts", default=None, help="TTS plugin, or 'none' for text-only replies (default: espeak)")
     p.add_argument("--asr-option", action="append", metavar="KEY=VALUE", help="option for the ASR plugin")
     p.add_argument("--vad-option", action="append", metavar="KEY=VALUE", help="option for the VAD plugin")
     p.add_argument("--tts-option", action="append", metavar="KEY=VALUE", help="option for the TTS plugin")
-    p.add_argument("--interrupt", choices=("vad", "semantic", "none"), default="vad",
-                   help="barge-in policy: vad (stop on speech, default), semantic, none")
-    p.add_argument("--min-interrupt-ms", type=int, default=300,
+    p.add_argument("--interrupt", choices=("vad", "semantic", "none"), default=None,
+                   help="barge-in policy: vad (stop on speech, default), semantic, none; with --agent: the "
+                        "service's semantic or server VAD (default: semantic where the model has it)")
+    p.add_argument("--min-interrupt-ms", type=int, default=None,
                    help="voiced speech needed to interrupt a reply (default: 300)")
-    p.add_argument("--end-silence-ms", type=int, default=600, help="silence that ends an utterance (default: 600)")
+    p.add_argument("--end-silence-ms", type=int, default=None,
+                   help="silence that ends an utterance (default: 600)")
     p.add_argument("--verbose", "-v", action="count", default=0, help="log more (-v info, -vv debug)")
     p.set_defaults(func=run)
 
@@ -72,20 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     from voicekit.errors import VoicekitError, sole_error
     from voicekit.logging import add_redactor, configure
-    from voicekit.plugins.build import (
-        DEFAULT_ASR,
-        DEFAULT_TTS,
-        DEFAULT_VAD,
-        load_assistant,
-        make_asr,
-        make_tts,
-        make_vad,
-        parse_options,
-    )
-    from voicekit.serve.server import ServeConfig, SessionRecipe, VoiceServer, check_bind
-    from voicekit.session.interruption import make_policy
-    from voicekit.session.session import SessionConfig
-    from voicekit.vad.endpointer import EndpointerConfig
+    from voicekit.serve.server import ServeConfig, VoiceServer, check_bind
 
     configure({0: "warning", 1: "info"}.get(args.verbose, "debug"))
     token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
@@ -100,22 +100,8 @@ def run(args: argparse.Namespace) -> int:
                          allowed_origins=tuple(args.allow_origin), max_loop_lag=args.max_loop_lag,
                          max_backlog=args.max_backlog, drain_timeout=args.drain_timeout,
                          refuse_at_upgrade=args.refuse_at_upgrade)
-    assistant = load_assistant(args.assistant)
-    asr_name = args.asr or DEFAULT_ASR
-    vad_name = args.vad or DEFAULT_VAD
-    asr = make_asr(asr_name, **parse_options(args.asr_option))
-    vad_options: dict[str, Any] = {"sample_rate": 16000, **parse_options(args.vad_option)}
-    make_vad(vad_name, **vad_options)  # fail now on a bad VAD name or option, not at the first call
-    tts_name = None if args.tts == "none" else (args.tts or DEFAULT_TTS)
-    tts = make_tts(tts_name, **parse_options(args.tts_option)) if tts_name else None
-    policy_options: dict[str, Any] = {"min_speech_ms": args.min_interrupt_ms} if args.interrupt == "vad" else {}
-    make_policy(args.interrupt, **policy_options)
-    recipe = SessionRecipe(
-        asr=asr, vad_factory=lambda: make_vad(vad_name, **vad_options), assistant=assistant, tts=tts,
-        config=SessionConfig(endpointer=EndpointerConfig(end_silence_ms=args.end_silence_ms), realtime=True,
-                             audio_policy="drop_oldest"),
-        interruption=lambda: make_policy(args.interrupt, **policy_options),
-        names={"asr": asr_name, "vad": vad_name, "tts": tts_name or "none"})
+    recipe = _agent_recipe(args) if args.agent else _pipeline_recipe(args)
+    name = recipe.assistant.name if recipe.assistant is not None else args.agent
     server = VoiceServer(recipe, config)
 
     async def drain_then_stop(cancel: trio.CancelScope) -> None:
@@ -129,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             async with trio.open_nursery() as nursery:
                 url = await nursery.start(server.serve)
                 hint = " (add #token=YOUR_TOKEN to the URL)" if token else ""
-                print(f"voicekit: serving {assistant.name!r} at {url}{hint}; press Ctrl-C to stop", file=sys.stderr)
+                print(f"voicekit: serving {name!r} at {url}{hint}; press Ctrl-C to stop", file=sys.stderr)
                 if not _secure_for_browsers(args.host):
                     print("voicekit: note: browsers allow the microphone only on localhost or over HTTPS; "
                           "put a TLS proxy or a tunnel in front of this address (see docs/browser.md)",
@@ -159,6 +145,83 @@ def run(args: argparse.Namespace) -> int:
         print("voicekit: stopped", file=sys.stderr)
         return 130
     return 0
+
+
+def _pipeline_recipe(args: argparse.Namespace) -> SessionRecipe:
+    """ASR -> assistant -> TTS, one session per conversation (the shared engines loaded once)."""
+    from voicekit.errors import ConfigError
+    from voicekit.plugins.build import (
+        DEFAULT_ASR,
+        DEFAULT_TTS,
+        DEFAULT_VAD,
+        load_assistant,
+        make_asr,
+        make_tts,
+        make_vad,
+        parse_options,
+    )
+    from voicekit.serve.config import SessionRecipe
+    from voicekit.session.interruption import make_policy
+    from voicekit.session.session import SessionConfig
+    from voicekit.vad.endpointer import EndpointerConfig
+
+    if args.agent_option:
+        raise ConfigError("--agent-option needs --agent MODEL (the realtime model it configures)")
+    if args.assistant is None:
+        raise ConfigError("name the assistant to serve (e.g. 'voicekit serve robot'), or talk to a realtime "
+                          "model with --agent MODEL")
+    assistant = load_assistant(args.assistant)
+    asr_name = args.asr or DEFAULT_ASR
+    vad_name = args.vad or DEFAULT_VAD
+    asr = make_asr(asr_name, **parse_options(args.asr_option))
+    vad_options: dict[str, Any] = {"sample_rate": 16000, **parse_options(args.vad_option)}
+    make_vad(vad_name, **vad_options)  # fail now on a bad VAD name or option, not at the first call
+    tts_name = None if args.tts == "none" else (args.tts or DEFAULT_TTS)
+    tts = make_tts(tts_name, **parse_options(args.tts_option)) if tts_name else None
+    interrupt = args.interrupt or "vad"
+    min_interrupt_ms = 300 if args.min_interrupt_ms is None else args.min_interrupt_ms
+    end_silence_ms = 600 if args.end_silence_ms is None else args.end_silence_ms
+    policy_options: dict[str, Any] = {"min_speech_ms": min_interrupt_ms} if interrupt == "vad" else {}
+    make_policy(interrupt, **policy_options)
+    return SessionRecipe(
+        asr=asr, vad_factory=lambda: make_vad(vad_name, **vad_options), assistant=assistant, tts=tts,
+        config=SessionConfig(endpointer=EndpointerConfig(end_silence_ms=end_silence_ms), realtime=True,
+                             audio_policy="drop_oldest"),
+        interruption=lambda: make_policy(interrupt, **policy_options),
+        names={"asr": asr_name, "vad": vad_name, "tts": tts_name or "none"})
+
+
+#: Flags of the pipeline that a realtime agent has no use for.
+_PIPELINE_ONLY = (("asr", "--asr"), ("vad", "--vad"), ("tts", "--tts"), ("asr_option", "--asr-option"),
+                  ("vad_option", "--vad-option"), ("tts_option", "--tts-option"),
+                  ("min_interrupt_ms", "--min-interrupt-ms"), ("end_silence_ms", "--end-silence-ms"))
+
+
+def _agent_recipe(args: argparse.Namespace) -> AgentRecipe:
+    """A realtime agent per conversation (``--agent MODEL``), as ``voicekit run --agent`` builds it."""
+    from voicekit.errors import ConfigError
+    from voicekit.plugins.build import load_assistant, parse_options
+    from voicekit.plugins.options import coerce_options
+    from voicekit.plugins.registry import load
+    from voicekit.serve.agent import agent_recipe
+
+    for attr, flag in _PIPELINE_ONLY:
+        if getattr(args, attr, None) is not None:
+            raise ConfigError(f"{flag} has no effect with --agent (the realtime model hears and speaks "
+                              "itself); set the agent with --agent-option KEY=VALUE")
+    factory = load("agents", args.agent)
+    options = coerce_options(f"agent plugin {args.agent!r}", factory, parse_options(args.agent_option))
+    if args.interrupt == "none":
+        raise ConfigError("--interrupt none is not available with --agent: the realtime service always lets "
+                          "the user cut in; use --interrupt semantic or vad")
+    if args.interrupt is not None:
+        td = "semantic_vad" if args.interrupt == "semantic" else "server_vad"
+        if options.get("turn_detection") not in (None, td):
+            raise ConfigError(f"--interrupt {args.interrupt} contradicts --agent-option "
+                              f"turn_detection={options['turn_detection']}; give one of them")
+        options["turn_detection"] = td
+    assistant = load_assistant(args.assistant) if args.assistant else None
+    return agent_recipe(factory, args.agent, options, assistant)
 
 
 def _secure_for_browsers(host: str) -> bool:

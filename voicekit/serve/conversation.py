@@ -16,7 +16,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from voicekit.errors import first_error, leaves, one_line, only_cancelled
-from voicekit.events import Warning as WarningEvent
+from voicekit.events import WarningEvent
 from voicekit.logging import get_logger
 from voicekit.serve.metrics import TurnTimer
 from voicekit.serve.protocol import (
@@ -37,6 +37,7 @@ from voicekit.serve.stream import WebSocketSink, WebSocketSource
 from voicekit.session.session import Session
 
 if TYPE_CHECKING:
+    from voicekit.serve.agent import AgentSession
     from voicekit.serve.server import VoiceServer
 
 __all__ = ["BACKLOG_INTERVAL", "END_KINDS", "Conversation", "describe", "must_propagate", "send_error"]
@@ -137,7 +138,7 @@ class Conversation:
             await send_error(ws, self.error)
         return self.close_code, self.reason
 
-    async def _watch_backlog(self, source: WebSocketSource, session: Session) -> None:
+    async def _watch_backlog(self, source: WebSocketSource, session: Session | AgentSession) -> None:
         """A conversation that falls behind real time is reported (a warning event to the client,
         a log line, the metrics) and closed with 1013 and an ``overloaded`` error, before its
         audio would be dropped: never a silent, unbounded lag."""
@@ -199,7 +200,7 @@ class Conversation:
             log.info("refused", code=exc.code, error=str(exc))
             self.finish(exc.close_code, exc.code, ErrorMessage(code=exc.code, message=str(exc)))
 
-    async def _run_session(self, session: Session) -> None:
+    async def _run_session(self, session: Session | AgentSession) -> None:
         stats = self.server.stats
         reason = "input ended"
         try:
@@ -219,7 +220,7 @@ class Conversation:
             stats.sessions_finished += 1
             stats.end_reasons.append(reason)
 
-    async def _forward(self, session: Session, sink: WebSocketSink | None) -> None:
+    async def _forward(self, session: Session | AgentSession, sink: WebSocketSink | None) -> None:
         """The session → browser direction: every event, in order, until the session ends."""
         try:
             async for event in session.events():

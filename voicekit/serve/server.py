@@ -41,6 +41,7 @@ from voicekit.errors import ConfigError
 from voicekit.logging import get_logger
 from voicekit.serve import admission
 from voicekit.serve.admission import REFUSAL_REASONS, RETRY_AFTER, LoopLag, PendingPool, Ticket
+from voicekit.serve.agent import AgentRecipe
 from voicekit.serve.config import ServeConfig, SessionRecipe, check_bind, is_loopback
 from voicekit.serve.conversation import BACKLOG_INTERVAL, Conversation, describe, must_propagate, send_error
 from voicekit.serve.http import (
@@ -77,12 +78,13 @@ log = get_logger("voicekit.serve")
 
 
 class VoiceServer:
-    """Serve the page and one conversation per WebSocket. ``await server.serve()`` runs until
-    cancelled; with ``nursery.start(server.serve)`` you get the URL once it listens.
+    """Serve the page and one conversation per WebSocket (a pipeline session from a
+    :class:`SessionRecipe`, or a realtime agent from an :class:`~voicekit.serve.agent.AgentRecipe`).
+    ``await server.serve()`` runs until cancelled; with ``nursery.start(server.serve)`` you get the URL once it listens.
     :meth:`drain` (what ``voicekit serve`` does on SIGTERM) stops taking conversations, lets the
     running ones finish, and closes the rest with 1012 at ``drain_timeout``."""
 
-    def __init__(self, recipe: SessionRecipe, config: ServeConfig | None = None) -> None:
+    def __init__(self, recipe: SessionRecipe | AgentRecipe, config: ServeConfig | None = None) -> None:
         self.recipe = recipe
         self.config = config or ServeConfig()
         self.port: int | None = None

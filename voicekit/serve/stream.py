@@ -57,6 +57,11 @@ class WebSocketSource:
             return 0.0
         return max(0.0, trio.current_time() - arrivals[0][1])
 
+    @property
+    def delivered(self) -> float:
+        """Seconds of audio the reader has taken so far."""
+        return self._samples / self.sample_rate
+
     def end(self) -> None:
         self._send.close()
 
