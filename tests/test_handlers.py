@@ -109,3 +109,12 @@ def test_slots_keep_the_recognized_casing() -> None:
     assert slots("Go FORWARD Ten meters.") == {"direction": "forward", "distance": 10}
     assert slots("Remind me to call Mum") == {"what": "call Mum"}
     assert slots("What time is IT?") == {}
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "infinity", "-inf", "1e400", "nan point one", "inf point five",
+                                  "nan and a half"])
+def test_words_python_reads_as_floats_are_not_numbers(text: str) -> None:
+    """A recognizer may well hear "nan" ("naan") or "inf": never NaN, infinity or a crash."""
+    from voicekit.handlers.numbers import parse_number
+
+    assert parse_number(text) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 _UNITS = {
     "zero": 0, "oh": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
     "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
@@ -31,14 +33,21 @@ def parse_number(text: str) -> int | float | None:
 
 
 def _digits(word: str) -> int | float | None:
-    """``"1,200"`` → 1200, ``"2.5"`` → 2.5; None if the word is not written in digits."""
+    """``"1,200"`` → 1200, ``"2.5"`` → 2.5; None if the word is not written in digits.
+
+    Only finite numbers count: Python reads "nan", "inf" and "1e400" as floats, a person does not
+    say them as numbers.
+    """
     w = word.replace(",", "")
-    for conv in (int, float):
-        try:
-            return conv(w)
-        except ValueError:
-            pass
-    return None
+    try:
+        return int(w)
+    except ValueError:
+        pass
+    try:
+        value = float(w)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _and_a_half(words: list[str]) -> int | float | None:
