@@ -187,6 +187,12 @@ def cut_reply(text: str, limit: int) -> str:
     return head[:space] if space > limit // 2 else head
 
 
+def _blocked(what: str, timeout: float, late: float) -> str:
+    return (f"{what} took longer than {timeout:g} s (handler_timeout): it blocked the session for {late:.1f} s "
+            f"and its late answer is dropped (blocking code belongs in a plain def handler, which runs in a "
+            f"thread)")
+
+
 class HandlerRunner:
     """Starts handlers for one session and keeps track of the ones it gave up on."""
 
@@ -257,6 +263,9 @@ class HandlerCall:
         try:
             async with recv:
                 while True:
+                    late = trio.current_time() - asked
+                    if late > timeout:  # the event loop was held past the deadline before we could wait
+                        raise HandlerError(_blocked(what, timeout, late))
                     with trio.move_on_at(asked + timeout) as waiting:
                         try:
                             item = await recv.receive()
@@ -268,10 +277,7 @@ class HandlerCall:
                                            f"it was cancelled")
                     late = trio.current_time() - asked
                     if late > timeout:
-                        raise HandlerError(
-                            f"{what} took longer than {timeout:g} s (handler_timeout): it blocked the "
-                            f"session for {late:.1f} s and its late answer is dropped (blocking code belongs "
-                            f"in a plain def handler, which runs in a thread)")
+                        raise HandlerError(_blocked(what, timeout, late))
                     if isinstance(item, HandlerError):
                         self.complete = True
                         raise item

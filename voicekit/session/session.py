@@ -59,6 +59,16 @@ _LOG_LEVELS: dict[type, str] = {
 }
 
 
+def _filtered_out(level: str) -> bool:
+    """Whether a voicekit log line at ``level`` would be dropped anyway: unconfigured structlog
+    (voicekit's quiet default keeps warnings and errors only), or a filtering wrapper class whose
+    method for that level does nothing."""
+    if not structlog.is_configured():
+        return level in ("debug", "info")
+    method = getattr(structlog.get_config()["wrapper_class"], level, None)
+    return getattr(method, "__name__", "") == "_nop"
+
+
 @attrs.frozen
 class SessionConfig:
     endpointer: EndpointerConfig = attrs.Factory(EndpointerConfig)
@@ -186,8 +196,11 @@ class Session:
     def _emit(self, event: ev.Event) -> None:
         for sub in self._subscribers:
             sub.put_nowait(event)
+        level = _LOG_LEVELS.get(type(event), "debug")
+        if _filtered_out(level):
+            return  # the log line would be dropped: skip building it (the turn hand-off is timed)
         fields = {k: v for k, v in attrs.asdict(event, recurse=False).items() if k not in ("t", "words")}
-        getattr(log, _LOG_LEVELS.get(type(event), "debug"))(event.kind, **fields)
+        getattr(log, level)(event.kind, **fields)
 
     # -- the pipeline -----------------------------------------------------------------------
 
