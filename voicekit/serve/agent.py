@@ -127,8 +127,12 @@ class AgentSession:
 
     @property
     def audio_position(self) -> float:
-        """Seconds of input the agent has taken from the source (it streams it to the model as it comes)."""
-        return self.source.delivered
+        """Seconds of input the agent has taken from the source (it streams it to the model as it
+        comes). Until it takes the first piece it is connecting to the service, which is not
+        falling behind: the audio received meanwhile counts as taken (it waits, bounded, in the
+        source and goes out at once when the connection is up)."""
+        delivered = self.source.delivered
+        return delivered if delivered > 0 else self.source.received
 
     async def events(self) -> AsyncIterator[ev.Event]:
         async with self._recv:
