@@ -1,38 +1,66 @@
-"""How many real-time-paced Fun-ASR streams one voicekit process sustains against the emulator.
+"""How many real-time-paced DashScope streams one voicekit client process sustains, and what each costs it.
 
-The emulator runs in its own process (``voicekit_dashscope.cli emulate dashscope`` with scripted
-fixtures, so recognition itself costs nothing and the figure is about the protocol, the client
-and the endpointing). This process opens N streams at once with voicekit's ``fun-asr-realtime``
-plugin, each sending 100 ms chunks of a tone script at real-time pace, and measures for every
-final sentence the latency from "the last audio of the sentence was sent" to "its final result
-arrived". That includes the server's end-of-sentence silence (``max_sentence_silence``), which is
-also printed net of it. A level is *sustained* when every final arrives, senders never fall more
-than 200 ms behind the real-time schedule, and the p99 net latency stays under 500 ms.
+The emulator runs in its own process(es) (``voicekit emulate dashscope --fixtures``: a scripted
+engine, so recognition itself costs nothing). This process opens N streams at once with voicekit's
+``fun-asr-realtime`` plugin (``--api task``, the WebSocket task protocol) or its
+``qwen3-asr-flash-realtime`` plugin (``--api realtime``, the realtime protocol with server VAD),
+each sending ``--chunk-ms`` chunks of a tone script at real-time pace, and measures:
 
-    python bench/bench_dashscope_streams.py [--levels 1,8,16,32,64,128] [--seconds 12]
+* the **client's own CPU** (``getrusage`` of this process only, user + system): per stream-second
+  of audio and per WebSocket message (sent + received, counted at the WebSocket layer);
+* for every final sentence, the latency from "the last audio of the sentence was sent" to "its
+  final arrived" — which includes the server's end-of-sentence silence (700 ms), also printed
+  net of it;
+* the emulator processes' CPU (from ``/proc``), to show when they, not the client, are the limit.
+
+A level is *sustained* when every final arrives, senders never fall more than 200 ms behind the
+real-time schedule and the p99 net latency stays under ``--bound-ms`` (500). At hundreds of
+streams one emulator process cannot keep up on a small machine: ``--emulators K`` spreads the
+streams over K emulator processes. ``$BENCH_EMULATOR_PYTHONPATH`` replaces ``PYTHONPATH`` for the
+emulator processes only (to keep one emulator while comparing two clients).
+
+    python bench/bench_dashscope_streams.py [--api task|realtime] [--levels 1,64,128,256,512]
+        [--seconds 12] [--emulators 2] [--profile out.pstats]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import trio
-from voicekit_dashscope.asr.task import FunASRRealtime
-from voicekit_dashscope.emulator.engines import tone_audio
+import trio_websocket
 
 from voicekit.asr.base import ASRConfig
 from voicekit.audio.frame import AudioFrame
 
 SILENCE_MS = 700
 KEY = "sk-bench-000000000000000000"
+RATE = 16000
+
+
+def tone_audio(segments: list[tuple[float, float]], amplitude: float = 0.3) -> bytes:
+    """PCM16 mono at RATE from ``(frequency_hz, seconds)`` pairs; 0 Hz is silence; 10 ms fades."""
+    parts = []
+    for freq, seconds in segments:
+        n = round(seconds * RATE)
+        t = np.arange(n) / RATE
+        env = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01) if n else t
+        parts.append(np.sin(2 * np.pi * freq * t) * env * amplitude * 32767 if freq > 0 else np.zeros(n))
+    return np.concatenate(parts).astype("<i2").tobytes()
 
 
 def script(seconds: float) -> tuple[bytes, list[tuple[float, float]], dict[str, str]]:
@@ -50,97 +78,240 @@ def script(seconds: float) -> tuple[bytes, list[tuple[float, float]], dict[str, 
     return tone_audio(segs), spans, sentences
 
 
-async def one_stream(base_url: str, audio: bytes, spans: list[tuple[float, float]],
-                     lat: list[float], lag: list[float], missing: list[int]) -> None:
-    asr = FunASRRealtime(api_key=KEY, base_url=base_url, max_sentence_silence_ms=SILENCE_MS)
-    chunks = AudioFrame(audio, 16000).split(1600)
-    start: list[float] = []
-    got = 0
-    async with asr.open_stream(ASRConfig()) as stream:
-        async def feed() -> None:
-            t0 = trio.current_time()
-            start.append(t0)
-            for i, c in enumerate(chunks):  # like a microphone: a chunk leaves once it is complete
-                due = t0 + (i + 1) * 0.1
-                await trio.sleep_until(due)
-                lag.append(trio.current_time() - due)
-                await stream.send_audio(c)
-            await stream.finish()
+class Counts:
+    """WebSocket messages sent and received by this process (all streams)."""
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(feed)
-            async for r in stream:
-                if r.is_final and r.end is not None:
-                    got += 1
-                    # the chunk holding the sentence's end was sent at t0 + ceil(end / 0.1) * 0.1
-                    sent_at = start[0] + np.ceil(r.end / 0.1 - 1e-6) * 0.1
-                    lat.append(trio.current_time() - sent_at)
+    sent = 0
+    received = 0
+
+
+@contextmanager
+def counting_messages() -> Iterator[None]:
+    cls = trio_websocket.WebSocketConnection
+    send, get = cls.send_message, cls.get_message
+
+    async def send_message(self: Any, message: Any) -> None:
+        Counts.sent += 1
+        await send(self, message)
+
+    async def get_message(self: Any) -> Any:
+        msg = await get(self)
+        Counts.received += 1
+        return msg
+
+    cls.send_message, cls.get_message = send_message, get_message  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls.send_message, cls.get_message = send, get  # type: ignore[method-assign]
+
+
+def make_plugin(api: str, base_url: str) -> Any:
+    if api == "task":
+        from voicekit_dashscope.asr.task import FunASRRealtime
+
+        return FunASRRealtime(api_key=KEY, base_url=base_url, max_sentence_silence_ms=SILENCE_MS)
+    from voicekit_dashscope.asr.realtime import Qwen3ASRRealtime
+
+    return Qwen3ASRRealtime(api_key=KEY, base_url=base_url, silence_duration_ms=SILENCE_MS)
+
+
+GROUPS = 10  # sender tasks: each feeds its share of the streams, one tenth of a chunk after the previous
+
+
+class Group:
+    """Streams fed by one sender task (a shared clock: the harness costs ~nothing per stream)."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.streams: list[Any] = []
+
+
+async def one_stream(api: str, base_url: str, group: Group, opened: trio.Semaphore, go: trio.Event,
+                     chunk_s: float, spans: list[tuple[float, float]], lat: list[float],
+                     missing: list[int]) -> None:
+    asr = make_plugin(api, base_url)
+    got = 0
+    await opened.acquire()
+    async with asr.open_stream(ASRConfig(sample_rate=RATE)) as stream:
+        opened.release()
+        group.streams.append(stream)
+        await go.wait()
+        async for r in stream:
+            if r.is_final and r.end is not None:
+                got += 1
+                # the chunk holding the sentence's end was sent at t0 + ceil(end / chunk) * chunk
+                sent_at = group.t0 + math.ceil(r.end / chunk_s - 1e-6) * chunk_s
+                lat.append(trio.current_time() - sent_at)
     missing.append(len(spans) - got)
 
 
-async def level(base_url: str, n: int, seconds: float) -> dict[str, float]:
+async def feed(group: Group, chunks: list[AudioFrame], chunk_s: float, lag: list[float]) -> None:
+    """Like a microphone per stream: a chunk leaves once it is complete (real-time paced)."""
+    for i, c in enumerate(chunks):
+        due = group.t0 + (i + 1) * chunk_s
+        await trio.sleep_until(due)
+        for stream in group.streams:
+            await stream.send_audio(c)
+        lag.append(trio.current_time() - due)  # of the group's last stream
+    for stream in group.streams:
+        await stream.finish()
+
+
+def cpu_self() -> tuple[float, float]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime, ru.ru_stime
+
+
+def cpu_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def pct(xs: list[float], q: float) -> float:
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: float,
+                chunk_ms: int) -> dict[str, float]:
     audio, spans, _ = script(seconds)
+    chunks = AudioFrame(audio, RATE).split(RATE * chunk_ms // 1000)
+    audio_s = len(audio) / 2 / RATE
     lat: list[float] = []
     lag: list[float] = []
     missing: list[int] = []
-    cpu0 = time.process_time()
+    sent0, recv0 = Counts.sent, Counts.received
+    emu0 = sum(cpu_of(p) for p in pids)
+    cpu0, sys0 = cpu_self()
     wall0 = time.perf_counter()
+    groups = [Group(0.0) for _ in range(min(GROUPS, n))]
+    go = trio.Event()
+    opened = trio.Semaphore(32)  # connections being opened at once
     async with trio.open_nursery() as nursery:
-        for _ in range(n):
-            nursery.start_soon(one_stream, base_url, audio, spans, lat, lag, missing)
-            await trio.sleep(0.1 / max(1, n) * 3)  # stagger the starts a little
+        for i in range(n):
+            nursery.start_soon(one_stream, api, urls[i % len(urls)], groups[i % len(groups)], opened, go,
+                               chunk_ms / 1000, spans, lat, missing)
+        while sum(len(g.streams) for g in groups) < n:
+            await trio.sleep(0.05)
+        now = trio.current_time()
+        for k, g in enumerate(groups):
+            g.t0 = now + k * chunk_ms / 1000 / len(groups)
+            nursery.start_soon(feed, g, chunks, chunk_ms / 1000, lag)
+        go.set()
     wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
+    cpu1, sys1 = cpu_self()
+    cpu = cpu1 - cpu0
+    emu = sum(cpu_of(p) for p in pids) - emu0
+    messages = Counts.sent - sent0 + Counts.received - recv0
     lat.sort()
     net = [x - SILENCE_MS / 1000 for x in lat]
     return {
-        "streams": n, "finals": len(lat), "missing": sum(missing),
-        "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
-        "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
-        "p50_net_ms": 1000 * statistics.median(net) if net else float("nan"),
-        "p99_net_ms": 1000 * net[min(len(net) - 1, int(0.99 * len(net)))] if net else float("nan"),
+        "streams": n, "finals": len(lat), "missing": sum(missing), "messages": messages,
+        "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"), "p99_ms": 1000 * pct(lat, 0.99),
+        "p50_net_ms": 1000 * statistics.median(net) if net else float("nan"), "p99_net_ms": 1000 * pct(net, 0.99),
         "max_send_lag_ms": 1000 * max(lag) if lag else 0.0,
-        "client_cpu_pct": 100 * cpu / wall,
+        "client_cpu_s": cpu, "wall_s": wall, "sys_share": (sys1 - sys0) / cpu if cpu else float("nan"),
+        "cpu_per_stream_s": cpu / (n * audio_s),
+        "us_per_message": 1e6 * cpu / messages if messages else float("nan"),
+        "client_cpu_pct": 100 * cpu / wall, "emulator_cpu_pct": 100 * emu / wall,
     }
 
 
-async def main(levels: list[int], seconds: float) -> None:
-    _, _, sentences = script(seconds)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+@contextmanager
+def emulators(k: int, sentences: dict[str, str]) -> Iterator[tuple[list[str], list[int]]]:
+    """Start ``k`` emulator processes (``voicekit emulate dashscope --fixtures``); yield their URLs and pids."""
+    tmp = tempfile.mkdtemp(prefix="bench-ds-")
+    fixtures = os.path.join(tmp, "fixtures.json")
+    with open(fixtures, "w") as f:
         json.dump({"key": "tone", "sentences": sentences, "partial_every": 0.3}, f)
-    proc = subprocess.Popen([sys.executable, "-m", "voicekit_dashscope.cli", "emulate", "dashscope",
-                             "--port", "0", "--fixtures", f.name], stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if os.environ.get("BENCH_EMULATOR_PYTHONPATH") is not None:  # e.g. to pin one emulator for before/after runs
+        env["PYTHONPATH"] = os.environ["BENCH_EMULATOR_PYTHONPATH"]
+    cli = "import sys; from voicekit.cli.main import main; sys.argv[0] = 'voicekit'; sys.exit(main())"
+    procs: list[tuple[subprocess.Popen[bytes], str]] = []
     try:
-        base_url = ""
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "base_url=" in line:
-                base_url = line.strip().split("base_url=")[1]
-                break
-        print(f"emulator at {base_url}; {seconds:g} s of audio per stream, real-time paced, "
-              f"max_sentence_silence={SILENCE_MS} ms; {os.cpu_count()} CPUs")
-        print(f"{'streams':>7} {'finals':>6} {'miss':>4} {'p50 ms':>7} {'p99 ms':>7} {'p50 net':>7} "
-              f"{'p99 net':>7} {'max lag':>7} {'cpu %':>6}  sustained")
-        best = 0
-        for n in levels:
-            r = await level(base_url, n, seconds)
-            ok = r["missing"] == 0 and r["max_send_lag_ms"] < 200 and r["p99_net_ms"] < 500
-            best = n if ok else best
-            print(f"{r['streams']:>7} {r['finals']:>6} {r['missing']:>4} {r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f} "
-                  f"{r['p50_net_ms']:>7.0f} {r['p99_net_ms']:>7.0f} {r['max_send_lag_ms']:>7.0f} "
-                  f"{r['client_cpu_pct']:>6.0f}  {'yes' if ok else 'NO'}", flush=True)
-            if not ok:
-                break
-        print(f"sustained: {best} concurrent real-time streams")
+        for i in range(k):
+            out = os.path.join(tmp, f"emulator{i}.out")
+            with open(out, "wb") as o:
+                p = subprocess.Popen([sys.executable, "-c", cli, "emulate", "dashscope", "--port", "0",
+                                      "--fixtures", fixtures, "--vad", "energy"],
+                                     stdout=o, stderr=subprocess.DEVNULL, env=env)
+            procs.append((p, out))
+        urls = []
+        for p, out in procs:
+            deadline = time.monotonic() + 60
+            while True:
+                with open(out) as o:
+                    m = re.search(r"(?:ws|http)://(127\.0\.0\.1:\d+)", o.read())
+                if m:
+                    urls.append(f"ws://{m.group(1)}")
+                    break
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"bench: the emulator did not start (exit {p.poll()}); "
+                                     "run `voicekit emulate dashscope` by hand to see why")
+                time.sleep(0.1)
+        yield urls, [p.pid for p, _ in procs]
     finally:
-        proc.terminate()
-        proc.wait()
-        os.unlink(f.name)
+        for p, _ in procs:
+            p.terminate()
+        for p, out in procs:
+            p.wait()
+            os.unlink(out)
+        os.unlink(fixtures)
+        os.rmdir(tmp)
+
+
+async def main(a: argparse.Namespace) -> None:
+    levels = [int(x) for x in a.levels.split(",")]
+    _, _, sentences = script(a.seconds)
+    with emulators(a.emulators, sentences) as (urls, pids), counting_messages():
+        print(f"{a.api} protocol ({'fun-asr-realtime' if a.api == 'task' else 'qwen3-asr-flash-realtime'}); "
+              f"{len(urls)} emulator process(es), scripted engine; {a.seconds:g} s of audio per stream in "
+              f"{a.chunk_ms} ms chunks, real-time paced; end-of-sentence silence {SILENCE_MS} ms; "
+              f"{os.cpu_count()} CPUs")
+        print(f"{'streams':>7} {'finals':>6} {'miss':>4} {'p50 ms':>7} {'p99 ms':>7} {'p50 net':>7} {'p99 net':>7} "
+              f"{'max lag':>7} {'cpu/str-s':>9} {'us/msg':>7} {'client%':>7} {'emul%':>6} {'sys%':>5}  sustained")
+        best: dict[str, float] | None = None
+        for n in levels:
+            if a.profile:
+                import cProfile
+
+                prof = cProfile.Profile(time.process_time)  # CPU time: the machine may be busy
+                prof.enable()
+            r = await level(a.api, urls, pids, n, a.seconds, a.chunk_ms)
+            if a.profile:
+                prof.disable()
+                prof.dump_stats(a.profile)
+            ok = r["missing"] == 0 and r["max_send_lag_ms"] < 200 and r["p99_net_ms"] < a.bound_ms
+            best = r if ok else best
+            print(f"{n:>7} {r['finals']:>6.0f} {r['missing']:>4.0f} {r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f} "
+                  f"{r['p50_net_ms']:>7.0f} {r['p99_net_ms']:>7.0f} {r['max_send_lag_ms']:>7.0f} "
+                  f"{r['cpu_per_stream_s']:>9.5f} {r['us_per_message']:>7.1f} {r['client_cpu_pct']:>7.0f} "
+                  f"{r['emulator_cpu_pct']:>6.0f} {100 * r['sys_share']:>5.0f}  {'yes' if ok else 'NO'}", flush=True)
+            if not ok and not a.keep_going:
+                break
+        if best is None:
+            print("streams sustained: 0")
+            return
+        print(f"streams sustained: {best['streams']:.0f}")
+        print(f"client CPU s per stream-second: {best['cpu_per_stream_s']:.5f}")
+        print(f"client cost per message: {best['us_per_message']:.1f} us")
+        print(f"latency last audio -> final: p50 {best['p50_ms']:.0f} ms, p99 {best['p99_ms']:.0f} ms "
+              f"(net of the {SILENCE_MS} ms silence: p50 {best['p50_net_ms']:.0f}, p99 {best['p99_net_ms']:.0f})")
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--levels", default="1,8,16,32,64,96,128")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--api", choices=("task", "realtime"), default="task")
+    ap.add_argument("--levels", default="1,64,128,256,512")
     ap.add_argument("--seconds", type=float, default=12.0)
-    a = ap.parse_args()
-    trio.run(main, [int(x) for x in a.levels.split(",")], a.seconds)
+    ap.add_argument("--chunk-ms", type=int, default=100)
+    ap.add_argument("--emulators", type=int, default=2, help="emulator processes to spread the streams over")
+    ap.add_argument("--bound-ms", type=float, default=500.0, help="p99 net latency bound of a sustained level")
+    ap.add_argument("--keep-going", action="store_true", help="run every level even after one fails")
+    ap.add_argument("--profile", help="write a cProfile of the client (last level) to this file")
+    trio.run(main, ap.parse_args())

@@ -56,6 +56,7 @@ from voicekit_dashscope.protocol.task import (
     TaskStarted,
     new_task_id,
 )
+from voicekit_dashscope.protocol.task import State as TaskState
 from voicekit_dashscope.regions import check_transport
 
 log = get_logger("voicekit.dashscope.client")
@@ -199,14 +200,6 @@ class TaskConnection:
                 raise ServerTimeoutError(f"the server did not answer a ping within {timeout:g} s")
 
 
-_FINISH = object()
-
-
-@attrs.frozen
-class _Context:
-    context: list[Mapping[str, Any]]
-
-
 def _rank(exc: DashScopeError) -> int:
     """Which of several simultaneous failures explains the others: a permanent error first, then
     the server's own words (task-failed, error events), then timeouts, then a lost connection."""
@@ -267,7 +260,7 @@ class Recognizer:
         self._rng = random.Random(seed)
         self._bytes_per_ms = parameters.sample_rate * 2 / 1000 if parameters.format == "pcm" else None
         self._max_buffer = (int(max_buffer_s * parameters.sample_rate) * 2) if self._bytes_per_ms else None
-        self._audio_send, self._audio_recv = trio.open_memory_channel[Any](audio_queue)
+        self._audio_queue = audio_queue  # kept for compatibility: audio is sent by the caller's task now
         self._result_send, self._result_recv = trio.open_memory_channel[TranscriptResult](result_queue)
         # audio kept for re-sending: chunks with their absolute byte offsets
         self._buffer: deque[tuple[int, bytes]] = deque()
@@ -277,6 +270,13 @@ class Recognizer:
         self._finals = 0
         self._input_done = False
         self._sent_any_audio = False
+        # the current connection (None between connections) and how far it has been sent
+        self._conn: TaskConnection | None = None
+        self._conn_nursery: trio.Nursery | None = None
+        self._recv_scope: trio.CancelScope | None = None
+        self._sent_pos = 0  # absolute byte offset of the next audio to send on _conn
+        self._contexts: deque[tuple[int, list[Mapping[str, Any]]]] = deque()  # not yet sent: (byte offset, context)
+        self._send_lock = trio.Lock()  # one writer at a time: the caller, or a connection's replay
         self.dropped_bytes = 0
         self.attempts = 0
         self.reconnects = 0
@@ -288,22 +288,41 @@ class Recognizer:
     # -- caller side
 
     async def send_audio(self, data: bytes) -> None:
+        """Keep ``data`` for re-sending and send it now on the open connection, if there is one
+        (in the caller's task: no hop to a sender task per chunk)."""
         if self.error is not None:
             raise self.error
-        if data:
-            await self._audio_send.send(bytes(data))
+        if data and not self._input_done:
+            await _acquire(self._send_lock)
+            try:
+                self._remember(bytes(data))
+                await self._send_pending()
+            finally:
+                self._send_lock.release()
 
     async def finish(self) -> None:
         if self.error is not None:
             raise self.error
-        await self._audio_send.send(_FINISH)
+        if self._input_done:
+            return
+        await _acquire(self._send_lock)
+        try:
+            self._input_done = True
+            await self._send_pending()
+        finally:
+            self._send_lock.release()
 
     async def update_context(self, context: list[Mapping[str, Any]]) -> None:
         """Send new conversation context (``continue-task``), in order with the audio; later
         tasks (after a reconnection) start with it."""
         if self.error is not None:
             raise self.error
-        await self._audio_send.send(_Context(list(context)))
+        await _acquire(self._send_lock)
+        try:
+            self._contexts.append((self._received_bytes, list(context)))
+            await self._send_pending()
+        finally:
+            self._send_lock.release()
 
     def results(self) -> trio.MemoryReceiveChannel[TranscriptResult]:
         return self._result_recv
@@ -337,7 +356,6 @@ class Recognizer:
                             err = exc
                         self.error = err
                         log.error("dashscope_stream_failed", error=str(err), code=err.code)
-                        self._audio_recv.close()
                         return
                     delay = self.retry.delay(failures, self._rng)
                     self.reconnects += 1
@@ -351,6 +369,8 @@ class Recognizer:
             await self._one_connection_inner()
         except BaseExceptionGroup as group:
             raise collapse_group(group) from None
+        finally:
+            self._conn = self._conn_nursery = self._recv_scope = None
 
     async def _one_connection_inner(self) -> None:
         async with self._connect(self.url, self.api_key, workspace=self.workspace,
@@ -363,8 +383,8 @@ class Recognizer:
             log.debug("dashscope_task_started", task_id=task_id, base_ms=base_ms)
             recv_scope = trio.CancelScope()  # gets a deadline once finish-task is sent
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._sender, conn, base_bytes, recv_scope)
                 nursery.start_soon(conn.ping_forever, self.timeouts.ping_interval, self.timeouts.ping_timeout)
+                nursery.start_soon(self._attach, conn, nursery, recv_scope, base_bytes)
                 with recv_scope:
                     while True:
                         event = await conn.receive()
@@ -378,7 +398,6 @@ class Recognizer:
                     raise ServerTimeoutError(f"no task-finished within {self.timeouts.finish:g} s "
                                              "after finish-task", task_id=task_id)
                 nursery.cancel_scope.cancel()
-
     async def _on_result(self, s: Sentence, base_ms: int, finals_base: int) -> None:
         if s.heartbeat:
             return
@@ -420,41 +439,72 @@ class Recognizer:
                 return chunk[pos - start:]
         return None
 
-    async def _sender(self, conn: TaskConnection, base_bytes: int, recv_scope: trio.CancelScope) -> None:
+    async def _attach(self, conn: TaskConnection, nursery: trio.Nursery, recv_scope: trio.CancelScope,
+                      base_bytes: int) -> None:
+        """Make ``conn`` the connection audio goes to, and re-send what no final covers yet."""
+        await _acquire(self._send_lock)
         try:
-            await self._send_all(conn, base_bytes, recv_scope)
-        except ConnectionLostError:
-            # The server may have said why (task-failed) just before it closed: give the receiver,
-            # which reads what was queued before the close, a moment to report that instead.
-            await trio.sleep(self.timeouts.close)
-            raise
+            self._conn, self._conn_nursery, self._recv_scope = conn, nursery, recv_scope
+            self._sent_pos = base_bytes
+            await self._send_pending()
+        finally:
+            self._send_lock.release()
 
-    async def _send_all(self, conn: TaskConnection, base_bytes: int, recv_scope: trio.CancelScope) -> None:
-        # 1. re-send what no final covers yet (cut at the acknowledged position). The receiver
-        #    may drop acknowledged chunks meanwhile, so walk by byte position, not by index.
-        pos = base_bytes
-        while pos < self._received_bytes:
+    async def _send_pending(self) -> None:
+        """Send the audio the current connection has not had yet, then ``finish-task`` once the
+        input is done (call with the send lock held). A failed send is left to the receiver."""
+        conn = self._conn
+        # the receiver may drop acknowledged chunks meanwhile: walk by byte position, not by index
+        while self._sent_pos < self._received_bytes or self._contexts:
+            if conn is None or self._conn is not conn or conn.protocol.state is not TaskState.RUNNING:
+                return  # the connection failed meanwhile: the receiver reports why
+            pos = max(self._sent_pos, self._acked_bytes)
+            if self._contexts and self._contexts[0][0] <= pos:  # context updates go in order with the audio
+                context = self._contexts[0][1]
+                if not await self._send_or_fail(conn, conn.protocol.continue_task({"context": context})):
+                    return
+                self._contexts.popleft()
+                self.input = {**self.input, "context": context}  # later tasks start with it
+                continue
             piece = self._piece_at(pos)
             if piece is None:
                 break
-            await conn.send(conn.protocol.audio(piece))
-            pos += len(piece)
-        # 2. new audio from the caller
-        while not self._input_done:
-            try:
-                item = await self._audio_recv.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                item = _FINISH
-            if item is _FINISH:
-                self._input_done = True
-                break
-            if isinstance(item, _Context):
-                self.input = {**self.input, "context": item.context}
-                await conn.send(conn.protocol.continue_task({"context": item.context}))
-                continue
-            self._remember(item)
+            if self._contexts and self._contexts[0][0] < pos + len(piece):
+                piece = piece[:self._contexts[0][0] - pos]
+            if not await self._send_or_fail(conn, conn.protocol.audio(piece)):
+                return
             self._sent_any_audio = True
-            await conn.send(conn.protocol.audio(item))
-        await conn.send(conn.protocol.finish_task())
-        recv_scope.deadline = trio.current_time() + self.timeouts.finish
+            self._sent_pos = pos + len(piece)
+        if conn is None or self._conn is not conn or conn.protocol.state is not TaskState.RUNNING:
+            return
+        if self._input_done:
+            if await self._send_or_fail(conn, conn.protocol.finish_task()) and self._recv_scope is not None:
+                self._recv_scope.deadline = trio.current_time() + self.timeouts.finish
 
+    async def _send_or_fail(self, conn: TaskConnection, frame: str | bytes) -> bool:
+        try:
+            await conn.send(frame)
+            return True
+        except ConnectionLostError as exc:
+            # The server may have said why (task-failed) just before it closed: give the receiver,
+            # which reads what was queued before the close, a moment to report that instead.
+            if self._conn is conn and self._conn_nursery is not None:
+                self._conn = None
+                try:
+                    self._conn_nursery.start_soon(self._fail_after_close, exc)
+                except RuntimeError:  # the connection is ending anyway
+                    pass
+            return False
+
+    async def _fail_after_close(self, exc: ConnectionLostError) -> None:
+        await trio.sleep(self.timeouts.close)
+        raise exc
+
+
+async def _acquire(lock: trio.Lock) -> None:
+    """Take ``lock``; when it is free, without a trip through the scheduler (a checkpoint follows
+    anyway, in the send that the lock guards)."""
+    if lock.locked():
+        await lock.acquire()
+    else:
+        lock.acquire_nowait()
