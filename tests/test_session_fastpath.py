@@ -1,0 +1,192 @@
+"""Issue 11: the live path's hops, the input-finished signal, and barge-in that pauses at once."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import trio
+import trio.testing
+
+from voicekit import events as ev
+from voicekit.audio.frame import AudioFrame
+from voicekit.audio.sinks import MemorySink
+from voicekit.errors import ASRError
+from voicekit.handlers import Assistant, Turn
+from voicekit.session import Session, SessionConfig, VADInterruption
+from voicekit.testing import EnergyVAD, FakeASR, FakeTTS, ScriptedSource, Silence, Speech, collect
+from voicekit.vad.endpointer import EndpointerConfig
+
+EP = EndpointerConfig(pre_roll_ms=200, start_ms=60, start_window_ms=100, end_silence_ms=600)
+
+
+def story() -> Assistant:
+    a = Assistant("story")
+
+    @a.fallback
+    async def tell(turn: Turn) -> str:
+        return " ".join(["once upon a time there was a robot"] * 3)  # 24 words: 7.2 s of FakeTTS
+
+    return a
+
+
+class StampedSink(MemorySink):
+    """A MemorySink that notes when (trio time) each write happened."""
+
+    def __init__(self) -> None:
+        super().__init__(16000)
+        self.at: list[float] = []
+
+    async def write(self, frame: AudioFrame) -> None:
+        self.at.append(trio.current_time())
+        await super().write(frame)
+
+
+def make(script: list[object], texts: list[str], *, sink: MemorySink | None = None,
+         policy: VADInterruption | None = None, assistant: Assistant | None = None) -> Session:
+    return Session(ScriptedSource(script), asr=FakeASR(texts), vad=EnergyVAD(frame_ms=20),  # type: ignore[arg-type]
+                   assistant=assistant or story(), tts=FakeTTS(seconds_per_word=0.3),
+                   sink=sink or MemorySink(16000), interruption=policy,
+                   config=SessionConfig(endpointer=EP, realtime=True))
+
+
+# -- the input-finished signal ------------------------------------------------------------------
+
+
+async def test_drained_comes_after_the_last_turn_and_before_its_reply_ends(
+        autojump_clock: trio.testing.MockClock) -> None:
+    handled: list[float] = []
+    a = Assistant("a")
+
+    @a.fallback
+    async def answer(turn: Turn) -> str:
+        handled.append(trio.current_time())
+        return "one two three four five"  # 1.5 s of audio
+
+    s = make([Silence(1.0), Speech(1.0), Silence(1.0), Speech(1.0), Silence(0.3)], ["first", "second"],
+             assistant=a)
+    seen: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(s.run)
+
+        async def watch() -> None:
+            assert not s.input_drained
+            await s.drained()
+            seen.append(f"drained at {trio.current_time():.2f}")
+
+        nursery.start_soon(watch)
+        async for event in s.events():
+            if isinstance(event, ev.TurnEnded | ev.ReplyFinished | ev.SessionEnded):
+                seen.append(event.kind)
+    assert s.input_drained
+    # the input (4.3 s) ended during the second utterance's end-of-speech silence: its final came
+    # at finish(), the turn started, then drained() returned, and only then the reply finished
+    assert seen.index("drained at 4.30") > [i for i, k in enumerate(seen) if k == "turn_ended"][-1]
+    assert seen.index("drained at 4.30") < len(seen) - 2  # before the last ReplyFinished
+    assert seen[-1] == "session_ended"
+    assert len(handled) == 2 and handled[-1] == pytest.approx(4.3)
+
+
+async def test_drained_returns_when_the_session_fails(autojump_clock: trio.testing.MockClock) -> None:
+    s = Session(ScriptedSource([Silence(0.5), Speech(1.0), Silence(1.0)]), asr=FakeASR([], fail_after_utterances=0),
+                vad=EnergyVAD(frame_ms=20), config=SessionConfig(endpointer=EP))
+    with pytest.RaisesGroup(ASRError, allow_unwrapped=True, flatten_subgroups=True):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(s.run)
+            with trio.fail_after(60):
+                await s.drained()
+    assert s.input_drained
+
+
+# -- barge-in: pause at once, resume after a short sound -----------------------------------------
+
+
+async def test_default_policy_goes_silent_at_speech_start_and_cuts_after_300_ms(
+        autojump_clock: trio.testing.MockClock) -> None:
+    sink = StampedSink()
+    # the reply starts at 3.1 s; the user speaks from 5.0 s (speech start detected at 5.06 s)
+    tl = await collect(make([Silence(1.0), Speech(1.5), Silence(2.5), Speech(1.0), Silence(3.0)],
+                            ["tell me a story", "stop"], sink=sink))
+    started = next(e for e in tl.of(ev.SpeechStarted) if e.t > 4)
+    cut = tl.first(ev.ReplyInterrupted)
+    assert started.t == pytest.approx(5.06)
+    assert cut.t == pytest.approx(5.3, abs=0.021)  # the cut itself: after 300 ms of voiced speech
+    # nothing written from the speech start until the next turn's reply (after "stop", at 6.6 s)
+    assert not [t for t in sink.at if started.t + 1e-9 < t < 6.0]
+    assert cut.samples_played / 16000 == pytest.approx(started.t - 3.1, abs=0.021)
+
+
+async def test_default_policy_resumes_after_a_cough(autojump_clock: trio.testing.MockClock) -> None:
+    sink = StampedSink()
+    tl = await collect(make([Silence(1.0), Speech(1.5), Silence(2.5), Speech(0.12), Silence(9.0)],
+                            ["tell me a story", ""], sink=sink))
+    assert not tl.of(ev.ReplyInterrupted)
+    done = tl.first(ev.ReplyFinished)
+    assert done.samples_played == round(24 * 0.3 * 16000) == sink.samples  # every word
+    gaps = [(a, b) for a, b in itertools.pairwise(sink.at) if b - a > 0.03]
+    assert len(gaps) == 1  # one pause, from the speech start ...
+    paused, resumed = gaps[0]
+    assert paused == pytest.approx(5.04, abs=0.021)
+    # ... to resume_after_ms (300) after the last voiced frame (5.12 s)
+    assert resumed == pytest.approx(5.12 + 0.3, abs=0.021)
+
+
+async def test_pause_off_keeps_playing_over_short_sounds(autojump_clock: trio.testing.MockClock) -> None:
+    sink = StampedSink()
+    await collect(make([Silence(1.0), Speech(1.5), Silence(2.5), Speech(0.12), Silence(9.0)],
+                       ["tell me a story", ""], sink=sink, policy=VADInterruption(300)))
+    assert not [(a, b) for a, b in itertools.pairwise(sink.at) if b - a > 0.03]
+
+
+# -- hops per frame ------------------------------------------------------------------------------
+
+
+class Steps(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+
+
+async def test_a_paced_input_costs_about_one_task_step_per_frame(autojump_clock: trio.testing.MockClock) -> None:
+    """The source's frames are endpointed and fed to the recognizer in the task that reads them,
+    and the reply player writes at the input's ticks: no task switch that carries no work."""
+    steps = Steps()
+    s = make([Silence(1.0), Speech(1.5), Silence(12.0)], ["tell me a story"])
+    trio.lowlevel.add_instrument(steps)
+    try:
+        tl = await collect(s)
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    frames = round(14.5 / 0.02)
+    assert tl.first(ev.ReplyFinished).samples_played == round(7.2 * 16000)
+    # 725 frames, 360 reply chunks written at the input's ticks, and FakeTTS's own checkpoint per
+    # chunk: 2.05 steps a frame; before issue 11 it took 5.05 (source task, listener task, their
+    # channel, the player's own timer, its channel)
+    assert steps.steps / frames < 2.5, steps.steps / frames
+
+
+# -- a handler's Ctrl-C ------------------------------------------------------------------------
+
+
+def test_keyboard_interrupt_from_a_handler_always_propagates() -> None:
+    """Whichever order trio runs the handler and the reply reader in, a handler's Ctrl-C reaches
+    the caller: the handler's channel is closed without a checkpoint, where a cancel (the reader
+    has gone) would have replaced the KeyboardInterrupt."""
+    a = Assistant("ki")
+
+    @a.fallback
+    async def hostile(turn: Turn) -> str:
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        await collect(make([Silence(0.5), Speech(1.0), Silence(2.0)], ["boom"], assistant=a))
+
+    for _ in range(24):  # trio runs a batch's tasks in either order: try both many times
+        with pytest.raises(BaseException) as info:  # the group is checked below
+            trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        exc: BaseException = info.value
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        assert isinstance(exc, KeyboardInterrupt), repr(info.value)
