@@ -117,3 +117,10 @@ def test_emulate_dashscope_comes_from_the_emulator_distribution() -> None:
     out = subprocess.run([sys.executable, "-m", "voicekit.cli.main", "emulate", "dashscope", "--help"],
                          capture_output=True, text=True, timeout=120, check=True)
     assert "--omni-script" in out.stdout and "--allow-url-prefix" in out.stdout
+
+
+def test_every_emulator_module_has_one_concern_and_stays_small() -> None:
+    """The emulator was split by concern (realtime: state, turns, replies, script and voices; files:
+    audio, URLs, speakers, uploads, results); no module grows back past 450 lines."""
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in EMULATOR.rglob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 450} == {}
