@@ -221,7 +221,7 @@ def _agent_recipe(args: argparse.Namespace) -> AgentRecipe:
                               f"turn_detection={options['turn_detection']}; give one of them")
         options["turn_detection"] = td
     assistant = load_assistant(args.assistant) if args.assistant else None
-    return agent_recipe(factory, args.agent, options, assistant)
+    return agent_recipe(args.agent, assistant, **options)
 
 
 def _secure_for_browsers(host: str) -> bool:

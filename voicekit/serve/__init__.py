@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __all__ = [
+    "AgentRecipe",
     "ServeConfig",
     "ServerStats",
     "SessionRecipe",
     "VoiceServer",
     "WebSocketSink",
     "WebSocketSource",
+    "agent_recipe",
     "check_bind",
     "is_loopback",
 ]
 
 _EXPORTS = {
+    "AgentRecipe": "voicekit.serve.agent",
+    "agent_recipe": "voicekit.serve.agent",
     "ServeConfig": "voicekit.serve.config",
     "ServerStats": "voicekit.serve.metrics",
     "SessionRecipe": "voicekit.serve.config",
@@ -27,6 +31,8 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from voicekit.serve.agent import AgentRecipe as AgentRecipe
+    from voicekit.serve.agent import agent_recipe as agent_recipe
     from voicekit.serve.config import ServeConfig as ServeConfig
     from voicekit.serve.config import SessionRecipe as SessionRecipe
     from voicekit.serve.config import check_bind as check_bind

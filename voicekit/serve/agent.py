@@ -34,7 +34,7 @@ from voicekit.errors import one_line, only_cancelled
 from voicekit.handlers.assistant import Assistant
 from voicekit.serve.stream import WebSocketSource
 
-__all__ = ["Agent", "AgentRecipe", "AgentSession", "SentenceJoiner"]
+__all__ = ["Agent", "AgentRecipe", "AgentSession", "SentenceJoiner", "agent_recipe"]
 
 #: Events waiting for the browser; the agent's own channel drops the oldest beyond its buffer.
 EVENT_BUFFER: Final = 256
@@ -183,10 +183,14 @@ class AgentSession:
         return [event]
 
 
-def agent_recipe(factory: Callable[..., Any], model: str, options: dict[str, Any],
-                 assistant: Assistant | None) -> AgentRecipe:
-    """An :class:`AgentRecipe` from a ``voicekit.agents`` factory and its (checked) options; one
-    agent is built at once, so a bad option fails before the server listens."""
+def agent_recipe(model: str, assistant: Assistant | None = None, **options: Any) -> AgentRecipe:
+    """A recipe for conversations with the ``voicekit.agents`` plugin ``model`` (e.g.
+    ``"qwen3.5-omni-plus-realtime"``), whose tools are ``assistant``'s intents; ``options`` go to
+    the plugin (``voicekit run --agent-option`` names). One agent is built at once, so a bad
+    option or a missing key fails before the server listens."""
+    from voicekit.plugins.registry import load
+
+    factory = load("agents", model)
     probe = factory(assistant=assistant, **options)
     rate = int(getattr(probe, "sample_rate", 24000))
     return AgentRecipe(factory=lambda: factory(assistant=assistant, **options), model=model, reply_rate=rate,
