@@ -59,7 +59,6 @@ from voicekit_dashscope.client.realtime import (
 from voicekit_dashscope.errors import ConnectionLostError, DashScopeError
 from voicekit_dashscope.protocol.realtime import (
     UNSET,
-    AudioAppend,
     AudioCommitted,
     AudioDelta,
     AudioFormat,
@@ -402,7 +401,7 @@ class OmniAgent:
         if conn is None:
             return  # between sessions: the audio of that moment is not heard
         try:
-            await conn.send(AudioAppend(audio=pcm))
+            await conn.send_audio(pcm)
         except (ConnectionLostError, RealtimeStateError):
             pass
 

@@ -32,7 +32,13 @@ from voicekit.errors import ASRError, ConfigError, leaves
 from voicekit.logging import get_logger
 from voicekit.plugins.options import Option
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
-from voicekit_dashscope.client.realtime import Connector, RealtimeConnection, realtime_base_url, websocket_connector
+from voicekit_dashscope.client.realtime import (
+    Connector,
+    RealtimeConnection,
+    acquire,
+    realtime_base_url,
+    websocket_connector,
+)
 from voicekit_dashscope.client.task import RetryPolicy, Timeouts, collapse_group
 from voicekit_dashscope.errors import (
     ConnectionLostError,
@@ -44,7 +50,6 @@ from voicekit_dashscope.errors import (
 from voicekit_dashscope.options import connection, model_option
 from voicekit_dashscope.protocol.realtime import (
     MODELS,
-    AudioAppend,
     AudioCommit,
     AudioCommitted,
     ErrorEvent,
@@ -396,9 +401,14 @@ class RealtimeASRStream:
         self._speech_start = None
 
     async def _flush(self) -> None:
-        async with self._lock:
+        if self.conn is None:
+            return  # the next connection replays the log
+        await acquire(self._lock)
+        try:
             if self.conn is not None:
                 await self._send_pending(self.conn)
+        finally:
+            self._lock.release()
 
     async def _send_pending(self, conn: RealtimeConnection) -> None:
         """Send the log entries the connection has not had yet (call with the lock held)."""
@@ -408,7 +418,7 @@ class RealtimeASRStream:
                 if isinstance(entry, _Audio):
                     cut = max(0, self._acked - entry.start) * 2
                     if cut < len(entry.pcm):
-                        await conn.send(AudioAppend(audio=entry.pcm[cut:]))
+                        await conn.send_audio(entry.pcm[cut:] if cut else entry.pcm)
                 else:
                     await conn.send(AudioCommit())
                     self._pending_commits.append(entry)

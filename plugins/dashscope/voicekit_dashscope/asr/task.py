@@ -58,12 +58,20 @@ def _options(family: str, default_model: str, region: str = DEFAULT_REGION) -> t
         Option("special_word_filter", "json", None, "words to filter, JSON as the service documents it (Fun-ASR)"),
         Option("context", "json", None, "conversation context as a JSON list of messages (fun-asr-realtime)"),
         Option("extra_parameters", "json", None, "more request parameters, as a JSON object"),
+        Option("append_ms", "int", 100, "audio per message, ms: shorter frames are gathered (fewer messages, "
+                                        "at most this much added delay)", minimum=10, maximum=1000),
         Option("retry", "int", 5, "reconnect attempts after failures in a row", minimum=0, maximum=100,
                convert=lambda n: RetryPolicy(max_retries=n)),
         Option("timeouts", "object", None, "a voicekit_dashscope.client.task.Timeouts (Python only)"),
         Option("max_buffer_s", "float", 300.0, "audio kept for replay after a reconnect, seconds",
                minimum=1.0, maximum=3600.0),
     )
+
+
+def _check_append_ms(ms: int) -> int:
+    if not 10 <= ms <= 1000:
+        raise ConfigError(f"append_ms must be 10-1000 ms, not {ms}")
+    return ms
 
 
 class _TaskProtocolASR:
@@ -99,6 +107,7 @@ class _TaskProtocolASR:
         timeouts: Timeouts | None = None,
         max_buffer_s: float = 300.0,
         sample_rate: int | None = None,
+        append_ms: int = 100,
     ) -> None:
         self.model = model or self.default_model
         self.spec: ModelSpec = get_model(self.model, self.family)
@@ -146,6 +155,7 @@ class _TaskProtocolASR:
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
         self.max_buffer_s = max_buffer_s
+        self.append_ms = _check_append_ms(append_ms)
         self._managed: dict[tuple[str, ...], ManagedVocabulary] = {}
 
     def _rate_capabilities(self, sample_rate: int | None) -> ASRCapabilities:
@@ -221,7 +231,7 @@ class _TaskProtocolASR:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(recognizer.run)
-                stream = TaskASRStream(recognizer, rate)
+                stream = TaskASRStream(recognizer, rate, self.append_ms)
                 try:
                     yield stream
                 finally:
@@ -238,19 +248,35 @@ class _TaskProtocolASR:
 class TaskASRStream:
     """An open recognition stream (the voicekit ``ASRStream`` contract)."""
 
-    def __init__(self, recognizer: Recognizer, rate: int) -> None:
+    def __init__(self, recognizer: Recognizer, rate: int, append_ms: int = 100) -> None:
         self.recognizer = recognizer
         self.rate = rate
         self._finished = False
+        self._step = max(2, rate * append_ms // 1000 * 2)  # bytes per message
+        self._buf = bytearray()  # frames gathered for the next message
 
     async def send_audio(self, frame: AudioFrame) -> None:
+        """Frames shorter than ``append_ms`` are gathered into one message (each message costs
+        the client and the service far more than its bytes)."""
         if frame.sample_rate != self.rate or frame.channels != 1:
             raise ASRError(f"stream opened for mono {self.rate} Hz audio got {frame.channels} ch "
                            f"{frame.sample_rate} Hz")
-        await self.recognizer.send_audio(frame.pcm)
+        if not self._buf and len(frame.pcm) >= self._step:
+            await self.recognizer.send_audio(frame.pcm)
+            return
+        self._buf += frame.pcm
+        if len(self._buf) >= self._step:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._buf:
+            data = bytes(self._buf)
+            self._buf.clear()
+            await self.recognizer.send_audio(data)
 
     async def update_context(self, context: list[Mapping[str, Any]]) -> None:
         """Fun-ASR: replace the conversation context mid-stream (a ``continue-task`` message)."""
+        await self._flush()
         await self.recognizer.update_context(context)
 
     async def speech_started(self, t: float) -> None:
@@ -262,6 +288,7 @@ class TaskASRStream:
     async def finish(self) -> None:
         if not self._finished:
             self._finished = True
+            await self._flush()
             await self.recognizer.finish()
 
     async def __aiter__(self) -> AsyncIterator[TranscriptResult]:

@@ -9,7 +9,7 @@ import attrs
 from voicekit.errors import ConfigError
 from voicekit_dashscope.protocol._util import ProtocolError
 from voicekit_dashscope.protocol.realtime._check import check_session
-from voicekit_dashscope.protocol.realtime._codec import MAX_APPEND_BYTES, decode_server, encode
+from voicekit_dashscope.protocol.realtime._codec import MAX_APPEND_BYTES, decode_server, encode, encode_audio_append
 from voicekit_dashscope.protocol.realtime._events import (
     RESPONSE_EVENTS,
     AudioAppend,
@@ -79,6 +79,15 @@ class ClientRealtimeProtocol:
         self._check_send(event)
         self.phase = next_phase(Role.CLIENT, self.phase, event) or self.phase
         return encode(event)
+
+    def append_audio(self, pcm: bytes) -> str:
+        """``send(AudioAppend(audio=pcm))``, the same checks and frame, at a fraction of the cost."""
+        if self.phase not in CLIENT_SENDS_IN:
+            return self.send(AudioAppend(audio=pcm))  # raises the same error
+        if len(pcm) > MAX_APPEND_BYTES:
+            raise ProtocolError(f"an audio append may carry at most 15 MiB, not {len(pcm)} bytes")
+        self.audio_bytes += len(pcm)
+        return encode_audio_append(self.ids("event"), pcm)
 
     def _check_send(self, event: ClientEvent) -> None:
         match event:

@@ -61,6 +61,13 @@ def encode(event: Event) -> str:
     return json.dumps(d, ensure_ascii=False)
 
 
+def encode_audio_append(event_id: str, pcm: bytes) -> str:
+    """``encode(AudioAppend(audio=pcm, event_id=event_id))``, the same text, without building the event
+    or passing the base64 (which needs no escaping) through the JSON encoder: the hot path of a stream."""
+    return ('{"event_id": ' + json.dumps(event_id, ensure_ascii=False)
+            + ', "type": "input_audio_buffer.append", "audio": "' + _b64(pcm) + '"}')
+
+
 def _fields_json(event: Event) -> dict[str, Any]:
     d: dict[str, Any] = {}
     for f in attrs.fields(type(event)):

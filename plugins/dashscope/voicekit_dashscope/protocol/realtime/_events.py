@@ -43,7 +43,7 @@ class IdMaker:
         self._rng = random.Random(seed)
 
     def __call__(self, prefix: str) -> str:
-        return prefix + "_" + "".join(self._rng.choice(_ALNUM) for _ in range(21))
+        return prefix + "_" + "".join(self._rng.choices(_ALNUM, k=21))
 
 
 # ---- the base of every event
