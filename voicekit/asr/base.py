@@ -14,6 +14,14 @@ and an ``open_stream`` method. The session calls it like this::
 Engines that endpoint on their own (cloud services) may ignore the VAD markers; engines that
 decode per utterance (Moonshine, PocketSphinx) use them to cut utterances. ``finish()`` must make
 the stream yield every pending final and then stop iterating.
+
+Optional: a stream whose results are all put into a ``trio`` memory channel *during its own
+calls* (``send_audio``, ``speech_started``, ``speech_ended``, ``finish``; never from a thread or a
+task of its own), and whose ``__aiter__`` returns that channel's receiving end, may set the
+attribute ``delivers_inline = True``. The session then takes each result right after the call
+that produced it, in the task that feeds the stream, instead of waking a recognizer task: the
+turn's handler is called one scheduler round sooner. Put results with ``send_nowait`` where the
+channel has room, so the call does not yield for nothing.
 """
 
 from __future__ import annotations

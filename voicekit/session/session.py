@@ -146,6 +146,9 @@ class Session:
         self._in_speech = False
         self._endpointer: Endpointer = Endpointer(vad, self.config.endpointer)
         self._to_asr: StreamResampler | None = None
+        self._inline: trio.MemoryReceiveChannel[TranscriptResult] | None = None  # see _open_inline
+        self._queue: trio.MemorySendChannel[TranscriptResult] | None = None
+        self._queued = 0  # results in the queue or being handled by _recognize_queued
         self._ended = False
         self._drained = trio.Event()
 
@@ -223,6 +226,7 @@ class Session:
                     self._replies = replies
                     self._scheduled = scheduled
                     async with self.asr.open_stream(self._asr_config()) as stream:
+                        queue = self._open_inline(stream)
                         audio: BoundedChannel[AudioFrame] | None = None
                         async with trio.open_nursery() as n:
                             if self.config.audio_policy == "drop_oldest":
@@ -235,7 +239,11 @@ class Session:
                                 # the source may wait: it feeds VAD, endpointer and ASR in its own
                                 # task, frame by frame, with no hop between them
                                 n.start_soon(self._listen_inline, stream)
-                            n.start_soon(self._recognize, stream)
+                            if self._inline is not None:
+                                assert queue is not None
+                                n.start_soon(self._recognize_queued, queue)
+                            else:
+                                n.start_soon(self._recognize, stream)
                     self._set_drained()
                     await self._say_due_announcements()
                     scheduled.cancel_scope.cancel()  # the input ended: pending announcements are dropped
@@ -308,6 +316,21 @@ class Session:
                          language=self.config.language or (a.language if a else None),
                          hotwords=hotwords, context=self.config.context or (a.description if a else None),
                          grammar=grammar)
+
+    def _open_inline(self, stream: ASRStream) -> trio.MemoryReceiveChannel[TranscriptResult] | None:
+        """A stream that says it ``delivers_inline`` (voicekit.asr.base) has its results taken by
+        the feeding task right after each call, with no hop to a recognizer task; the turns that
+        must wait for a reply go, in order, through a small queue to a task that waits."""
+        self._inline = self._queue = None
+        self._queued = 0
+        if not getattr(stream, "delivers_inline", False):
+            return None
+        results = stream.__aiter__()
+        if not isinstance(results, trio.MemoryReceiveChannel):
+            return None
+        self._inline = results
+        self._queue, queue = trio.open_memory_channel[TranscriptResult](64)
+        return queue
 
     def _prepare(self) -> Callable[[AudioFrame], AudioFrame | None]:
         """Source frame → mono frame at the VAD's rate, through the echo guard (None: the
@@ -403,9 +426,14 @@ class Session:
             if isinstance(item, AudioFrame):
                 await self._send_audio(item, stream, to_asr)
                 self._on_audio(item)
+                if self._inline is not None:
+                    await self._take_results()
             else:
                 await self._on_marker(item, stream)
         await stream.finish()
+        if self._queue is not None:
+            await self._take_results()
+            await self._queue.aclose()  # the queued turns' task ends once they are done
 
     def _feeder(self, stream: ASRStream) -> Callable[[AudioFrame], Awaitable[None]]:
         """The per-frame work: endpointer (VAD) → ASR → interruption policy, in that order."""
@@ -417,6 +445,7 @@ class Session:
         on_audio = self._on_audio
         on_marker = self._on_marker
         frame_type = AudioFrame
+        take = self._take_results if self._inline is not None else None
 
         async def feed(frame: AudioFrame) -> None:
             for item in process(frame):
@@ -426,6 +455,8 @@ class Session:
                     else:
                         await self._send_audio(item, stream, to_asr)
                     on_audio(item)
+                    if take is not None:
+                        await take()
                 else:
                     await on_marker(item, stream)  # type: ignore[arg-type]
 
@@ -465,11 +496,15 @@ class Session:
             self._emit(ev.SpeechStarted(t=self.now(), audio_t=item.t))
             self._decide(self.policy.on_speech_started(item.t))  # pause or cut before the ASR call
             await stream.speech_started(item.t)
+            if self._inline is not None:
+                await self._take_results()
         else:
             self._in_speech = False
             self._emit(ev.SpeechEnded(t=self.now(), audio_t=item.t, duration=item.duration))
             await stream.speech_ended(item.t)
             self._decide(self.policy.on_speech_ended(item.t))
+            if self._inline is not None:
+                await self._take_results()
 
     def _decide(self, decision: Decision) -> None:
         reply = self._reply
@@ -485,27 +520,68 @@ class Session:
 
     async def _recognize(self, stream: ASRStream) -> None:
         async for result in stream:
-            self._emit(_transcript_event(self.now(), result))
-            if not result.is_final:
-                if self._reply is not None and not self._reply.done.is_set():
-                    self._decide(self.policy.on_partial(result.text))
-                continue
-            on_final = getattr(self.policy, "on_final", None)  # optional: policies may decide on finals
-            if on_final is not None and self._reply is not None and not self._reply.done.is_set():
-                self._decide(on_final(result.text))
-            if result.text.strip():
+            if self._on_result(result):
                 await self._start_turn(result)
+
+    async def _recognize_queued(self, queue: trio.MemoryReceiveChannel[TranscriptResult]) -> None:
+        """Inline results that had to wait (a request made during a reply), in order."""
+        async with queue:
+            async for result in queue:
+                await self._start_turn(result)
+                self._queued -= 1
+
+    async def _take_results(self) -> None:
+        """Results an inline stream produced during the call just made: handled here, in the
+        feeding task, unless a turn has to wait for a reply (then, in order, by a task)."""
+        recv, queue = self._inline, self._queue
+        assert recv is not None and queue is not None
+        while True:
+            try:
+                result = recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            if self._queued:  # an earlier turn waits: this result goes after it
+                self._queued += 1
+                await queue.send(result)
+            elif self._on_result(result) and not self._turn_now(result):
+                self._queued += 1
+                await queue.send(result)
+
+    def _on_result(self, result: TranscriptResult) -> bool:
+        """The transcript event and the policy's say; True when the result should become a turn."""
+        self._emit(_transcript_event(self.now(), result))
+        reply = self._reply
+        playing = reply is not None and not reply.done.is_set()
+        if not result.is_final:
+            if playing:
+                self._decide(self.policy.on_partial(result.text))
+            return False
+        on_final = getattr(self.policy, "on_final", None)  # optional: policies may decide on finals
+        if on_final is not None and playing:
+            self._decide(on_final(result.text))
+        return bool(result.text.strip())
 
     # -- turns and replies ------------------------------------------------------------------
 
     async def _start_turn(self, result: TranscriptResult) -> None:
+        if not self._turn_now(result):
+            await self._wait_quiet()  # a real request: answer it once the reply has finished
+            self._open_turn(result)
+
+    def _turn_now(self, result: TranscriptResult) -> bool:
+        """Open the turn at once if nothing is playing (or drop a backchannel said over a reply);
+        False when it has to wait for the reply to finish."""
         previous = self._reply
         if previous is not None and not previous.done.is_set():
             # the user spoke during a reply and the policy did not interrupt it
             check = getattr(self.policy, "is_backchannel", None)
             if check is not None and check(result.text):
-                return  # "uh-huh" while the assistant talks is not a turn
-            await self._wait_quiet()  # a real request: answer it once the reply has finished
+                return True  # "uh-huh" while the assistant talks is not a turn
+            return False
+        self._open_turn(result)
+        return True
+
+    def _open_turn(self, result: TranscriptResult) -> None:
         self._turn += 1
         turn_id = self._turn
         self._emit(ev.TurnEnded(t=self.now(), turn_id=turn_id, text=result.text))

@@ -41,6 +41,9 @@ class FakeASR:
 
 
 class _FakeStream:
+    # every result is sent during one of the stream's own calls (voicekit.asr.base)
+    delivers_inline = True
+
     def __init__(self, engine: FakeASR) -> None:
         self.engine = engine
         self._send, self._recv = trio.open_memory_channel[TranscriptResult](256)
@@ -61,8 +64,7 @@ class _FakeStream:
         words = self._words()
         if n > self._shown and self._shown < len(words):
             self._shown = min(n, len(words))
-            await self._send.send(TranscriptResult(" ".join(words[: self._shown]), False, self._utt,
-                                                   self._start))
+            await self._put(TranscriptResult(" ".join(words[: self._shown]), False, self._utt, self._start))
 
     async def speech_started(self, t: float) -> None:
         if self._start is not None:
@@ -82,8 +84,13 @@ class _FakeStream:
         words = self._words()
         step = (t - start) / max(len(words), 1)
         timed = tuple(Word(w, start + i * step, start + (i + 1) * step) for i, w in enumerate(words))
-        await self._send.send(TranscriptResult(" ".join(words), True, self._utt, start, t, timed,
-                                               language="en"))
+        await self._put(TranscriptResult(" ".join(words), True, self._utt, start, t, timed, language="en"))
+
+    async def _put(self, result: TranscriptResult) -> None:
+        try:
+            self._send.send_nowait(result)  # room in the channel: no task switch
+        except trio.WouldBlock:
+            await self._send.send(result)
 
     async def finish(self) -> None:
         if self._start is not None:
