@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -108,6 +109,7 @@ def events_of(texts: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [t["event"] for t in texts if t["type"] == "event" and t["event"]["event"] == kind]
 
 
+@pytest.mark.slow
 async def test_an_agent_still_connecting_is_not_shed() -> None:
     """3 s to connect, over twice --max-backlog: the conversation goes on and ends normally."""
     async with serving(PacedAgent(connect_s=3.0), max_backlog=1.2) as server:
@@ -121,6 +123,7 @@ async def test_an_agent_still_connecting_is_not_shed() -> None:
     assert server.stats.shed == 0
 
 
+@pytest.mark.slow
 async def test_an_agent_that_stops_taking_audio_is_shed() -> None:
     async with serving(PacedAgent(connect_s=0.2, stall_after_s=1.0), max_backlog=1.2) as server:
         with trio.fail_after(30):
@@ -130,6 +133,7 @@ async def test_an_agent_that_stops_taking_audio_is_shed() -> None:
     assert server.stats.shed == 1
 
 
+@pytest.mark.slow
 async def test_a_drain_closes_an_agent_conversation_at_its_deadline() -> None:
     async with serving(PacedAgent(connect_s=0.1), drain_timeout=1.0) as server:
         with trio.fail_after(30):
@@ -146,6 +150,31 @@ async def test_a_drain_closes_an_agent_conversation_at_its_deadline() -> None:
     texts, _, code = got[0]
     assert code == 1012 and [t["code"] for t in texts if t["type"] == "error"] == ["restarting"], texts
     assert server.stats.drained == 1
+
+
+class UnreachableAgent(PacedAgent):
+    """Its service cannot be reached."""
+
+    async def run(self, source: AudioSource, sink: AudioSink) -> None:
+        try:
+            await trio.sleep(0.2)
+            raise ConnectionRefusedError("cannot reach the service at ws://127.0.0.1:9")
+        finally:
+            self._send.close()
+
+
+async def test_an_agent_that_fails_ends_only_its_conversation() -> None:
+    async with serving(UnreachableAgent(connect_s=0.0)) as server:
+        with trio.fail_after(20):
+            texts, _, code = await talk(server.port or 0, 1.0)
+            assert code == 1011, texts
+            (error,) = events_of(texts, "error")
+            assert error["where"] == "agent" and "cannot reach the service" in error["message"], error
+            assert events_of(texts, "session_ended")[0]["reason"] == "error"
+            assert [t["code"] for t in texts if t["type"] == "error"] == ["session_failed"]
+            _, _, code = await talk(server.port or 0, 1.0)  # the server goes on
+            assert code == 1011
+    assert server.stats.end_reasons == ["error", "error"]
 
 
 def test_reply_text_comes_a_sentence_at_a_time() -> None:

@@ -30,7 +30,7 @@ import trio
 from voicekit import events as ev
 from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
-from voicekit.errors import one_line, only_cancelled
+from voicekit.errors import first_error, leaves, one_line, only_cancelled
 from voicekit.handlers.assistant import Assistant
 from voicekit.serve.stream import WebSocketSource
 
@@ -155,8 +155,9 @@ class AgentSession:
         except BaseException as exc:
             reason = "cancelled" if only_cancelled(exc) else "error"
             if reason == "error":
-                self._emit_now(ev.ErrorEvent(t=self.now(), where="agent", message=one_line(exc),
-                                             error_type=type(exc).__name__))
+                leaf = first_error(exc, BaseException) or leaves(exc)[0]  # not the nursery's group
+                self._emit_now(ev.ErrorEvent(t=self.now(), where="agent", message=one_line(leaf),
+                                             error_type=type(leaf).__name__))
             raise
         finally:
             self._emit_now(ev.SessionEnded(t=self.now(), reason=reason))
