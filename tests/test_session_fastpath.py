@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from voicekit import events as ev
+from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.audio.sinks import MemorySink
 from voicekit.errors import ASRError
@@ -190,3 +194,86 @@ def test_keyboard_interrupt_from_a_handler_always_propagates() -> None:
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]
         assert isinstance(exc, KeyboardInterrupt), repr(info.value)
+
+
+# -- the hand-off from the end of speech to the handler ------------------------------------------
+
+
+class Rounds(trio.abc.Instrument):
+    """Counts the scheduler's rounds (one I/O wait each)."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.rounds += 1
+
+
+class MarkedVAD(EnergyVAD):
+    """Notes the scheduler round of each VAD decision: the frame that ends the speech is decided
+    in the round that emits SpeechEnded (the next frame comes 20 ms later)."""
+
+    def __init__(self, rounds: Rounds) -> None:
+        super().__init__(frame_ms=20)
+        self.rounds = rounds
+        self.last = 0
+
+    def is_speech(self, pcm: bytes) -> bool:
+        self.last = self.rounds.rounds
+        return super().is_speech(pcm)
+
+
+class PlainStream:
+    """A FakeASR stream seen through a wrapper that does not deliver inline."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def send_audio(self, frame: AudioFrame) -> None:
+        await self.inner.send_audio(frame)
+
+    async def speech_started(self, t: float) -> None:
+        await self.inner.speech_started(t)
+
+    async def speech_ended(self, t: float) -> None:
+        await self.inner.speech_ended(t)
+
+    async def finish(self) -> None:
+        await self.inner.finish()
+
+    def __aiter__(self) -> AsyncIterator[TranscriptResult]:
+        return self.inner.__aiter__()  # type: ignore[no-any-return]
+
+
+class PlainASR(FakeASR):
+    @asynccontextmanager
+    async def open_stream(self, config: ASRConfig) -> AsyncIterator[PlainStream]:  # type: ignore[override]
+        async with super().open_stream(config) as stream:
+            yield PlainStream(stream)
+
+
+@pytest.mark.parametrize(("asr", "hops"), [(FakeASR, 1), (PlainASR, 2)])
+async def test_handler_is_called_in_the_round_after_the_end_of_speech(
+        autojump_clock: trio.testing.MockClock, asr: type[FakeASR], hops: int) -> None:
+    """A recognizer that delivers inline hands its final to the turn in the feeding task: the
+    handler runs in the very next scheduler round (a plain stream costs one round more)."""
+    rounds = Rounds()
+    vad = MarkedVAD(rounds)
+    after: list[int] = []
+    a = Assistant("a")
+
+    @a.fallback
+    async def answer(turn: Turn) -> str:
+        after.append(rounds.rounds - vad.last)
+        return "ok"
+
+    s = Session(ScriptedSource([Silence(0.5), Speech(1.0), Silence(1.0), Speech(1.0), Silence(1.0)]),
+                asr=asr(["first", "second"], partial_every=0), vad=vad, assistant=a,
+                config=SessionConfig(endpointer=EP, realtime=True))
+    trio.lowlevel.add_instrument(rounds)
+    try:
+        tl = await collect(s)
+    finally:
+        trio.lowlevel.remove_instrument(rounds)
+    assert [e.text for e in tl.of(ev.TurnEnded)] == ["first", "second"]
+    assert after == [hops, hops]
