@@ -284,6 +284,12 @@ async def test_one_more_conversation_then_an_idle_client_is_closed(served: tuple
 ])
 def test_agent_command_line_mistakes_are_one_line(argv: list[str], message: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 1
+    from voicekit.logging import _redactors
+
+    before = list(_redactors)
+    try:  # in this process: the key redactors the command registers must not outlive the test
+        assert main(argv) == 1
+    finally:
+        _redactors[:] = before
     err = capsys.readouterr().err.strip()
     assert message in err and err.count("\n") == 0, err
