@@ -61,7 +61,9 @@ def demo_audio(path: Path) -> None:
         with wave.open(str(speech(name))) as w:
             return np.frombuffer(w.readframes(w.getnframes()), "<i2")
 
-    silence = lambda s: np.zeros(round(s * 16000), np.int16)  # noqa: E731
+    def silence(seconds: float) -> np.ndarray:
+        return np.zeros(round(seconds * 16000), np.int16)
+
     audio = np.concatenate([silence(0.5), read("something"), silence(3.0), read("goforward"), silence(9.0)])
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
