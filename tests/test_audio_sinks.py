@@ -75,7 +75,7 @@ async def test_wav_sink_resamples_foreign_frames(tmp_path: Path) -> None:
 
 
 async def test_wav_sink_errors(tmp_path: Path) -> None:
-    with pytest.raises(AudioError, match="cannot write WAV file .* does not exist") as exc:
+    with pytest.raises(AudioError, match=r"cannot write WAV file .* does not exist") as exc:
         WavFileSink(tmp_path / "no" / "such" / "dir.wav", 16000)
     assert "no/such/dir.wav" in str(exc.value) and "\n" not in str(exc.value)
     with pytest.raises(ConfigError):
