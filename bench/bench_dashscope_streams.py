@@ -1,26 +1,29 @@
 """How many real-time-paced DashScope streams one voicekit client process sustains, and what each costs it.
 
-The emulator runs in its own process(es) (``voicekit emulate dashscope --fixtures``: a scripted
-engine, so recognition itself costs nothing). This process opens N streams at once with voicekit's
-``fun-asr-realtime`` plugin (``--api task``, the WebSocket task protocol) or its
-``qwen3-asr-flash-realtime`` plugin (``--api realtime``, the realtime protocol with server VAD),
-each sending ``--chunk-ms`` chunks of a tone script at real-time pace, and measures:
+The server runs in separate processes, so that what this process spends is the client's own:
+by default ``bench/dashscope_light_server.py`` (``--server light``: voicekit's sans-IO protocol
+modules answering from the known script, no audio work), or the full emulator (``--server
+emulator``: ``voicekit emulate dashscope --fixtures``, a scripted engine behind the emulator's VAD,
+which at hundreds of streams costs more than the client). This process opens N streams at once
+with voicekit's ``fun-asr-realtime`` plugin (``--api task``, the WebSocket task protocol) or its
+``qwen3-asr-flash-realtime`` plugin (``--api realtime``, the realtime protocol with server VAD).
+Ten sender tasks feed them ``--chunk-ms`` chunks of a tone script at real-time pace (a shared
+clock, so the harness costs next to nothing per stream), and the bench measures:
 
 * the **client's own CPU** (``getrusage`` of this process only, user + system): per stream-second
   of audio and per WebSocket message (sent + received, counted at the WebSocket layer);
 * for every final sentence, the latency from "the last audio of the sentence was sent" to "its
   final arrived" — which includes the server's end-of-sentence silence (700 ms), also printed
   net of it;
-* the emulator processes' CPU (from ``/proc``), to show when they, not the client, are the limit.
+* the server processes' CPU (from ``/proc``), to show when they, not the client, are the limit.
 
 A level is *sustained* when every final arrives, senders never fall more than 200 ms behind the
-real-time schedule and the p99 net latency stays under ``--bound-ms`` (500). At hundreds of
-streams one emulator process cannot keep up on a small machine: ``--emulators K`` spreads the
-streams over K emulator processes. ``$BENCH_EMULATOR_PYTHONPATH`` replaces ``PYTHONPATH`` for the
-emulator processes only (to keep one emulator while comparing two clients).
+real-time schedule and the p99 net latency stays under ``--bound-ms`` (500). ``--servers K``
+spreads the streams over K server processes. ``$BENCH_EMULATOR_PYTHONPATH`` replaces
+``PYTHONPATH`` for the server processes only (to keep one server while comparing two clients).
 
-    python bench/bench_dashscope_streams.py [--api task|realtime] [--levels 1,64,128,256,512]
-        [--seconds 12] [--emulators 2] [--profile out.pstats]
+    python bench/bench_dashscope_streams.py [--api task|realtime] [--levels 64,128,256,384,512]
+        [--chunk-ms 100] [--server light|emulator] [--servers 2] [--profile out.pstats]
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import trio
 import trio_websocket
+from dashscope_light_server import script  # the script both sides know (same folder)
 
 from voicekit.asr.base import ASRConfig
 from voicekit.audio.frame import AudioFrame
@@ -50,32 +53,6 @@ from voicekit.audio.frame import AudioFrame
 SILENCE_MS = 700
 KEY = "sk-bench-000000000000000000"
 RATE = 16000
-
-
-def tone_audio(segments: list[tuple[float, float]], amplitude: float = 0.3) -> bytes:
-    """PCM16 mono at RATE from ``(frequency_hz, seconds)`` pairs; 0 Hz is silence; 10 ms fades."""
-    parts = []
-    for freq, seconds in segments:
-        n = round(seconds * RATE)
-        t = np.arange(n) / RATE
-        env = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01) if n else t
-        parts.append(np.sin(2 * np.pi * freq * t) * env * amplitude * 32767 if freq > 0 else np.zeros(n))
-    return np.concatenate(parts).astype("<i2").tobytes()
-
-
-def script(seconds: float) -> tuple[bytes, list[tuple[float, float]], dict[str, str]]:
-    segs: list[tuple[float, float]] = [(0.0, 0.5)]
-    spans = []
-    t = 0.5
-    i = 0
-    while t < seconds - 2.5:
-        f, dur = 300.0 + 50 * i, 1.0 + 0.1 * (i % 4)
-        segs += [(f, dur), (0.0, 1.2)]
-        spans.append((t, t + dur))
-        t += dur + 1.2
-        i += 1
-    sentences = {str(300.0 + 50 * k): f"sentence {k}" for k in range(i)}
-    return tone_audio(segs), spans, sentences
 
 
 class Counts:
@@ -217,13 +194,16 @@ async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: flo
         "client_cpu_s": cpu, "wall_s": wall, "sys_share": (sys1 - sys0) / cpu if cpu else float("nan"),
         "cpu_per_stream_s": cpu / (n * audio_s),
         "us_per_message": 1e6 * cpu / messages if messages else float("nan"),
-        "client_cpu_pct": 100 * cpu / wall, "emulator_cpu_pct": 100 * emu / wall,
+        "client_cpu_pct": 100 * cpu / wall, "server_cpu_pct": 100 * emu / wall,
     }
 
 
 @contextmanager
-def emulators(k: int, sentences: dict[str, str]) -> Iterator[tuple[list[str], list[int]]]:
-    """Start ``k`` emulator processes (``voicekit emulate dashscope --fixtures``); yield their URLs and pids."""
+def servers(kind: str, k: int, seconds: float, sentences: dict[str, str]) -> Iterator[tuple[list[str], list[int]]]:
+    """Start ``k`` server processes; yield their URLs and pids.
+
+    ``light``: :mod:`dashscope_light_server` (the protocols only, answers from the known script);
+    ``emulator``: ``voicekit emulate dashscope --fixtures`` (a scripted engine behind the emulator's VAD)."""
     tmp = tempfile.mkdtemp(prefix="bench-ds-")
     fixtures = os.path.join(tmp, "fixtures.json")
     with open(fixtures, "w") as f:
@@ -231,15 +211,19 @@ def emulators(k: int, sentences: dict[str, str]) -> Iterator[tuple[list[str], li
     env = dict(os.environ)
     if os.environ.get("BENCH_EMULATOR_PYTHONPATH") is not None:  # e.g. to pin one emulator for before/after runs
         env["PYTHONPATH"] = os.environ["BENCH_EMULATOR_PYTHONPATH"]
-    cli = "import sys; from voicekit.cli.main import main; sys.argv[0] = 'voicekit'; sys.exit(main())"
+    if kind == "light":
+        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashscope_light_server.py"),
+               "--port", "0", "--seconds", str(seconds), "--silence-ms", str(SILENCE_MS)]
+    else:
+        cli = "import sys; from voicekit.cli.main import main; sys.argv[0] = 'voicekit'; sys.exit(main())"
+        cmd = [sys.executable, "-c", cli, "emulate", "dashscope", "--port", "0", "--fixtures", fixtures,
+               "--vad", "energy"]
     procs: list[tuple[subprocess.Popen[bytes], str]] = []
     try:
         for i in range(k):
-            out = os.path.join(tmp, f"emulator{i}.out")
+            out = os.path.join(tmp, f"server{i}.out")
             with open(out, "wb") as o:
-                p = subprocess.Popen([sys.executable, "-c", cli, "emulate", "dashscope", "--port", "0",
-                                      "--fixtures", fixtures, "--vad", "energy"],
-                                     stdout=o, stderr=subprocess.DEVNULL, env=env)
+                p = subprocess.Popen(cmd, stdout=o, stderr=subprocess.DEVNULL, env=env)
             procs.append((p, out))
         urls = []
         for p, out in procs:
@@ -251,8 +235,8 @@ def emulators(k: int, sentences: dict[str, str]) -> Iterator[tuple[list[str], li
                     urls.append(f"ws://{m.group(1)}")
                     break
                 if p.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"bench: the emulator did not start (exit {p.poll()}); "
-                                     "run `voicekit emulate dashscope` by hand to see why")
+                    raise SystemExit(f"bench: the {kind} server did not start (exit {p.poll()}); "
+                                     f"run `{' '.join(cmd[:1] + cmd[-6:])}` by hand to see why")
                 time.sleep(0.1)
         yield urls, [p.pid for p, _ in procs]
     finally:
@@ -266,15 +250,16 @@ def emulators(k: int, sentences: dict[str, str]) -> Iterator[tuple[list[str], li
 
 
 async def main(a: argparse.Namespace) -> None:
+    make_plugin(a.api, "ws://127.0.0.1:9")  # import the plugin now: its import is not a per-stream cost
     levels = [int(x) for x in a.levels.split(",")]
     _, _, sentences = script(a.seconds)
-    with emulators(a.emulators, sentences) as (urls, pids), counting_messages():
+    with servers(a.server, a.servers, a.seconds, sentences) as (urls, pids), counting_messages():
         print(f"{a.api} protocol ({'fun-asr-realtime' if a.api == 'task' else 'qwen3-asr-flash-realtime'}); "
-              f"{len(urls)} emulator process(es), scripted engine; {a.seconds:g} s of audio per stream in "
+              f"{len(urls)} {a.server} server process(es); {a.seconds:g} s of audio per stream in "
               f"{a.chunk_ms} ms chunks, real-time paced; end-of-sentence silence {SILENCE_MS} ms; "
               f"{os.cpu_count()} CPUs")
         print(f"{'streams':>7} {'finals':>6} {'miss':>4} {'p50 ms':>7} {'p99 ms':>7} {'p50 net':>7} {'p99 net':>7} "
-              f"{'max lag':>7} {'cpu/str-s':>9} {'us/msg':>7} {'client%':>7} {'emul%':>6} {'sys%':>5}  sustained")
+              f"{'max lag':>7} {'cpu/str-s':>9} {'us/msg':>7} {'client%':>7} {'serv%':>6} {'sys%':>5}  sustained")
         best: dict[str, float] | None = None
         for n in levels:
             if a.profile:
@@ -291,7 +276,7 @@ async def main(a: argparse.Namespace) -> None:
             print(f"{n:>7} {r['finals']:>6.0f} {r['missing']:>4.0f} {r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f} "
                   f"{r['p50_net_ms']:>7.0f} {r['p99_net_ms']:>7.0f} {r['max_send_lag_ms']:>7.0f} "
                   f"{r['cpu_per_stream_s']:>9.5f} {r['us_per_message']:>7.1f} {r['client_cpu_pct']:>7.0f} "
-                  f"{r['emulator_cpu_pct']:>6.0f} {100 * r['sys_share']:>5.0f}  {'yes' if ok else 'NO'}", flush=True)
+                  f"{r['server_cpu_pct']:>6.0f} {100 * r['sys_share']:>5.0f}  {'yes' if ok else 'NO'}", flush=True)
             if not ok and not a.keep_going:
                 break
         if best is None:
@@ -307,10 +292,12 @@ async def main(a: argparse.Namespace) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--api", choices=("task", "realtime"), default="task")
-    ap.add_argument("--levels", default="1,64,128,256,512")
+    ap.add_argument("--levels", default="64,128,256,384,512")
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--chunk-ms", type=int, default=100)
-    ap.add_argument("--emulators", type=int, default=2, help="emulator processes to spread the streams over")
+    ap.add_argument("--server", choices=("light", "emulator"), default="light",
+                    help="light: the protocols only (measures the client); emulator: the full emulator")
+    ap.add_argument("--servers", type=int, default=2, help="server processes to spread the streams over")
     ap.add_argument("--bound-ms", type=float, default=500.0, help="p99 net latency bound of a sustained level")
     ap.add_argument("--keep-going", action="store_true", help="run every level even after one fails")
     ap.add_argument("--profile", help="write a cProfile of the client (last level) to this file")

@@ -434,9 +434,9 @@ class Recognizer:
     def _piece_at(self, pos: int) -> bytes | None:
         """Buffered audio from absolute byte ``pos`` to the end of the chunk holding it."""
         pos = max(pos, self._acked_bytes)
-        for start, chunk in self._buffer:
-            if start <= pos < start + len(chunk):
-                return chunk[pos - start:]
+        for start, chunk in reversed(self._buffer):  # usually the newest chunk: search from the end
+            if start <= pos:
+                return chunk[pos - start:] if pos < start + len(chunk) else None
         return None
 
     async def _attach(self, conn: TaskConnection, nursery: trio.Nursery, recv_scope: trio.CancelScope,
