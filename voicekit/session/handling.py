@@ -45,6 +45,7 @@ class RunningHandler:
     what: str
     started: float
     done: trio.Event = attrs.Factory(trio.Event)
+    began: trio.Event = attrs.Factory(trio.Event)  # its task took its first step
     gave_up_at: float | None = None  # when the session stopped waiting for it (timeout, barge-in)
 
 
@@ -204,6 +205,7 @@ class HandlerRunner:
 
     async def _task(self, entry: RunningHandler, handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
                     scope: trio.CancelScope) -> None:
+        entry.began.set()
         try:
             await _drive(handler, turn, send, scope, entry.what, self.threads)
         finally:

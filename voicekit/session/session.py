@@ -149,6 +149,7 @@ class Session:
         self._inline: trio.MemoryReceiveChannel[TranscriptResult] | None = None  # see _open_inline
         self._queue: trio.MemorySendChannel[TranscriptResult] | None = None
         self._queued = 0  # results in the queue or being handled by _recognize_queued
+        self._launch: tuple[_ReplyState, HandlerCall] | None = None  # a reply whose reader is not started
         self._ended = False
         self._drained = trio.Event()
 
@@ -543,9 +544,12 @@ class Session:
             if self._queued:  # an earlier turn waits: this result goes after it
                 self._queued += 1
                 await queue.send(result)
-            elif self._on_result(result) and not self._turn_now(result):
-                self._queued += 1
-                await queue.send(result)
+            elif self._on_result(result):
+                if self._turn_now(result):
+                    await self._launch_reply()
+                else:
+                    self._queued += 1
+                    await queue.send(result)
 
     def _on_result(self, result: TranscriptResult) -> bool:
         """The transcript event and the policy's say; True when the result should become a turn."""
@@ -567,6 +571,7 @@ class Session:
         if not self._turn_now(result):
             await self._wait_quiet()  # a real request: answer it once the reply has finished
             self._open_turn(result)
+        await self._launch_reply()
 
     def _turn_now(self, result: TranscriptResult) -> bool:
         """Open the turn at once if nothing is playing (or drop a backchannel said over a reply);
@@ -599,14 +604,26 @@ class Session:
         self._start_reply(turn, match.handler)
 
     def _start_reply(self, turn: Turn, handler: Handler) -> None:
+        """Start the handler now (it is called in the scheduler's next round); the task that reads
+        and plays its reply is started by :meth:`_launch_reply`, which every caller awaits next."""
         state = _ReplyState(turn.turn_id, "", trio.CancelScope(), trio.Event(), [])
         self._reply = state
         self.policy.reset()
-        assert self._replies is not None and self._handlers is not None
-        # the handler task and the reply task that reads it start together: the handler is
-        # called in the scheduler's next round
-        call = self._handlers.start(handler, turn)
-        self._replies.start_soon(self._run_reply, state, call)
+        assert self._handlers is not None
+        self._launch = (state, self._handlers.start(handler, turn))
+
+    async def _launch_reply(self) -> None:
+        """Let the handler just started take the next round on its own (the caller's own work,
+        reading the next frame say, waits one round), then start the reply task that reads it."""
+        launch, self._launch = self._launch, None
+        if launch is None:
+            return
+        state, call = launch
+        assert self._replies is not None
+        try:
+            await call.entry.began.wait()
+        finally:
+            self._replies.start_soon(self._run_reply, state, call)
 
     @property
     def paced(self) -> bool:
@@ -685,6 +702,7 @@ class Session:
             turn = Turn(text="", intent="announcement", slots={}, turn_id=self._turn, context=self.context,
                         scheduler=functools.partial(self._schedule, heard_at=announcement.due))
             self._start_reply(turn, say)
+            await self._launch_reply()
             if self._reply is not None:
                 await self._reply.done.wait()
         finally:
