@@ -428,16 +428,8 @@ class OmniAgent:
                 self._on_transcript(event)
             case ResponseCreated():
                 self._pending_calls[event.response_id] = []
-            case OutputItemAdded():
-                r = self._replies.get(event.response_id)
-                if r is not None and event.item.get("type") == "message":
-                    r.item_id = str(event.item.get("id"))
-            case AudioTranscriptDelta() | TextDelta():
-                if not conn.protocol.is_stale(event):
-                    self._on_reply_text(event)
-            case AudioDelta():
-                if not conn.protocol.is_stale(event):
-                    self._on_audio(self._reply_for(event.response_id), event.delta)
+            case OutputItemAdded() | AudioTranscriptDelta() | TextDelta() | AudioDelta():
+                self._on_reply_event(conn, event)
             case FunctionArgumentsDone():
                 self._pending_calls.setdefault(event.response_id, []).append(event)
             case ResponseDone():
@@ -467,6 +459,20 @@ class OmniAgent:
         else:
             self._emit(ev.Transcript(t=self.now(), text=event.display.strip(), is_final=False,
                                      utterance_id=uid, language=event.language, emotion=event.emotion))
+
+    def _on_reply_event(self, conn: RealtimeConnection,
+                        event: OutputItemAdded | AudioTranscriptDelta | TextDelta | AudioDelta) -> None:
+        """The reply's item, text and audio (events of a cancelled response are dropped)."""
+        if isinstance(event, OutputItemAdded):
+            r = self._replies.get(event.response_id)
+            if r is not None and event.item.get("type") == "message":
+                r.item_id = str(event.item.get("id"))
+        elif conn.protocol.is_stale(event):
+            return
+        elif isinstance(event, AudioDelta):
+            self._on_audio(self._reply_for(event.response_id), event.delta)
+        else:
+            self._on_reply_text(event)
 
     def _on_reply_text(self, event: AudioTranscriptDelta | TextDelta) -> None:
         r = self._reply_for(event.response_id)
