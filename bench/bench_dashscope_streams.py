@@ -17,8 +17,9 @@ clock, so the harness costs next to nothing per stream), and the bench measures:
   net of it;
 * the server processes' CPU (from ``/proc``), to show when they, not the client, are the limit.
 
-A level is *sustained* when every final arrives, senders never fall more than 200 ms behind the
-real-time schedule and the p99 net latency stays under ``--bound-ms`` (500). ``--servers K``
+A level is *sustained* when every final arrives, the senders' p99 lag behind the real-time schedule
+stays under 200 ms (the maximum is printed too: one stall of a busy machine should not decide) and
+the p99 net latency stays under ``--bound-ms`` (500). ``--servers K``
 spreads the streams over K server processes. ``$BENCH_EMULATOR_PYTHONPATH`` replaces
 ``PYTHONPATH`` for the server processes only (to keep one server while comparing two clients).
 
@@ -190,7 +191,7 @@ async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: flo
         "streams": n, "finals": len(lat), "missing": sum(missing), "messages": messages,
         "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"), "p99_ms": 1000 * pct(lat, 0.99),
         "p50_net_ms": 1000 * statistics.median(net) if net else float("nan"), "p99_net_ms": 1000 * pct(net, 0.99),
-        "max_send_lag_ms": 1000 * max(lag) if lag else 0.0,
+        "max_send_lag_ms": 1000 * max(lag) if lag else 0.0, "p99_send_lag_ms": 1000 * pct(sorted(lag), 0.99),
         "client_cpu_s": cpu, "wall_s": wall, "sys_share": (sys1 - sys0) / cpu if cpu else float("nan"),
         "cpu_per_stream_s": cpu / (n * audio_s),
         "us_per_message": 1e6 * cpu / messages if messages else float("nan"),
@@ -258,8 +259,9 @@ async def main(a: argparse.Namespace) -> None:
               f"{len(urls)} {a.server} server process(es); {a.seconds:g} s of audio per stream in "
               f"{a.chunk_ms} ms chunks, real-time paced; end-of-sentence silence {SILENCE_MS} ms; "
               f"{os.cpu_count()} CPUs")
-        print(f"{'streams':>7} {'finals':>6} {'miss':>4} {'p50 ms':>7} {'p99 ms':>7} {'p50 net':>7} {'p99 net':>7} "
-              f"{'max lag':>7} {'cpu/str-s':>9} {'us/msg':>7} {'client%':>7} {'serv%':>6} {'sys%':>5}  sustained")
+        print(f"{'streams':>7} {'finals':>6} {'miss':>4} {'p50 ms':>7} {'p99 ms':>7} {'p50 net':>7} "
+              f"{'p99 net':>7} {'lag p99':>7} {'max':>5} {'cpu/str-s':>9} {'us/msg':>7} {'client%':>7} "
+              f"{'serv%':>6} {'sys%':>5}  sustained")
         best: dict[str, float] | None = None
         for n in levels:
             if a.profile:
@@ -271,10 +273,11 @@ async def main(a: argparse.Namespace) -> None:
             if a.profile:
                 prof.disable()
                 prof.dump_stats(a.profile)
-            ok = r["missing"] == 0 and r["max_send_lag_ms"] < 200 and r["p99_net_ms"] < a.bound_ms
+            ok = r["missing"] == 0 and r["p99_send_lag_ms"] < 200 and r["p99_net_ms"] < a.bound_ms
             best = r if ok else best
             print(f"{n:>7} {r['finals']:>6.0f} {r['missing']:>4.0f} {r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f} "
-                  f"{r['p50_net_ms']:>7.0f} {r['p99_net_ms']:>7.0f} {r['max_send_lag_ms']:>7.0f} "
+                  f"{r['p50_net_ms']:>7.0f} {r['p99_net_ms']:>7.0f} {r['p99_send_lag_ms']:>7.0f} "
+                  f"{r['max_send_lag_ms']:>5.0f} "
                   f"{r['cpu_per_stream_s']:>9.5f} {r['us_per_message']:>7.1f} {r['client_cpu_pct']:>7.0f} "
                   f"{r['server_cpu_pct']:>6.0f} {100 * r['sys_share']:>5.0f}  {'yes' if ok else 'NO'}", flush=True)
             if not ok and not a.keep_going:
