@@ -588,11 +588,14 @@ class RealtimeASRStream:
         while True:
             if self._finished and finish_deadline is None:
                 finish_deadline = trio.current_time() + self.plugin.finish_timeout_s
-            with trio.move_on_at(finish_deadline if finish_deadline is not None else float("inf")) as scope:
+            if finish_deadline is None:  # no cancel scope per message while the stream runs
                 event = await conn.receive()
-            if scope.cancelled_caught:
-                log.warning("realtime_asr_finish_timeout", model=self.plugin.model)
-                return
+            else:
+                with trio.move_on_at(finish_deadline) as scope:
+                    event = await conn.receive()
+                if scope.cancelled_caught:
+                    log.warning("realtime_asr_finish_timeout", model=self.plugin.model)
+                    return
             if await self._on_event(conn, event):
                 return
 
