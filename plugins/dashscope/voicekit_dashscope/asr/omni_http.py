@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from voicekit.asr.base import ASRCapabilities
-from voicekit.errors import ConfigError
 from voicekit.plugins.options import Option
 from voicekit_dashscope.asr.nearrealtime import Qwen3ASRFlash
 from voicekit_dashscope.auth import ApiKey
