@@ -18,7 +18,7 @@ demo: setup
 
 test: apt-test setup
 	$(BIN)/python -m voicekit.testing.data >/dev/null  # real speech for the tests, fetched once
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup  # two workers; conftest.py groups the tests
 
 setup: $(VENV)/.installed
 

@@ -15,3 +15,23 @@ def _restore_structlog() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``make test`` runs two pytest-xdist workers with ``--dist loadgroup``: keep each test file on
+    one worker (module fixtures such as the journeys' long-lived emulator start once), all the
+    executable docs on one worker (they share one emulator, and some pages serve on the documented
+    port 8765), and the sound-device tests on one worker (each starts its own sound server)."""
+    root = config.rootpath
+    for item in items:
+        path = item.path
+        if path.suffix == ".md":
+            group = "docs"
+        elif path.name.startswith("test_device_"):
+            group = "devices"
+        else:
+            try:
+                group = str(path.relative_to(root))
+            except ValueError:
+                group = str(path)
+        item.add_marker(pytest.mark.xdist_group(group))
