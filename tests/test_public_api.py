@@ -53,6 +53,7 @@ EXPORTED = [
     "OutputError",
     "PCMSource",
     "PluginError",
+    "ProtocolError",
     "Reply",
     "Session",
     "SessionConfig",
@@ -359,3 +360,15 @@ def test_docs_import_public_names_only() -> None:
     private = [f"{doc}: from {module} import {name}" for doc, module, name in imports
                if name.startswith("_") or any(part.startswith("_") for part in module.split("."))]
     assert deep + private == []
+
+
+def test_every_protocol_error_is_the_core_protocol_error() -> None:
+    """One ProtocolError family: the browser protocol's and the DashScope protocols' errors are
+    both ``voicekit.ProtocolError``, so one ``except`` catches a broken peer of any protocol."""
+    import voicekit
+    from voicekit.serve.protocol import ProtocolError as ServeProtocolError
+
+    assert issubclass(ServeProtocolError, voicekit.ProtocolError)
+    dashscope = pytest.importorskip("voicekit_dashscope.errors")
+    assert issubclass(dashscope.ProtocolError, voicekit.ProtocolError)
+    assert issubclass(dashscope.ProtocolError, dashscope.DashScopeError)

@@ -204,3 +204,20 @@ def test_lone_surrogates() -> None:
     text = encode(ErrorMessage(message="x\udc80y", code="bad_message"))
     assert isinstance(text, str) and "x\ufffdy" in text
     text.encode("utf-8")  # sendable
+
+
+def test_deep_nesting_is_refused_whatever_the_recursion_limit() -> None:
+    """An embedding program (or a test runner) may raise the recursion limit: the answer to a
+    deeply nested message must not change with it."""
+    import sys
+
+    saved = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        for text in ("[" * 4000, "[" * 2000 + "]" * 2000, '{"type": "hello", "x": ' + "[" * 40 + "]" * 40 + "}"):
+            with pytest.raises(ProtocolError, match="nested too deeply"):
+                ServerProtocol().receive(text)
+    finally:
+        sys.setrecursionlimit(saved)
+    # brackets inside strings are text, not nesting: this hello is accepted
+    ServerProtocol().receive('{"type": "hello", "x": "' + "[" * 100 + '\\"[{"}')

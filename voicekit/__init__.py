@@ -48,6 +48,7 @@ __all__ = [
     "OutputError",
     "PCMSource",
     "PluginError",
+    "ProtocolError",
     "Reply",
     "Session",
     "SessionConfig",
@@ -129,6 +130,7 @@ _EXPORTS = {
     "OutputError": "voicekit.errors",
     "NoEngineError": "voicekit.errors",
     "PluginError": "voicekit.errors",
+    "ProtocolError": "voicekit.errors",
     "ASRError": "voicekit.errors",
     "TTSError": "voicekit.errors",
     "HandlerError": "voicekit.errors",
@@ -163,6 +165,7 @@ if TYPE_CHECKING:
     from voicekit.errors import NoEngineError as NoEngineError
     from voicekit.errors import OutputError as OutputError
     from voicekit.errors import PluginError as PluginError
+    from voicekit.errors import ProtocolError as ProtocolError
     from voicekit.errors import TranscriptionFailed as TranscriptionFailed
     from voicekit.errors import TTSError as TTSError
     from voicekit.errors import UnsupportedAudioError as UnsupportedAudioError

@@ -14,10 +14,12 @@ Each message names the thing that went wrong and the fix. The tree::
     ├── ASRError                    a speech recognizer failed (plugins subclass it)
     ├── TTSError                    a speech synthesizer failed
     ├── HandlerError                an intent handler raised or timed out
-    └── TranscriptionFailed         recognition stopped part-way; what was recognised is kept
+    ├── TranscriptionFailed         recognition stopped part-way; what was recognised is kept
+    └── ProtocolError               a peer broke a wire protocol (malformed, out of order, over a limit)
 
-(``voicekit.serve`` raises its own ``ProtocolError``, a ``VoicekitError``, for browser messages
-it cannot accept.)
+Each wire protocol specializes :class:`ProtocolError` where it is spoken: ``voicekit.serve.protocol``
+for browser messages (with the WebSocket close code to answer), ``voicekit_dashscope.errors`` for
+the DashScope services. ``except voicekit.ProtocolError`` catches them all.
 
 A session is a tree of trio nurseries, so what reaches the caller is often an exception group
 holding the real error next to the cancellations it caused. :func:`leaves`,
@@ -43,6 +45,7 @@ __all__ = [
     "NoEngineError",
     "OutputError",
     "PluginError",
+    "ProtocolError",
     "TTSError",
     "TranscriptionFailed",
     "UnsupportedAudioError",
@@ -103,6 +106,13 @@ class TTSError(VoicekitError):
 
 class HandlerError(VoicekitError):
     """An intent handler raised or timed out."""
+
+
+class ProtocolError(VoicekitError):
+    """A peer broke a wire protocol: a message that is malformed, out of order or over a limit.
+
+    The base of every protocol's own error (see the module's tree); raise a protocol's subclass.
+    """
 
 
 class TranscriptionFailed(VoicekitError):

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import attrs
 
-from voicekit.errors import VoicekitError
+from voicekit import errors
 
 PROTOCOL_VERSION: Final = 1
 AUDIO_FORMAT: Final = "pcm_s16le"
@@ -57,9 +57,11 @@ class CloseCode(enum.IntEnum):
     TRY_AGAIN_LATER = 1013
 
 
-class ProtocolError(VoicekitError):
-    """A message the server cannot accept. ``code`` is a short machine-readable name sent to the
-    client; ``close_code`` is the WebSocket close code to end the connection with."""
+class ProtocolError(errors.ProtocolError):
+    """A browser message the server cannot accept (a :class:`voicekit.errors.ProtocolError`).
+
+    ``code`` is a short machine-readable name sent to the client; ``close_code`` is the WebSocket
+    close code to end the connection with."""
 
     def __init__(self, message: str, *, code: str = "bad_message",
                  close_code: CloseCode = CloseCode.PROTOCOL_ERROR) -> None:
@@ -190,11 +192,33 @@ def encode(message: ClientMessage | ServerMessage) -> str | bytes:
     return json.dumps(_jsonable(body), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+#: Deepest nesting of arrays and objects a client message may have (a hello needs 2). Checked before
+#: parsing, so the answer does not depend on the interpreter's recursion limit.
+MAX_JSON_DEPTH: Final = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _nesting(data: str) -> int:
+    """How deeply arrays and objects nest in ``data`` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_JSON_STRING.sub('""', data)):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 def _parse_json(data: str, *, limit: int | None) -> dict[str, Any]:
     if limit is not None and len(data.encode("utf-8")) > limit:
         raise ProtocolError(f"text message of {len(data.encode('utf-8'))} bytes is over the {limit}-byte limit; "
                             "send audio as binary messages and keep JSON messages small",
                             code="too_big", close_code=CloseCode.MESSAGE_TOO_BIG)
+    if _nesting(data) > MAX_JSON_DEPTH:
+        raise ProtocolError("text message is nested too deeply; send a flat JSON object such as "
+                            "{\"type\": \"hello\", ...}", close_code=CloseCode.UNSUPPORTED_DATA)
     try:
         body = json.loads(data)
     except json.JSONDecodeError as exc:

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from voicekit import errors as core
 from voicekit.errors import ASRError, ConfigError
 from voicekit_dashscope.auth import excerpt
 
@@ -84,8 +85,9 @@ class DashScopeError(ASRError):
         self.status = status
 
 
-class ProtocolError(DashScopeError):
-    """A frame that breaks the wire protocol: not JSON, wrong shape, or out of order."""
+class ProtocolError(DashScopeError, core.ProtocolError):
+    """A frame that breaks the wire protocol: not JSON, wrong shape, or out of order (also a
+    :class:`voicekit.errors.ProtocolError`, the base of every protocol's error)."""
 
     retryable = True  # a garbled frame from the server: a new connection may do better
 
