@@ -18,7 +18,10 @@ demo: setup
 
 test: apt-test setup
 	$(BIN)/python -m voicekit.testing.data >/dev/null  # real speech for the tests, fetched once
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup  # two workers; conftest.py groups the tests
+	# two workers for the code's tests (conftest.py keeps each file on one worker); the executable
+	# docs run after, in one process, because a page's blocks share state in order
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --ignore=tests/docs
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/docs
 
 setup: $(VENV)/.installed
 

@@ -19,9 +19,10 @@ def _restore_structlog() -> Iterator[None]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``make test`` runs two pytest-xdist workers with ``--dist loadgroup``: keep each test file on
-    one worker (module fixtures such as the journeys' long-lived emulator start once), all the
-    executable docs on one worker (they share one emulator, and some pages serve on the documented
-    port 8765), and the sound-device tests on one worker (each starts its own sound server)."""
+    one worker (module fixtures such as the journeys' long-lived emulator start once) and the
+    sound-device tests on one worker (each starts its own sound server). The executable docs are
+    run apart, in one process (``make test``'s second command): under xdist Sybil's ``skip``
+    directive and a page's shared namespace are not kept, so they are grouped here only for safety."""
     root = config.rootpath
     for item in items:
         path = item.path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -413,12 +414,19 @@ def test_recognition_failing_part_way_keeps_the_transcript(tmp_path: Path) -> No
             emu.wait()
         assert r.returncode == 1
         line = one_error_line(r)
-        assert "recognition stopped at" in line and "after 2 segment(s)" in line and "InvalidParameter" in line
+        assert "recognition stopped at" in line and "InvalidParameter" in line
+        # the fault fires when the emulator has *received* 10 s of audio; how many finals it has
+        # recognised by then (two when it keeps up, one on a loaded machine) is the server's pace
+        found = re.search(r"after (\d+) segment\(s\)", line)
+        assert found is not None, line
+        kept_n = int(found.group(1))
+        assert kept_n in (1, 2), line
+        said = ["Sentence one.", "Sentence two."][:kept_n]
         if output == "-":
-            assert "Sentence one." in r.stdout and "Sentence two." in r.stdout and "three" not in r.stdout
+            assert all(s in r.stdout for s in said) and "three" not in r.stdout
             assert "printed above" in line
         else:
             assert not (tmp_path / output).exists()  # never mistaken for a complete result
             kept = (tmp_path / "result.partial.srt").read_text()
-            assert kept.startswith("1\n00:00:00") and "Sentence two." in kept
+            assert kept.startswith("1\n00:00:00") and all(s in kept for s in said)
             assert "result.partial.srt" in line
