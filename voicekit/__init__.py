@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 # Where each name lives. Type checkers read the imports below; at run time a name's module is
-# imported on first use (voicekit._lazy). tests/test_public_api.py checks the two agree.
+# imported on first use (voicekit._lazy). tests/project/test_public_api.py checks the two agree.
 _EXPORTS = {
     # sessions
     "Session": "voicekit.session.session",

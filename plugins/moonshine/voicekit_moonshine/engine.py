@@ -110,7 +110,7 @@ class MoonshineASR:
         sample_rates=(RATE,),
         offline=True,
         notes="embedded default; finals per VAD-endpointed utterance, partials by re-decoding",
-        measured_wer=0.03,  # tests/test_cli.py::test_transcribe_librivox_word_error_rate (2.8 %)
+        measured_wer=0.03,  # tests/cli/test_cli.py::test_transcribe_librivox_word_error_rate (2.8 %)
     )
     options: ClassVar[tuple[Option, ...]] = (
         Option("model", "enum", "tiny-en", "Moonshine model (the wheel ships tiny-en)",

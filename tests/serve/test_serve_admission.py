@@ -1,5 +1,5 @@
 """Admission control, readiness, shedding and drain of ``voicekit serve``, in one process over real
-loopback sockets (the fleet behind HAProxy is tests/test_serve_fleet.py)."""
+loopback sockets (the fleet behind HAProxy is tests/serve/test_serve_fleet.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The serve limits with an agent conversation (``voicekit serve --agent``), in one process over real
 loopback sockets, with a stand-in agent whose pace the test controls (the journey against the
-DashScope emulator is tests/test_serve_agent.py).
+DashScope emulator is tests/serve/test_serve_agent.py).
 
 An agent that is still connecting to its service has not fallen behind real time: it is not shed.
 An agent that stops taking audio once it runs has: it is shed (1013, ``overloaded``) like a slow

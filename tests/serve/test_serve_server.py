@@ -284,7 +284,7 @@ async def test_the_documented_python_client_ends_cleanly(recipe: SessionRecipe, 
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """docs/browser.md's client, as printed: it ends on the server's normal close, no traceback."""
-    text = (Path(__file__).parents[1] / "docs" / "browser.md").read_text()
+    text = (Path(__file__).parents[2] / "docs" / "browser.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "async def talk" in b)
     shutil.copy(speech("goforward"), tmp_path / "go.wav")
     monkeypatch.chdir(tmp_path)

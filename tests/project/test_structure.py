@@ -14,7 +14,7 @@ from pathlib import Path
 from radon.complexity import add_inner_blocks, cc_visit
 from radon.visitors import Function
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 MAX_COMPLEXITY = 25
 MAX_LINES = 700

@@ -32,7 +32,7 @@ from voicekit.testing.data import speech
 
 pytestmark = [pytest.mark.slow, pytest.mark.realspeech]
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "haproxy.cfg"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
 CHUNK = 640  # 20 ms of 16 kHz int16
 SILENCE = b"\0" * CHUNK
 

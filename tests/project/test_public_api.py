@@ -25,7 +25,7 @@ from voicekit.errors import (
     sole_error,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # What an application imports from ``voicekit``. Adding a name is a decision: add it here too.
 EXPORTED = [
