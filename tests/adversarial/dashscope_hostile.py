@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -21,6 +21,28 @@ from voicekit_dashscope.protocol.realtime import ErrorEvent, ErrorInfo, SessionC
 from voicekit_dashscope.protocol.realtime import encode as encode_realtime
 from voicekit_dashscope.protocol.task import TaskFailed, TaskStarted
 from voicekit_dashscope.protocol.task import encode as encode_task
+
+
+def stream_call(plugin: Any, pcm: bytes) -> Callable[[], Awaitable[None]]:
+    """A call that streams ``pcm`` (16 kHz mono int16) through an ASR plugin in 100 ms frames and
+    reads every result: what a user's transcription does, for a hostile server to break."""
+    from voicekit.asr.base import ASRConfig
+    from voicekit.audio.frame import AudioFrame
+
+    async def go() -> None:
+        async with plugin.open_stream(ASRConfig(sample_rate=16000)) as stream:
+            async def feed() -> None:
+                for frame in AudioFrame(pcm, 16000).split(1600):
+                    await stream.send_audio(frame)
+                    await trio.sleep(0.01)
+                await stream.finish()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(feed)
+                async for _ in stream:
+                    pass
+
+    return go
 
 
 def canary_key() -> str:

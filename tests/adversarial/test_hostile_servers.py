@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import trio
-from dashscope_hostile import HostileHTTP, HostileWS, canary_key, serve_http, serve_ws
+from dashscope_hostile import HostileHTTP, HostileWS, canary_key, serve_http, serve_ws, stream_call
 
 pytest.importorskip("voicekit_dashscope")
 
@@ -38,9 +38,6 @@ from voicekit_dashscope.errors import (
 )
 from voicekit_dashscope.protocol.files import FileOptions
 from voicekit_dashscope.vocabulary import VocabularyClient
-
-from voicekit.asr.base import ASRConfig
-from voicekit.audio.frame import AudioFrame
 
 RETRIES = 2
 QUICK = dict(retry=RetryPolicy(max_retries=RETRIES, backoff_initial=0.01, backoff_max=0.02),
@@ -94,22 +91,7 @@ async def test_http_clients_turn_every_bad_answer_into_a_typed_error(kind: str, 
 
 
 def _stream(plugin: Any, seconds: float = 1.5) -> Callable[[], Awaitable[None]]:
-    pcm = os.urandom(int(32000 * seconds))
-
-    async def go() -> None:
-        async with plugin.open_stream(ASRConfig(sample_rate=16000)) as stream:
-            async def feed() -> None:
-                for frame in AudioFrame(pcm, 16000).split(1600):
-                    await stream.send_audio(frame)
-                    await trio.sleep(0.01)
-                await stream.finish()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(feed)
-                async for _ in stream:
-                    pass
-
-    return go
+    return stream_call(plugin, os.urandom(int(32000 * seconds)))
 
 
 PLUGINS = {

@@ -30,6 +30,7 @@ from dashscope_hostile import (
     serve_http,
     serve_ws,
     straddling_html,
+    stream_call,
 )
 
 pytest.importorskip("voicekit_dashscope")
@@ -43,9 +44,6 @@ from voicekit_dashscope.client.task import RetryPolicy, Timeouts
 from voicekit_dashscope.protocol.files import FileOptions
 from voicekit_dashscope.upload import Uploader
 from voicekit_dashscope.vocabulary import VocabularyClient
-
-from voicekit.asr.base import ASRConfig
-from voicekit.audio.frame import AudioFrame
 
 QUICK = dict(retry=RetryPolicy(max_retries=1, backoff_initial=0.01, backoff_max=0.02),
              timeouts=Timeouts(connect=5, start=2, finish=3, ping_interval=0.5, ping_timeout=1.0))
@@ -194,23 +192,6 @@ async def test_python_api_errors_and_logs_never_hold_the_key(tmp_path: Path) -> 
     assert leaked_runs(key, shown) == [], shown
 
 
-def _feed_calls(plugin: Any, wav_pcm: bytes) -> Callable[[], Awaitable[Any]]:
-    async def go() -> None:
-        async with plugin.open_stream(ASRConfig(sample_rate=16000)) as stream:
-            async def feed() -> None:
-                for frame in AudioFrame(wav_pcm, 16000).split(1600):
-                    await stream.send_audio(frame)
-                    await trio.sleep(0.01)
-                await stream.finish()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(feed)
-                async for _ in stream:
-                    pass
-
-    return go
-
-
 @pytest.mark.parametrize("kind", ["reject-echo", "reject-auth", "failed-echo", "failed-after-start", "garbage",
                                   "close-echo", "wrong-first", "binary"])
 @pytest.mark.parametrize("code", ["InvalidParameter", "InternalError"])
@@ -220,8 +201,8 @@ async def test_streaming_errors_and_logs_never_hold_the_key(kind: str, code: str
     server = HostileWS(kind, status=500, code=code)
     async with serve_ws(server):
         calls = [
-            ("fun-asr", _feed_calls(FunASRRealtime(api_key=key, base_url=server.url, **QUICK), pcm)),
-            ("qwen3-asr", _feed_calls(Qwen3ASRRealtime(api_key=key, base_url=server.url, **QUICK), pcm)),
+            ("fun-asr", stream_call(FunASRRealtime(api_key=key, base_url=server.url, **QUICK), pcm)),
+            ("qwen3-asr", stream_call(Qwen3ASRRealtime(api_key=key, base_url=server.url, **QUICK), pcm)),
         ]
         shown = await _collect(key, calls)
     assert server.connections >= 2

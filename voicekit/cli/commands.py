@@ -352,10 +352,6 @@ def _summary(caps: Any) -> str:
 
 # -- voicekit run --agent: a realtime model hears, answers and speaks -----------------------------
 
-_PIPELINE_ONLY = (("asr", "--asr"), ("vad", "--vad"), ("tts", "--tts"), ("asr_option", "--asr-option"),
-                  ("vad_option", "--vad-option"), ("tts_option", "--tts-option"))
-
-
 def run_agent(args: argparse.Namespace) -> int:
     """``voicekit run [ASSISTANT] --agent MODEL``: talk to a ``voicekit.agents`` plugin.
 
@@ -363,31 +359,15 @@ def run_agent(args: argparse.Namespace) -> int:
     audio and events. The assistant (optional) lends its intents as the agent's tools. A file
     input is always paced like a microphone: a realtime model converses in real time.
     """
+    from voicekit.cli.agent import agent_setup
     from voicekit.cli.output import Printer
-    from voicekit.plugins.options import coerce_options
-    from voicekit.plugins.registry import load
 
     configure(_log_level(args.verbose))
-    for attr, flag in _PIPELINE_ONLY:
-        if getattr(args, attr, None):
-            raise ConfigError(f"{flag} has no effect with --agent (the realtime model hears and speaks "
-                              "itself); set the agent with --agent-option KEY=VALUE")
     if args.grammar:
         raise ConfigError("--grammar has no effect with --agent; the assistant's intents become the agent's tools")
     if args.output not in ("speaker", "none") and args.input not in ("mic", "-"):
         refuse_input(args.output, [args.input], what="--output")
-    factory = load("agents", args.agent)
-    options = coerce_options(f"agent plugin {args.agent!r}", factory, parse_options(args.agent_option))
-    if args.interrupt == "none":
-        raise ConfigError("--interrupt none is not available with --agent: the realtime service always lets "
-                          "the user cut in; use --interrupt semantic or vad")
-    if args.interrupt is not None:
-        td = "semantic_vad" if args.interrupt == "semantic" else "server_vad"
-        if options.get("turn_detection") not in (None, td):
-            raise ConfigError(f"--interrupt {args.interrupt} contradicts --agent-option "
-                              f"turn_detection={options['turn_detection']}; give one of them")
-        options["turn_detection"] = td
-    assistant = load_assistant(args.assistant) if args.assistant else None
+    factory, options, assistant = agent_setup(args)
     agent = factory(assistant=assistant, **options)
     source = _source(args.input, realtime=True)
     rate = int(getattr(agent, "sample_rate", 24000))

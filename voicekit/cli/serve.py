@@ -192,35 +192,13 @@ def _pipeline_recipe(args: argparse.Namespace) -> SessionRecipe:
 
 
 #: Flags of the pipeline that a realtime agent has no use for.
-_PIPELINE_ONLY = (("asr", "--asr"), ("vad", "--vad"), ("tts", "--tts"), ("asr_option", "--asr-option"),
-                  ("vad_option", "--vad-option"), ("tts_option", "--tts-option"),
-                  ("min_interrupt_ms", "--min-interrupt-ms"), ("end_silence_ms", "--end-silence-ms"))
-
-
 def _agent_recipe(args: argparse.Namespace) -> AgentRecipe:
     """A realtime agent per conversation (``--agent MODEL``), as ``voicekit run --agent`` builds it."""
-    from voicekit.errors import ConfigError
-    from voicekit.plugins.build import load_assistant, parse_options
-    from voicekit.plugins.options import coerce_options
-    from voicekit.plugins.registry import load
+    from voicekit.cli.agent import PIPELINE_ONLY, agent_setup
     from voicekit.serve.agent import agent_recipe
 
-    for attr, flag in _PIPELINE_ONLY:
-        if getattr(args, attr, None) is not None:
-            raise ConfigError(f"{flag} has no effect with --agent (the realtime model hears and speaks "
-                              "itself); set the agent with --agent-option KEY=VALUE")
-    factory = load("agents", args.agent)
-    options = coerce_options(f"agent plugin {args.agent!r}", factory, parse_options(args.agent_option))
-    if args.interrupt == "none":
-        raise ConfigError("--interrupt none is not available with --agent: the realtime service always lets "
-                          "the user cut in; use --interrupt semantic or vad")
-    if args.interrupt is not None:
-        td = "semantic_vad" if args.interrupt == "semantic" else "server_vad"
-        if options.get("turn_detection") not in (None, td):
-            raise ConfigError(f"--interrupt {args.interrupt} contradicts --agent-option "
-                              f"turn_detection={options['turn_detection']}; give one of them")
-        options["turn_detection"] = td
-    assistant = load_assistant(args.assistant) if args.assistant else None
+    serve_only = (("min_interrupt_ms", "--min-interrupt-ms"), ("end_silence_ms", "--end-silence-ms"))
+    _, options, assistant = agent_setup(args, PIPELINE_ONLY + serve_only)
     return agent_recipe(args.agent, assistant, **options)
 
 

@@ -23,7 +23,7 @@ from voicekit_dashscope_emulator.omni import OmniScript, RealtimeSettings
 from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 
-KEY = "sk-5f0c2e9a7b1d4c3e8f6a0b9d2c7e4a1f"
+KEY = "sk-test-realtime-resume-not-a-real-key"  # a made-up key: the emulator accepts any
 FAST = dict(retry=RetryPolicy(backoff_initial=0.01, backoff_max=0.05),
             timeouts=Timeouts(ping_interval=0.3, ping_timeout=2.0, start=10))
 
