@@ -83,6 +83,8 @@ async def test_http_clients_turn_every_bad_answer_into_a_typed_error(kind: str, 
             assert text and "\n" not in text.strip(), text
             if kind in ("hang", "drip"):
                 assert is_retryable(exc) and ("unreachable" in text or "timed out" in text.lower()), text
+                # and says why: httpx's timeouts carry no message, so an unexplained one ends in ": "
+                assert "in time" in text or "timed out" in text.lower(), text
             elif status == 401 and kind == "json-echo":
                 assert isinstance(exc, AuthenticationError) or exc.status == 401, repr(exc)
 

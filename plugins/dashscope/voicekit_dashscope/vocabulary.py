@@ -20,7 +20,8 @@ import httpx
 import trio
 
 from voicekit.logging import get_logger
-from voicekit_dashscope.auth import ApiKey, resolve_api_key, scrub
+from voicekit_dashscope.auth import ApiKey, resolve_api_key
+from voicekit_dashscope.client.files import transport_problem
 from voicekit_dashscope.errors import ServiceUnavailableError, VocabularyError, VocabularyValidationError
 from voicekit_dashscope.protocol.vocabulary import (
     DEFAULT_PREFIX_MAX,
@@ -87,10 +88,11 @@ class VocabularyClient:
                 break
             except httpx.TransportError as exc:
                 attempt += 1
-                log.warning("vocabulary_call_retry", action=action, attempt=attempt, error=scrub(str(exc)))
+                problem = transport_problem(exc)
+                log.warning("vocabulary_call_retry", action=action, attempt=attempt, error=problem)
                 if attempt > self.retries:
                     raise ServiceUnavailableError(
-                        f"vocabulary API at {self.url} unreachable after {attempt} attempts: {scrub(str(exc))}"
+                        f"vocabulary API at {self.url} unreachable after {attempt} attempts: {problem}"
                     ) from None
                 await trio.sleep(min(2.0, 0.25 * 2 ** attempt))
         try:
