@@ -291,9 +291,19 @@ def coerce_options(what: str, factory: Any, options: Mapping[str, Any]) -> dict[
     return out
 
 
+# the plugin groups whose plugins take options, and how a user sets them
+_OPTION_GROUPS = ("asr", "vad", "tts", "agents")
+
+
+def _how_to_set(group: str) -> str:
+    if group == "agents":
+        return "options (--agent-option KEY=VALUE with --agent NAME, on voicekit run and voicekit serve):"
+    return f"options (--{group}-option KEY=VALUE, or make_{group}(name, KEY=VALUE)):"
+
+
 def describe(name: str, group: str, factory: Any) -> str:
     """The text ``voicekit plugins NAME`` prints: one line per option with type, default and help."""
-    lines = [f"{group} plugin {name}"]
+    lines = [f"{'agent' if group == 'agents' else group} plugin {name}"]
     doc = inspect.getdoc(factory)
     if doc:
         lines.append("  " + doc.splitlines()[0])
@@ -303,7 +313,7 @@ def describe(name: str, group: str, factory: Any) -> str:
         lines.append("  (this plugin declares no option types; accepted keys: "
                      + (", ".join(sorted(keys)) if keys else "any") + ")")
         return "\n".join(lines) + "\n"
-    lines.append("options (--" + group + "-option KEY=VALUE, or make_" + group + "(name, KEY=VALUE)):")
+    lines.append(_how_to_set(group))
     width = max((len(o.name) for o in schema), default=0)
     for o in schema:
         bounds = ""
@@ -331,12 +341,13 @@ def show_plugin(name: str, *, as_json: bool = False) -> int:
     from voicekit.errors import PluginError
     from voicekit.plugins.registry import load, names
 
-    groups = [g for g in ("asr", "vad", "tts") if name in names(g)]
+    groups = [g for g in _OPTION_GROUPS if name in names(g)]
     if not groups:
-        known = sorted({n for g in ("asr", "vad", "tts") for n in names(g)})
+        known = sorted({n for g in _OPTION_GROUPS for n in names(g)})
         hint = difflib.get_close_matches(name, known, n=1)
         mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise PluginError(f"no ASR, VAD or TTS plugin named {name!r}{mean}; run 'voicekit plugins' to list them")
+        raise PluginError(f"no ASR, VAD, TTS or agent plugin named {name!r}{mean}; "
+                          "run 'voicekit plugins' to list them")
     rows = []
     for group in groups:
         factory = load(group, name)

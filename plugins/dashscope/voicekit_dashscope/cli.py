@@ -65,7 +65,7 @@ def _print(obj: Any, as_json: bool) -> None:
         print(json.dumps(obj, ensure_ascii=False, indent=2))
 
 
-def _quiet_logs(level: str) -> None:
+def quiet_logs(level: str) -> None:
     """Logs go to stderr, results to stdout — unless the application set structlog up itself."""
     import structlog
 
@@ -75,8 +75,13 @@ def _quiet_logs(level: str) -> None:
         configure(level)
 
 
+def log_level(verbose: int) -> str:
+    """``-v`` → info, ``-vv`` → debug; warnings (retries, fallbacks) are always shown."""
+    return {0: "warning", 1: "info"}.get(verbose, "debug")
+
+
 def _run_hotwords(args: argparse.Namespace) -> int:
-    _quiet_logs("warning")
+    quiet_logs(log_level(args.verbose))
     async def go() -> int:
         client = _client(args)
         cmd = args.hotwords_command
@@ -121,6 +126,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="override the host, e.g. http://127.0.0.1:8765 for the emulator")
     p.add_argument("--api-key", help="API key (default: $DASHSCOPE_API_KEY)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--verbose", "-v", action="count", default=0, help="log more on stderr (-v info, -vv debug)")
 
 
 def _word_args(p: argparse.ArgumentParser) -> None:

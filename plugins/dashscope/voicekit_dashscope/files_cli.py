@@ -32,10 +32,12 @@ def _progress() -> Any:
 
 def _run_transcribe(args: argparse.Namespace) -> int:
     from voicekit.formats import render
+    from voicekit_dashscope.cli import log_level, quiet_logs
     from voicekit_dashscope.client.files import FileTranscriber
     from voicekit_dashscope.protocol.files import FileOptions, build_submit
     from voicekit_dashscope.upload import transcribe_sources
 
+    quiet_logs(log_level(args.verbose))
     try:
         options = FileOptions(vocabulary_id=args.vocabulary_id, channel_id=tuple(args.channel or ()),
                               diarization=args.diarize, speaker_count=args.speakers, language=args.language,
@@ -80,6 +82,7 @@ def register_files(dashscope_sub: argparse._SubParsersAction) -> None:  # type: 
     t.add_argument("--workspace", help="workspace id (workspace-dedicated domain)")
     t.add_argument("--base-url", help="override the host, e.g. http://127.0.0.1:8765 for the emulator")
     t.add_argument("--api-key", help="API key (default: $DASHSCOPE_API_KEY)")
+    t.add_argument("--verbose", "-v", action="count", default=0, help="log more on stderr (-v info, -vv debug)")
     t.set_defaults(func=_run_transcribe)
 
 
