@@ -1,0 +1,121 @@
+"""Shared pieces of the DashScope plugin tests: scripted tone audio, streaming helpers, fixtures, and
+the word comparison of faulty against fault-free transcripts."""
+
+from __future__ import annotations
+
+import difflib
+import random
+from typing import Any
+
+import attrs
+import trio
+from voicekit_dashscope_emulator import FixtureEngine, TaskSettings, running_emulator, tone_audio
+
+from voicekit.asr.base import ASRConfig, TranscriptResult
+from voicekit.audio.frame import AudioFrame
+from voicekit.testing.scripted import EnergyVAD
+from voicekit.testing.wer import words
+from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
+
+FAKE_KEY = "sk-test-0123456789abcdef0123456789ab"
+
+
+@attrs.frozen
+class ToneScript:
+    """Speech stand-ins: one tone per sentence, separated by silences."""
+
+    audio: bytes
+    sentences: dict[float, str]
+    order: list[str]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / 32000
+
+
+def tone_script(n: int, *, seed: int = 0, gap: tuple[float, float] = (1.5, 2.0),
+                length: tuple[float, float] = (0.6, 1.4)) -> ToneScript:
+    rng = random.Random(seed)
+    freqs = [300.0 + 45.0 * i for i in range(n)]
+    sentences = {f: f"sentence {i} says {int(f)} hertz" for i, f in enumerate(freqs)}
+    segments: list[tuple[float, float]] = [(0.0, 0.4)]
+    for f in freqs:
+        segments += [(f, rng.uniform(*length)), (0.0, rng.uniform(*gap))]
+    return ToneScript(tone_audio(segments), sentences, [sentences[f] for f in freqs])
+
+
+async def stream_through(asr: object, audio: bytes, *, rate: int = 16000, chunk_ms: int = 100,
+                         pace: float = 0.0) -> list[TranscriptResult]:
+    """Stream PCM through an ASR plugin; return every result. ``pace`` = seconds between chunks."""
+    out: list[TranscriptResult] = []
+    try:
+        async with asr.open_stream(ASRConfig(sample_rate=rate)) as stream:  # type: ignore[attr-defined]
+            async def feed() -> None:
+                for frame in AudioFrame(audio, rate).split(rate * chunk_ms // 1000):
+                    await stream.send_audio(frame)
+                    await trio.sleep(pace)
+                await stream.finish()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(feed)
+                async for r in stream:
+                    out.append(r)
+    except BaseExceptionGroup as group:
+        leaf = first_leaf(group)
+        leaf.__suppress_context__ = True
+        raise leaf  # noqa: B904 - keeps the leaf's own __cause__
+    return out
+
+
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def fixture_emulator(script: ToneScript, **kwargs: Any) -> Any:
+    """An emulator that answers the script's tones with its sentences (use with ``async with``)."""
+    engine = FixtureEngine(script.sentences, key="tone", partial_every=0.25)
+    settings = kwargs.pop("settings", TaskSettings(vad="energy"))
+    return running_emulator(engine, settings=settings, **kwargs)
+
+
+async def stream_with_endpointer(asr: Any, pcm: bytes, rate: int = 16000) -> list[TranscriptResult]:
+    """Drive ``asr`` the way the voicekit session does: audio plus the endpointer's markers."""
+    ep = Endpointer(EnergyVAD(rate, 20), EndpointerConfig(pre_roll_ms=100, end_silence_ms=400))
+    out: list[TranscriptResult] = []
+    async with asr.open_stream(ASRConfig(sample_rate=rate)) as stream:
+        async def feed() -> None:
+            for frame in AudioFrame(pcm, rate).split(rate // 10):
+                for item in ep.push(frame):
+                    if isinstance(item, SpeechStart):
+                        await stream.speech_started(item.t)
+                    elif isinstance(item, SpeechEnd):
+                        await stream.speech_ended(item.t)
+                    else:
+                        await stream.send_audio(item)
+            for item in ep.flush():
+                if isinstance(item, SpeechEnd):
+                    await stream.speech_ended(item.t)
+            await stream.finish()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(feed)
+            async for r in stream:
+                out.append(r)
+    return out
+
+
+def assert_same_words(clean: list[str], faulty: list[str]) -> None:
+    """Nothing lost, nothing repeated. Audio the server hears again from a new start may be cut
+    a little differently by its endpointer, and a small recognizer may then name a breath in the
+    silence (moonshine says "You"), so the words are compared, not the sentence boundaries: at
+    most 10 % of the fault-free words missing or changed, and no sentence twice."""
+    ref, hyp = words(" ".join(clean)), words(" ".join(faulty))
+    matcher = difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False)
+    kept = sum(block.size for block in matcher.get_matching_blocks())
+    assert len(ref) - kept <= 0.1 * len(ref), (faulty, clean)
+    assert len(hyp) - kept <= 0.1 * len(ref) + 4, (faulty, clean)  # a few extra words at most
+    for sentence in clean:
+        assert " ".join(hyp).count(" ".join(words(sentence))) <= 1, (sentence, faulty)
