@@ -183,8 +183,11 @@ def test_prepare_on_one_stream_twice_at_once_is_refused() -> None:
         except RuntimeError as exc:
             errors.append(str(exc))
 
+    other = SileroVAD(frame_ms=32, inference="inline")  # with company, the first call waits for the batch
+
     async def main() -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(other.prepare, pcm)
             nursery.start_soon(call)
             nursery.start_soon(call)
 
