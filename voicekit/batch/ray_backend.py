@@ -63,6 +63,55 @@ def _address(cluster: str) -> str | None:
     return cluster
 
 
+#: Ray's own variables for a cluster with token authentication (Ray 2.52 and later; on by default
+#: for new clusters from Ray 2.59 when a token exists). Read by ``ray.init`` from this process's
+#: environment: voicekit passes them through untouched and never sends a token on its own.
+TOKEN_HELP = ("set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN, in a file named by "
+              "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token (`ray get-auth-token` on the head node prints it)")
+
+
+def _auth_refused(exc: BaseException) -> bool:
+    """Somewhere in the exception chain, the cluster refused us for a missing or wrong token."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def connect_error(address: str, exc: BaseException) -> ConfigError:
+    """One line naming the cluster and the fix, for a failed ``ray.init(address=...)``."""
+    mode = (os.environ.get("RAY_AUTH_MODE") or "").lower()
+    if _auth_refused(exc):
+        if mode == "token":
+            return ConfigError(f"the Ray cluster at {address!r} refused this job's token — give the cluster's own "
+                               "token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
+        return ConfigError(f"the Ray cluster at {address!r} needs token authentication — {TOKEN_HELP}")
+    if isinstance(exc, ModuleNotFoundError) and address.startswith("ray://"):
+        return ConfigError(f"{address!r} is a Ray Client address, which needs pip install 'ray[client]' "
+                           "(or give the cluster's GCS address HOST:6379 from one of its nodes)")
+    first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    hint = "" if mode == "token" else f"; if the cluster uses token authentication, {TOKEN_HELP}"
+    return ConfigError(f"cannot reach the Ray cluster at {address!r}: {first} — check the address "
+                       f"(ray://HOST:10001 or HOST:6379) and that the cluster is up{hint}")
+
+
+def _connect(address: str, quiet: dict[str, Any]) -> None:
+    import ray
+
+    try:
+        ray.init(address=address, **quiet)
+    except (ConnectionError, ModuleNotFoundError) as exc:
+        raise connect_error(address, exc) from None
+    except Exception as exc:
+        if _auth_refused(exc):
+            raise connect_error(address, exc) from None
+        raise
+
+
 class _Chatter(io.TextIOBase):
     """Where Ray's driver prints its own notices (it writes them to stdout, which holds our
     results): to stderr with ``-v``, else nowhere — the job reports what they are about itself."""
@@ -99,16 +148,12 @@ def _run(items: Sequence[Item], reporter: Reporter, *, cluster: str, workers: in
     address = _address(cluster)
     quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
                              "configure_logging": True}
-    try:
-        if address is None:
-            n = workers or os.cpu_count() or 1
-            # address="local": always a new Ray of our own, even if another one runs on this machine
-            ray.init(address="local", num_cpus=n, object_store_memory=80 * 1024 * 1024, **quiet)
-        else:
-            ray.init(address=address, **quiet)
-    except ConnectionError as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {str(exc).splitlines()[0][:160]} — "
-                          "check the address (ray://HOST:10001 or HOST:6379) and that the cluster is up") from None
+    if address is None:
+        n = workers or os.cpu_count() or 1
+        # address="local": always a new Ray of our own, even if another one runs on this machine
+        ray.init(address="local", num_cpus=n, object_store_memory=80 * 1024 * 1024, **quiet)
+    else:
+        _connect(address, quiet)
     try:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
         n = min(n, len(items))
