@@ -256,3 +256,52 @@ def test_cloud_file_model_bounded_concurrency_and_rate_limits(tmp_path: Path) ->
     assert "7 input(s): 7 transcribed, 0 skipped (output complete), 0 failed" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(n).stem + ".txt" for n in refs)
     assert _book_wer(out, refs) <= 0.3
+
+
+def test_driver_killed_hard_mid_job_then_rerun_finishes_and_leaves_no_part_files(tmp_path: Path) -> None:
+    """kill -9 of the driver (the CLI) mid-job; the same command again finishes the job. A driver
+    killed while it writes an output leaves that output's temporary file (``.NAME.XXXXXXXX.part``,
+    the name voicekit.outputs gives it): such files are put in place here as the kill would leave
+    them, because the write takes too short a time to hit with a signal from a test."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    refs = _recordings(inp, copies=2)  # 14 files
+    cmd = [*VOICEKIT, "transcribe", str(inp / "*.wav"), "--cluster", "local", "--workers", "1", "-o", str(out)]
+    stderr_path = tmp_path / "stderr.txt"
+    with open(stderr_path, "w") as err:
+        p = subprocess.Popen([*cmd, "-v"], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while (time.monotonic() < deadline and p.poll() is None
+                   and stderr_path.read_text().count("batch: done ") < 2):
+                time.sleep(0.05)
+            assert p.poll() is None, stderr_path.read_text()
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+        finally:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # the local Ray the killed CLI had started
+            except ProcessLookupError:
+                pass
+            p.wait()
+    finished = {f.name for f in out.iterdir() if not f.name.startswith(".")}
+    assert 2 <= len(finished) < 14, stderr_path.read_text()
+    unfinished = sorted(Path(n).stem + ".txt" for n in refs if Path(n).stem + ".txt" not in finished)
+    victim = next(n for n in unfinished if n.startswith("book_"))
+    stale = [out / f".{victim}.0badc0de.part", out / f".{Path(victim).stem}.partial.txt.12345678.part",
+             out / f".{sorted(finished)[0]}.deadbeef.part"]
+    for path in stale:
+        path.write_text("half a transcript")
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    unrelated = out / ".notes.txt.0badc0de.part"  # not the temporary file of an output of this job
+    unrelated.write_text("kept")
+
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr
+    assert f"14 input(s): {14 - len(finished)} transcribed, {len(finished)} skipped (output complete), 0 failed" \
+        in r.stderr, r.stderr
+    assert "removed 3 temporary file(s) (.part) left by an interrupted run" in r.stderr
+    assert sorted(r.stdout.split()) == sorted(str(out / n) for n in unfinished)
+    assert sorted(p.name for p in out.iterdir() if p != unrelated) == sorted(Path(n).stem + ".txt" for n in refs)
+    assert not any(p.exists() for p in stale) and unrelated.exists()
+    assert "half a transcript" not in (out / victim).read_text()
+    assert _book_wer(out, refs) <= 0.25

@@ -12,6 +12,10 @@
   as new as the recording was made from this recording. Such inputs are skipped; ``--overwrite``
   transcribes everything again. A job that was interrupted (Ctrl-C, a power cut, a lost node)
   is resumed by running the same command again.
+* **Leftovers.** A driver killed outright (``kill -9``, a power cut) while it wrote an output can
+  leave that output's temporary file (``.NAME.XXXXXXXX.part``) behind. A temporary file is never an
+  output, so it never makes an input count as done; the next run of the job removes the ones of
+  its outputs that are older than the run (a newer one may belong to a job running beside it).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import socket
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -157,6 +163,45 @@ def is_complete(target: str, source: str) -> bool:
     except OSError:
         return True  # the recording is gone; its transcript is what is left
     return out.st_mtime_ns >= src.st_mtime_ns
+
+
+def stale_parts(targets: Sequence[str], *, before: float) -> list[str]:
+    """The temporary files (:class:`voicekit.outputs.AtomicFile` names them ``.NAME.XXXXXXXX.part``)
+    of these outputs and of their partial results, last changed before ``before`` (a time.time())."""
+    wanted: dict[str, set[str]] = {}
+    for target in targets:
+        for path in (target, partial_name(target)):
+            wanted.setdefault(os.path.dirname(path) or ".", set()).add(os.path.basename(path))
+    found: list[str] = []
+    part = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part")
+    for folder, names in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            m = part.fullmatch(entry.name)
+            if m is None or m.group(1) not in names:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mtime < before:
+                found.append(entry.path)
+    return sorted(found)
+
+
+def remove_stale_parts(targets: Sequence[str], *, before: float) -> int:
+    """Remove what :func:`stale_parts` finds; how many were removed."""
+    removed = 0
+    for path in stale_parts(targets, before=before):
+        try:
+            os.unlink(path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 @attrs.define
@@ -357,6 +402,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from voicekit.plugins.build import DEFAULT_ASR, DEFAULT_VAD, make_asr, parse_options
 
     cluster: str = args.cluster
+    started = time.time()
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if args.concurrency is not None and args.concurrency < 1:
@@ -372,6 +418,9 @@ def run_batch(args: argparse.Namespace) -> int:
     reporter = Reporter(job, todo=len(todo), skipped=len(done), progress=show, verbose=args.verbose)
     if done:
         reporter.note(f"skipping {len(done)} input(s) whose output is complete (--overwrite to redo them)")
+    leftovers = remove_stale_parts([i.target for i in job.items], before=started)
+    if leftovers:
+        reporter.note(f"removed {leftovers} temporary file(s) (.part) left by an interrupted run")
     if not todo:
         return reporter.finish()
     if remote:
