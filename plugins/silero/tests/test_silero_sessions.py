@@ -13,7 +13,6 @@ import trio.testing
 from voicekit_silero import SileroVAD
 from voicekit_silero.vad import batcher
 
-from voicekit import events as ev
 from voicekit.audio.frame import AudioFrame
 from voicekit.session import Session, SessionConfig
 from voicekit.testing import FakeASR, ScriptedSource, Silence, Speech
@@ -108,23 +107,33 @@ def test_sessions_in_one_process_share_batches_and_hear_the_same(frame_ms: int, 
         assert t == a  # the same events, in the same order, at the same times
 
 
-def test_one_session_alone_scores_without_waiting_for_company() -> None:
+def test_one_session_alone_scores_inline_and_hears_the_same() -> None:
+    """Alone in its run, a session's windows skip the batcher (a batch would hold one window)."""
     vad = SileroVAD(frame_ms=32)
-    session = Session(ScriptedSource(scripts()[0], realtime=False),
-                      asr=FakeASR(["go forward", "one two three"], partial_every=0.0), vad=vad,
-                      config=SessionConfig(endpointer=EndpointerConfig(end_silence_ms=300)))
+    logs: dict[str, list[tuple[str, float]]] = {}
     stats: dict[str, int] = {}
-    starts: list[ev.Event] = []
 
-    async def main() -> None:
+    async def one(name: str, backend: Any) -> None:
+        session = Session(ScriptedSource(scripts()[0], realtime=False),
+                          asr=FakeASR(["go forward", "one two three"], partial_every=0.0), vad=backend,
+                          config=SessionConfig(endpointer=EndpointerConfig(end_silence_ms=300)))
+        out = logs.setdefault(name, [])
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session.run)
             async for e in session.events():
-                if isinstance(e, ev.SpeechStarted):
-                    starts.append(e)
-        b = batcher(vad.model, 16000, "inline")
-        stats.update(batches=b.batches, windows=b.windows, largest=b.largest)
+                out.append((type(e).__name__, e.t))
 
+    async def main() -> None:
+        await one("prepared", vad)
+        b = batcher(vad.model, 16000, "inline")
+        stats.update(windows=b.windows, streams=len(b.streams))
+
+    calls = vad.model.calls
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert len(starts) == 2
-    assert stats["largest"] == 1 and stats["batches"] == stats["windows"] > 100
+    scored = vad.model.calls - calls
+    vad.reset()
+    trio.run(one, "plain", Unbatched(vad), clock=trio.testing.MockClock(autojump_threshold=0))
+    assert stats == {"windows": 0, "streams": 1}
+    assert scored == round(ScriptedSource(scripts()[0]).duration * 16000) // 512
+    assert [k for k, _ in logs["prepared"]].count("SpeechStarted") == 2
+    assert logs["prepared"] == logs["plain"]

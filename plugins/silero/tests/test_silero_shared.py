@@ -186,8 +186,9 @@ def test_prepare_on_one_stream_twice_at_once_is_refused() -> None:
     other = SileroVAD(frame_ms=32, inference="inline")  # with company, the first call waits for the batch
 
     async def main() -> None:
+        await other.prepare(pcm[:1024])  # another stream in this run: prepare() waits for its batch
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(other.prepare, pcm)
+            nursery.start_soon(other.prepare, pcm[1024:])
             nursery.start_soon(call)
             nursery.start_soon(call)
 
@@ -217,3 +218,33 @@ def test_batched_scoring_in_a_fresh_interpreter_with_the_default_and_auto_modes(
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[False, False]"
+
+
+@pytest.mark.parametrize("chunk", [640, 882])
+@pytest.mark.parametrize("frame_ms", [20, 30, 32])
+def test_a_stream_alone_then_in_company_scores_every_window_once_in_order(frame_ms: int, chunk: int) -> None:
+    """Alone, prepare() leaves the windows to inline scoring; once company arrives it picks up the
+    stream exactly where the inline scoring stopped, and the two streams share batches."""
+    pcm = goforward()
+    first, second = SileroVAD(frame_ms=frame_ms), SileroVAD(frame_ms=frame_ms)
+    got: list[list[float]] = [[], []]
+    stats: dict[str, int] = {}
+
+    async def late() -> None:
+        await trio.sleep(0.32)  # on the first stream's 20 ms grid (16 steps of 0.02 add up to 0.32 exactly)
+        await stream(second, pcm, chunk, got[1])
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream, first, pcm, chunk, got[0])
+            nursery.start_soon(late)
+        b = batcher(first.model, 16000, "inline")
+        stats.update(largest=b.largest, windows=b.windows)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    expected = alone(pcm, frame_ms)
+    assert got[0] == expected and got[1] == expected
+    assert stats["largest"] == 2
+    # the first stream scored inline only what it saw alone (16 chunks), then everything went through batches
+    batched = 2 * (len(pcm) // 2 // 512) - (16 * chunk // 2 // 512 + 1)
+    assert batched - 1 <= stats["windows"] <= batched + 1

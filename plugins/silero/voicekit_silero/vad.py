@@ -388,6 +388,8 @@ class SileroVAD:
         self._backlog: deque[tuple[int, F32]] = deque()  # windows taken but not scored yet
         self._last = 0.0
         self._preparing = False
+        self._seen = 0  # samples offered to prepare()
+        self._held = b""  # the end of the audio prepare() skipped, not scored yet
 
     # -- windows --------------------------------------------------------------------------------
 
@@ -488,15 +490,27 @@ class SileroVAD:
             raise FrameSizeError(f"silero VAD expects whole int16 samples, got {len(pcm)} bytes")
         b = batcher(self._model, self.sample_rate, self.inference)
         b.streams.add(self)
-        if b.alone() and not b.uses_thread():
-            # a batch could only hold this stream's windows: score them now, with no wait for company
-            self._take_windows(pcm)
-            n = self._score_backlog()
-            if n:
-                b.batches += n
-                b.windows += n
-                b.largest = max(b.largest, 1)
+        start = self._seen
+        self._seen = start + len(pcm) // 2
+        if b.inference == "inline" and b.alone():
+            # A batch could only hold this stream's windows: leave them to the endpointer's inline
+            # scoring, which costs less. Keep the audio not scored yet (less than a frame, in a
+            # session), so that preparing can pick up exactly there once company arrives.
+            keep = self._seen - self._fed
+            if keep > 0:
+                held = self._held + pcm if self._held else bytes(pcm)
+                self._held = held[-2 * keep :] if len(held) > 2 * keep else held
+            else:
+                self._held = b""
             return
+        if start != self._fed:
+            lag = start - self._fed  # audio skipped above and not scored yet
+            held, self._held = self._held, b""
+            if lag < 0 or len(held) < 2 * lag:
+                return  # not fed in order: what is not prepared is scored inline, always correct
+            pcm = held[len(held) - 2 * lag :] + pcm
+        else:
+            self._held = b""
         self._preparing = True
         try:
             self._take_windows(pcm)
