@@ -84,6 +84,7 @@ async def test_bad_weight_is_refused_before_sending(emulator: DashScopeEmulator)
     assert emulator.store.lists == {}
 
 
+@pytest.mark.slow  # a real emulator process
 async def test_emulate_command_serves_until_stopped(tmp_path) -> None:
     fixtures = tmp_path / "fixtures.json"
     fixtures.write_text(json.dumps({"key": "order", "sentences": ["hello there"]}))

@@ -127,6 +127,7 @@ def _wav(path: Path, seconds: float = 1.0) -> Path:
     return path
 
 
+@pytest.mark.slow  # the `emulators` subprocesses
 def test_cli_refuses_a_beijing_model_in_singapore_before_uploading(emulators: dict[str, str],
                                                                    tmp_path: Path) -> None:
     clip = _wav(tmp_path / "clip.wav")
@@ -152,6 +153,7 @@ def _submit(host: str, model: str) -> httpx.Response:
                             "parameters": {}})
 
 
+@pytest.mark.slow  # the `emulators` subprocesses
 def test_emulated_regions_refuse_models_they_do_not_offer(emulators: dict[str, str]) -> None:
     refused = _submit(emulators["singapore"], "paraformer-v2")
     assert refused.status_code == 400
@@ -170,6 +172,7 @@ def test_emulated_regions_refuse_models_they_do_not_offer(emulators: dict[str, s
     assert sg.status_code != 404
 
 
+@pytest.mark.slow  # the `emulators` subprocesses and a `voicekit transcribe` subprocess per case
 @pytest.mark.parametrize(("plugin", "client_region", "host_region", "answer"), [
     # a client that believes it is in Beijing, talking to a Singapore host (the task protocol)
     ("paraformer-realtime", "beijing", "singapore", "ModelNotFound"),

@@ -198,6 +198,7 @@ async def test_handshake_503_is_retried(script: ToneScript) -> None:
     assert ServiceUnavailableError.retryable
 
 
+@pytest.mark.slow
 async def test_faults_every_few_seconds_lose_and_repeat_nothing() -> None:
     """A long recording with a fault every 5 s of audio: the same final transcript as without."""
     long = tone_script(24, seed=7)

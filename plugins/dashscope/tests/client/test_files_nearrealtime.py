@@ -65,6 +65,7 @@ async def test_errors_are_typed() -> None:
                 {"type": "input_audio", "input_audio": {"data": long_wav}}]}]})
 
 
+@pytest.mark.slow  # SDK conformance: the official OpenAI SDK, in a thread
 async def test_official_openai_sdk_streams_input_audio() -> None:
     openai = pytest.importorskip("openai", reason="the OpenAI SDK is in the plugin's [test] extra")
     script = tone_script(2, seed=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pytest
 import trio
 from testkit.common import FAKE_KEY
 from voicekit_dashscope.asr.omni_http import OmniChatHandler
@@ -19,6 +20,9 @@ from voicekit.handlers import Assistant, Turn
 from voicekit.session import Session, SessionConfig
 from voicekit.testing import EnergyVAD, FakeASR, FakeTTS, ScriptedSource, Silence, Speech, collect
 from voicekit.vad.endpointer import EndpointerConfig
+
+# each test runs a whole Session through several turns against the emulator (4-7 s each)
+pytestmark = pytest.mark.slow
 
 EP = EndpointerConfig(pre_roll_ms=200, start_ms=60, start_window_ms=100, end_silence_ms=500)
 

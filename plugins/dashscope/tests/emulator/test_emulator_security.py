@@ -42,6 +42,7 @@ def test_a_public_address_needs_a_key_list() -> None:
         check_exposure("127.0.0.1", {" "})
 
 
+@pytest.mark.slow  # a real `voicekit emulate dashscope` process
 def test_the_cli_refuses_at_once_with_one_line() -> None:
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "voicekit.cli.main", "emulate", "dashscope", "--host", "0.0.0.0",

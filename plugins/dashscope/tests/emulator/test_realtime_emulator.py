@@ -246,6 +246,8 @@ async def test_official_sdk_qwen35_omni_realtime(emu: DashScopeEmulator) -> None
 # ----------------------------------------------------------------------------- real components
 
 
+@pytest.mark.slow
+@pytest.mark.realspeech
 async def test_real_speech_through_moonshine_and_espeak_replies() -> None:
     """Real human speech, the WebRTC VAD and the moonshine engine behind Qwen3-ASR; espeak replies."""
     pytest.importorskip("voicekit_moonshine")

@@ -19,6 +19,9 @@ from testkit.common import FAKE_KEY, fixture_emulator, tone_script
 
 pytest.importorskip("dashscope", reason="the official SDK is in the plugin's [test] extra")
 
+# the SDK runs in a subprocess (a fresh interpreter importing the SDK) against an emulator
+pytestmark = pytest.mark.slow
+
 DRIVER = SDK_DRIVER
 
 
