@@ -41,7 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="connections that have not said hello yet, in all (default: 32; the oldest is dropped)")
     p.add_argument("--max-pending-per-address", type=int, default=8,
                    help="connections that have not said hello yet, per client address (default: 8; "
-                        "raise it behind a reverse proxy, where every client has the proxy's address)")
+                        "behind a reverse proxy, see --trusted-proxy)")
+    p.add_argument("--trusted-proxy", action="append", metavar="ADDRESS[/BITS]", default=[],
+                   help="a reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For names the client: "
+                        "its connections count against that client's address; the header is ignored from "
+                        "anyone else (default: none)")
+    p.add_argument("--proxy-header", choices=("x-forwarded-for", "forwarded"), default="x-forwarded-for",
+                   help="the header the trusted proxies set: x-forwarded-for (HAProxy 'option forwardfor', "
+                        "nginx) or forwarded (RFC 7239) (default: x-forwarded-for)")
     p.add_argument("--max-loop-lag", type=float, default=0.25, metavar="SECONDS",
                    help="refuse new conversations while the event loop runs this late, on average over the "
                         "last second (default: 0.25)")
@@ -99,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
                          max_pending=args.max_pending, max_pending_per_address=args.max_pending_per_address,
                          allowed_origins=tuple(args.allow_origin), max_loop_lag=args.max_loop_lag,
                          max_backlog=args.max_backlog, drain_timeout=args.drain_timeout,
-                         refuse_at_upgrade=args.refuse_at_upgrade)
+                         refuse_at_upgrade=args.refuse_at_upgrade, trusted_proxies=tuple(args.trusted_proxy),
+                         proxy_header=args.proxy_header)
     recipe = _agent_recipe(args) if args.agent else _pipeline_recipe(args)
     name = recipe.assistant.name if recipe.assistant is not None else args.agent
     server = VoiceServer(recipe, config)

@@ -40,7 +40,7 @@ class Ticket:
     """A connection that has not said a valid hello yet: it holds a place in the pending pool
     (and in its address's share of it) until it is answered, admitted, or evicted."""
 
-    address: str
+    address: str | None  # None: not known yet (a trusted proxy's connection, before its request head)
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     evicted: bool = False
     released: bool = False
@@ -59,12 +59,14 @@ class PendingPool:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def admit(self, address: str) -> Ticket | None:
+    def admit(self, address: str | None) -> Ticket | None:
         """A place in the pending pool, or None when ``address`` has its share already. When the
         pool is full the oldest pending connection makes room: a flood can only push out other
-        unauthenticated connections, and a client that says hello at once still gets through."""
+        unauthenticated connections, and a client that says hello at once still gets through.
+        ``address`` None (a trusted proxy's connection): counted in the pool, and in its client's
+        share once :meth:`assign` names the client."""
         cfg = self.config
-        if self._per_address[address] >= cfg.max_pending_per_address:
+        if address is not None and self._per_address[address] >= cfg.max_pending_per_address:
             return None
         while len(self._pending) >= cfg.max_pending:
             oldest = next(iter(self._pending))
@@ -74,17 +76,30 @@ class PendingPool:
             self.stats.evicted += 1
         ticket = Ticket(address)
         self._pending[ticket] = None
-        self._per_address[address] += 1
+        if address is not None:
+            self._per_address[address] += 1
         return ticket
+
+    def assign(self, ticket: Ticket, address: str) -> bool:
+        """Name the client of a ticket admitted without one; False (and the ticket keeps no
+        share) when that client has its share already."""
+        if ticket.released or ticket.address is not None:
+            return not ticket.released
+        if self._per_address[address] >= self.config.max_pending_per_address:
+            return False
+        ticket.address = address
+        self._per_address[address] += 1
+        return True
 
     def release(self, ticket: Ticket) -> None:
         if ticket.released:
             return
         ticket.released = True
         self._pending.pop(ticket, None)
-        self._per_address[ticket.address] -= 1
-        if self._per_address[ticket.address] <= 0:
-            del self._per_address[ticket.address]
+        if ticket.address is not None:
+            self._per_address[ticket.address] -= 1
+            if self._per_address[ticket.address] <= 0:
+                del self._per_address[ticket.address]
 
 
 def readiness(config: ServeConfig, *, draining: bool, active: int, loop_lag: float) -> tuple[bool, str]:

@@ -21,7 +21,7 @@ from voicekit.session.session import Session, SessionConfig
 from voicekit.tts.base import TTSEngine
 from voicekit.vad.base import VADBackend
 
-__all__ = ["ServeConfig", "SessionRecipe", "check_bind", "is_loopback"]
+__all__ = ["PROXY_HEADERS", "ServeConfig", "SessionRecipe", "check_bind", "is_loopback"]
 
 # -- binding rules ------------------------------------------------------------------------------
 
@@ -52,6 +52,35 @@ def _positive(owner: str, name: str) -> Callable[[Any, Any, Any], None]:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{owner} {name} must be a positive number, got {value!r}")
     return check
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The headers a trusted proxy may name the client in (``--proxy-header``).
+PROXY_HEADERS = ("x-forwarded-for", "forwarded")
+
+
+def _networks(value: Any) -> tuple[Network, ...]:
+    """Addresses and CIDRs (``10.0.0.5``, ``10.0.0.0/24``, ``::1``) → networks; a bad one is a
+    :class:`ConfigError` naming it."""
+    if isinstance(value, str):
+        value = [value]
+    out: list[Network] = []
+    for item in value:
+        if isinstance(item, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            out.append(item)
+            continue
+        try:
+            out.append(ipaddress.ip_network(str(item).strip().strip("[]"), strict=False))
+        except ValueError:
+            raise ConfigError(f"--trusted-proxy {item!r} is not an IP address or CIDR — give the proxy's "
+                              "address, e.g. 10.0.0.5 or 10.0.0.0/24") from None
+    return tuple(out)
+
+
+def _proxy_header(_: Any, __: Any, value: Any) -> None:
+    if value not in PROXY_HEADERS:
+        raise ConfigError(f"--proxy-header must be one of {', '.join(PROXY_HEADERS)}, got {value!r}")
 
 
 def _port(_: Any, __: Any, value: Any) -> None:
@@ -92,6 +121,26 @@ class ServeConfig:
     #: and the refusal comes after the hello as a ``busy`` error and close 1013, which a browser
     #: can read (it cannot read an HTTP status).
     refuse_at_upgrade: bool = False
+    #: Proxies (addresses or networks) whose word on the client's address is believed: for a
+    #: connection from one of them, the client is read from ``proxy_header`` (right to left,
+    #: past other trusted proxies), and the per-address limit counts that client. From anyone
+    #: else the header is ignored. None by default: the header is never believed.
+    trusted_proxies: tuple[Network, ...] = attrs.field(default=(), converter=_networks)
+    #: ``x-forwarded-for`` (HAProxy's ``option forwardfor``, nginx's ``$proxy_add_x_forwarded_for``)
+    #: or ``forwarded`` (RFC 7239): the one the trusted proxies set; the other is ignored.
+    proxy_header: str = attrs.field(default="x-forwarded-for", validator=_proxy_header)
+
+    def trusts(self, address: str) -> bool:
+        """Whether ``address`` is one of the trusted proxies."""
+        if not self.trusted_proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.trusted_proxies)
 
 
 # -- what a conversation is made of --------------------------------------------------------------

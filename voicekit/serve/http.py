@@ -4,7 +4,9 @@ that hands an upgrade request, bytes and all, to the WebSocket layer."""
 
 from __future__ import annotations
 
+import ipaddress
 import struct
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Final
 from urllib.parse import urlsplit
@@ -17,8 +19,8 @@ from voicekit.serve.config import is_loopback
 from voicekit.serve.protocol import CloseCode
 
 __all__ = ["CSP", "FRAME_ERRORS", "HEALTH_PATH", "MAX_REQUEST_HEAD", "METRICS_PATH", "READY_PATH", "STATIC",
-           "WS_PATH", "HeadTooLarge", "PrefixedStream", "Request", "check_host", "check_origin", "close_frame",
-           "close_reason", "linger", "peer_address", "read_head", "respond"]
+           "WS_PATH", "HeadTooLarge", "PrefixedStream", "Request", "check_host", "check_origin", "client_address",
+           "close_frame", "close_reason", "forwarded_hops", "linger", "peer_address", "read_head", "respond"]
 
 WS_PATH: Final = "/ws"
 HEALTH_PATH: Final = "/healthz"
@@ -175,6 +177,58 @@ def peer_address(stream: trio.abc.Stream) -> str:
     except (AttributeError, OSError):
         return "?"
     return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+def _hop(text: str) -> str | None:
+    """One hop of a forwarding header → its IP address as text, or None (``unknown``, an
+    obfuscated ``_name``, garbage). Ports and brackets are dropped."""
+    text = text.strip().strip('"').strip()
+    if text.startswith("["):  # [v6] or [v6]:port
+        text = text[1:text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def forwarded_hops(request: Request, header: str) -> list[str | None]:
+    """The addresses a ``X-Forwarded-For`` or ``Forwarded`` header lists, client first."""
+    value = request.headers.get(header)
+    if not value:
+        return []
+    if header == "x-forwarded-for":
+        return [_hop(part) for part in value.split(",")]
+    hops: list[str | None] = []
+    for element in value.split(","):  # RFC 7239: for=...;proto=...;by=..., for=...
+        found: str | None = None
+        for pair in element.split(";"):
+            name, _, val = pair.partition("=")
+            if name.strip().lower() == "for":
+                found = _hop(val)
+        hops.append(found)
+    return hops
+
+
+def client_address(peer: str, request: Request, trusts: Callable[[str], bool], header: str) -> str:
+    """The client behind a chain of proxies. Only a peer that ``trusts`` is believed: its header's
+    hops are read right to left (the right end is what that proxy saw), past the hops that are
+    trusted proxies themselves; the first other one is the client. A missing or unreadable hop
+    stops the walk at the last address known for sure. From an untrusted peer: the peer."""
+    if not trusts(peer):
+        return peer
+    client = peer
+    for hop in reversed(forwarded_hops(request, header)):
+        if hop is None:
+            break
+        client = hop
+        if not trusts(hop):
+            break
+    return client
 
 
 def close_reason(text: str) -> str:

@@ -58,6 +58,7 @@ from voicekit.serve.http import (
     Request,
     check_host,
     check_origin,
+    client_address,
     close_frame,
     close_reason,
     linger,
@@ -196,15 +197,13 @@ class VoiceServer:
         cfg = self.config
         address = peer_address(stream)
         structlog.contextvars.bind_contextvars(peer=address)  # this task's (this connection's) lines only
+        # a trusted proxy's connection is counted against its client, named in the request head
+        proxied = cfg.trusts(address)
         async with stream:
             try:
-                ticket = self._pool.admit(address)
+                ticket = self._pool.admit(None if proxied else address)
                 if ticket is None:
-                    self.stats.rejected_address += 1
-                    log.info("refused", code="too_many_connections", client=address)
-                    await respond(stream, h11.Connection(h11.SERVER), 429,
-                                   f"too many connections from {address} that have not started a conversation "
-                                   f"(at most {cfg.max_pending_per_address}); try again later\n".encode())
+                    await self._too_many(stream, h11.Connection(h11.SERVER), address)
                     await linger(stream, min(0.5, cfg.close_timeout), limit=64 * 1024)
                     return
                 try:
@@ -224,6 +223,25 @@ class VoiceServer:
                 self.metrics.errors.labels("connection").inc()
                 log.warning("connection failed", error=describe(exc))
 
+    async def _too_many(self, stream: trio.SocketStream, conn: h11.Connection, address: str) -> None:
+        self.stats.rejected_address += 1
+        log.info("refused", code="too_many_connections", client=address)
+        await respond(stream, conn, 429,
+                       f"too many connections from {address} that have not started a conversation "
+                       f"(at most {self.config.max_pending_per_address}); try again later\n".encode())
+
+    async def _count_client(self, stream: trio.SocketStream, conn: h11.Connection, ticket: Ticket,
+                            request: Request) -> bool:
+        """A trusted proxy's connection: count it against the client the proxy names (False, and
+        answered 429, when that client has its share of the pending pool already)."""
+        proxy = peer_address(stream)
+        client = client_address(proxy, request, self.config.trusts, self.config.proxy_header)
+        structlog.contextvars.bind_contextvars(peer=client, proxy=proxy)
+        if self._pool.assign(ticket, client):
+            return True
+        await self._too_many(stream, conn, client)
+        return False
+
     async def _handle_http(self, stream: trio.SocketStream, ticket: Ticket) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
         try:
@@ -241,6 +259,8 @@ class VoiceServer:
         if got is None:
             return
         request, raw = got
+        if ticket.address is None and not await self._count_client(stream, conn, ticket, request):
+            return
         refusal = check_host(request, loopback=self._loopback, token=self.config.token)
         if refusal is not None:
             await respond(stream, conn, 403, refusal.encode() + b"\n")

@@ -1,0 +1,158 @@
+"""``voicekit serve --trusted-proxy``: behind a reverse proxy the per-address limit counts the
+client the proxy names in X-Forwarded-For (or Forwarded), and nobody else's header is believed.
+
+One server in this process over real loopback sockets; "clients" and "proxies" are connections
+from different loopback addresses (127.0.0.2, .3, ...), with the forwarding headers a proxy (or a
+client pretending) would send. The fleet test runs the same behind a real HAProxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from voicekit.cli.main import main
+from voicekit.errors import ConfigError
+from voicekit.plugins.build import load_assistant, make_vad
+from voicekit.serve.server import ServeConfig, SessionRecipe, VoiceServer
+from voicekit.testing.fakes import FakeASR
+
+PER_ADDRESS = 2
+
+
+@asynccontextmanager
+async def serving(**config: Any) -> AsyncIterator[tuple[VoiceServer, int]]:
+    recipe = SessionRecipe(asr=FakeASR(["go forward ten meters"]), assistant=load_assistant("robot"),
+                           vad_factory=lambda: make_vad("webrtc", sample_rate=16000))
+    server = VoiceServer(recipe, ServeConfig(port=0, max_pending_per_address=PER_ADDRESS, hello_timeout=30,
+                                             **config))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        assert server.port is not None
+        yield server, server.port
+        nursery.cancel_scope.cancel()
+
+
+async def upgrade(port: int, source: str, headers: dict[str, str]) -> tuple[int, bytes, trio.SocketStream]:
+    """A WebSocket handshake from ``source`` with extra ``headers``; (status, answer head, stream)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    key = base64.b64encode(os.urandom(16)).decode()
+    await stream.send_all(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                          f"{extra}\r\n".encode())
+    answer = b""
+    with trio.fail_after(10):
+        while b"\r\n\r\n" not in answer:
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            answer += data
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):  # a refusal: read the body too
+        with trio.move_on_after(5):
+            while data := await stream.receive_some(65536):
+                rest += data
+    return int(head.split()[1]), head + b"\r\n\r\n" + rest, stream
+
+
+async def silent(stack: AsyncExitStack, port: int, source: str, headers: dict[str, str]) -> None:
+    """A WebSocket that never says hello: it holds a place in its client's share of the pool."""
+    status, answer, stream = await upgrade(port, source, headers)
+    assert status == 101, answer
+    await stack.enter_async_context(stream)
+
+
+async def refused(port: int, source: str, headers: dict[str, str]) -> bytes:
+    status, answer, stream = await upgrade(port, source, headers)
+    await stream.aclose()
+    assert status == 429, answer
+    return answer
+
+
+async def conversation_starts(port: int, source: str, headers: dict[str, str]) -> None:
+    """The WebSocket is accepted and a hello gets ``ready``."""
+    status, answer, stream = await upgrade(port, source, headers)
+    async with stream:
+        assert status == 101, answer
+        hello = json.dumps({"type": "hello", "sample_rate": 16000}).encode()
+        await stream.send_all(bytes([0x81, 0x80 | len(hello)]) + b"\0\0\0\0" + hello)  # masked, zero mask
+        data = b""
+        with trio.fail_after(10):
+            while b'"ready"' not in data:
+                chunk = await stream.receive_some(65536)
+                assert chunk, data
+                data += chunk
+
+
+async def test_an_untrusted_clients_forwarding_headers_are_ignored() -> None:
+    # no proxy is trusted (the default), or one that is not this client: its headers name nobody
+    for config in ({}, {"trusted_proxies": ["127.0.0.9"]}):
+        with trio.fail_after(30):
+            async with serving(**config) as (server, port), AsyncExitStack() as stack:
+                for i in range(PER_ADDRESS):
+                    await silent(stack, port, "127.0.0.2", {"X-Forwarded-For": f"203.0.113.{i + 1}",
+                                                            "Forwarded": f"for=203.0.113.{i + 1}"})
+                answer = await refused(port, "127.0.0.2", {"X-Forwarded-For": "203.0.113.99",
+                                                           "Forwarded": "for=203.0.113.99"})
+                assert b"too many connections from 127.0.0.2 " in answer, answer
+                assert server.stats.rejected_address == 1
+                await conversation_starts(port, "127.0.0.3", {})  # another address has its own share
+
+
+async def test_a_trusted_proxys_header_names_the_client() -> None:
+    with trio.fail_after(30):
+        async with serving(trusted_proxies=["127.0.0.2", "127.0.0.8/29"]) as (server, port), \
+                AsyncExitStack() as stack:
+            # the proxy at 127.0.0.2 forwards client 203.0.113.7 twice: that client's share is taken
+            for _ in range(PER_ADDRESS):
+                await silent(stack, port, "127.0.0.2", {"X-Forwarded-For": "203.0.113.7"})
+            # a third connection of that client is refused, whatever the client put in front of the
+            # address the proxy appended, and through a chain of two trusted proxies
+            answer = await refused(port, "127.0.0.2", {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"})
+            assert b"too many connections from 203.0.113.7 " in answer, answer
+            answer = await refused(port, "127.0.0.2", {"X-Forwarded-For": "198.51.100.1, 203.0.113.7, 127.0.0.10"})
+            assert b"too many connections from 203.0.113.7 " in answer, answer
+            # other clients behind the same proxy have shares of their own
+            await conversation_starts(port, "127.0.0.2", {"X-Forwarded-For": "203.0.113.8"})
+            await conversation_starts(port, "127.0.0.2", {"X-Forwarded-For": "203.0.113.7, [2001:db8::1]:4711"})
+            # the proxy itself (a health check: no header) is not one of them
+            for _ in range(PER_ADDRESS):
+                await silent(stack, port, "127.0.0.2", {})
+            await conversation_starts(port, "127.0.0.2", {"X-Forwarded-For": "203.0.113.9"})
+            # Forwarded is not the header this server was told the proxy sets: ignored
+            answer = await refused(port, "127.0.0.2", {"Forwarded": "for=203.0.113.50"})
+            assert b"too many connections from 127.0.0.2 " in answer, answer
+            assert server.stats.rejected_address == 3
+
+
+async def test_forwarded_header_rfc_7239() -> None:
+    with trio.fail_after(30):
+        async with serving(trusted_proxies=["127.0.0.2"], proxy_header="forwarded") as (_, port), \
+                AsyncExitStack() as stack:
+            for _ in range(PER_ADDRESS):
+                await silent(stack, port, "127.0.0.2", {"Forwarded": 'for="[2001:db8:cafe::17]:4711";proto=http'})
+            answer = await refused(port, "127.0.0.2", {"Forwarded": "for=192.0.2.60, for=\"[2001:db8:cafe::17]\""})
+            assert b"too many connections from 2001:db8:cafe::17 " in answer, answer
+            # X-Forwarded-For is not the header this server was told the proxy sets: ignored
+            await conversation_starts(port, "127.0.0.2", {"X-Forwarded-For": "2001:db8:cafe::17"})
+            # 'unknown' names nobody: the connection counts against the proxy
+            await conversation_starts(port, "127.0.0.2", {"Forwarded": "for=unknown"})
+
+
+def test_bad_trusted_proxy_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match=r"--trusted-proxy 'proxy\.example' is not an IP address or CIDR"):
+        ServeConfig(trusted_proxies=["proxy.example"])
+    assert main(["serve", "robot", "--port", "0", "--tts", "none", "--trusted-proxy", "10.0.0.0/33"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--trusted-proxy '10.0.0.0/33' is not an IP address or CIDR" in err
+    assert ServeConfig(trusted_proxies=["10.0.0.0/24", "::1"]).trusts("10.0.0.77")
+    assert ServeConfig(trusted_proxies=["10.0.0.0/24"]).trusts("::ffff:10.0.0.5")
+    assert not ServeConfig().trusts("127.0.0.1")
