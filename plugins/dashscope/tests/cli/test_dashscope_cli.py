@@ -112,3 +112,47 @@ def test_bad_emulator_options_are_usage_errors(tmp_path, capsys: pytest.CaptureF
     assert "bad fault rule 'explode@3'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _parser().parse_args(["hotwords", "frobnicate"])
+
+
+@pytest.mark.slow
+async def test_verbose_flags_put_log_lines_on_stderr_only(emulator: DashScopeEmulator, tmp_path) -> None:
+    """``-v``/``-vv`` on ``hotwords`` and ``dashscope transcribe``: log lines on stderr, results alone on stdout."""
+    import wave
+    from pathlib import Path
+
+    voicekit = str(Path(sys.executable).with_name("voicekit"))
+    wav = tmp_path / "tone.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 16000)
+    common = ["--base-url", emulator.http_base_url, "--api-key", FAKE_KEY]
+    runs = [(["hotwords", "list", "--json"], "vocabulary_call"),
+            (["dashscope", "transcribe", str(wav), "--format", "json"], "file_task_submitted")]
+    for argv, log_event in runs:
+        for flags in ([], ["-vv"]):
+            r = await trio.run_process([voicekit, *argv, *common, *flags], capture_stdout=True,
+                                       capture_stderr=True, check=False)
+            out, err = r.stdout.decode(), r.stderr.decode()
+            assert r.returncode == 0, err
+            json.loads(out)  # stdout is the result alone, never a log line
+            assert (log_event in err) == bool(flags), (flags, err)
+
+
+def test_plugins_name_shows_an_agents_options_beside_its_asr_ones() -> None:
+    import subprocess
+    from pathlib import Path
+
+    voicekit = str(Path(sys.executable).with_name("voicekit"))
+    r = subprocess.run([voicekit, "plugins", "qwen3.5-omni-flash-realtime"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    asr, _, agent = r.stdout.partition("agent plugin qwen3.5-omni-flash-realtime")
+    assert asr.startswith("asr plugin qwen3.5-omni-flash-realtime") and "--asr-option" in asr
+    assert "--agent-option KEY=VALUE" in agent and "turn_detection" in agent and "barge_in" in agent
+    r = subprocess.run([voicekit, "plugins", "--json", "qwen3.5-omni-flash-realtime"], capture_output=True,
+                       text=True, timeout=120)
+    rows = json.loads(r.stdout)
+    assert [row["group"] for row in rows] == ["asr", "agents"]
+    assert "voice" in {o["name"] for o in rows[1]["options"]}
