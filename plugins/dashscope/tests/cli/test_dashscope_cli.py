@@ -140,6 +140,7 @@ async def test_verbose_flags_put_log_lines_on_stderr_only(emulator: DashScopeEmu
             assert (log_event in err) == bool(flags), (flags, err)
 
 
+@pytest.mark.slow
 def test_plugins_name_shows_an_agents_options_beside_its_asr_ones() -> None:
     import subprocess
     from pathlib import Path
