@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
+from voicekit.audio._clock import sleep_until
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ConfigError
 
@@ -81,7 +82,7 @@ class Chunker:
         for i in range(0, whole, self.chunk):
             piece = buf[i : i + self.chunk]
             ts = self.t0 + (self.emitted + i) / self.rate
-            out.append(AudioFrame(piece.tobytes(), self.rate, self.channels, ts))
+            out.append(AudioFrame.trusted(piece.tobytes(), self.rate, self.channels, ts))  # whole samples
         self.emitted += whole
         self._leftover = buf[whole:].copy() if whole < len(buf) else np.zeros((0, self.channels), np.int16)
         return out
@@ -93,7 +94,7 @@ class Chunker:
         if self._clock_start is None:
             self._clock_start = trio.current_time()
         end = (frame.timestamp - self.t0) + frame.duration
-        await trio.sleep_until(self._clock_start + end)
+        await sleep_until(self._clock_start + end)
 
 
 class GeneratorOwner:

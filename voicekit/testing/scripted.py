@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 import attrs
 import numpy as np
-import numpy.typing as npt
 import trio
 
+from voicekit.audio._clock import sleep_until
+from voicekit.audio._stream import positive_int
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ConfigError
 from voicekit.vad.energy import EnergyVAD as EnergyVAD  # moved to voicekit.vad; re-exported here for old imports
@@ -40,6 +41,8 @@ class ScriptedSource:
 
     def __init__(self, script: Iterable[Segment], *, sample_rate: int = 16000, chunk_ms: int = 20,
                  realtime: bool = True, seed: int = 0) -> None:
+        positive_int("ScriptedSource", "sample_rate", sample_rate)
+        positive_int("ScriptedSource", "chunk_ms", chunk_ms)
         self.script = list(script)
         self.sample_rate = sample_rate
         self.channels = 1
@@ -55,49 +58,59 @@ class ScriptedSource:
             t += dur
         self.duration = t
 
-    def _segment_audio(self, seg: Segment) -> np.ndarray:
+    def _segment_pcm(self, seg: Segment) -> bytes:
+        """A segment's PCM: a clip's own bytes (shared, never copied), or built once."""
         if isinstance(seg, Silence):
-            return np.zeros(round(seg.seconds * self.sample_rate), np.int16)
+            return bytes(2 * round(seg.seconds * self.sample_rate))
         if seg.clip is not None:
             if seg.clip.sample_rate != self.sample_rate or seg.clip.channels != 1:
                 raise ConfigError("a scripted clip must be mono at the source's sample rate")
-            return seg.clip.to_array()[:, 0]
+            return seg.clip.pcm
         n = round(seg.seconds * self.sample_rate)
         noise = self._rng.uniform(-1.0, 1.0, n) * seg.amplitude * 32767
-        return noise.astype(np.int16)
+        return noise.astype("<i2").tobytes()
 
-    def _pieces(self) -> Iterator[npt.NDArray[np.int16]]:
-        """The script cut into chunks: views of the clips' own buffers (a clip is never copied);
-        only a chunk that straddles two segments is assembled."""
-        chunk = self.sample_rate * self.chunk_ms // 1000
-        carry: npt.NDArray[np.int16] = np.zeros(0, np.int16)
+    def _pieces(self) -> Iterator[bytes]:
+        """The script cut into chunks of PCM: a clip of exactly one chunk is handed out as it is,
+        longer ones are sliced; only a chunk that straddles two segments is assembled."""
+        step = 2 * (self.sample_rate * self.chunk_ms // 1000)
+        carry = b""
         for seg in self.script:
-            audio = self._segment_audio(seg)
+            pcm = self._segment_pcm(seg)
             i = 0
-            if carry.size:
-                need = chunk - carry.size
-                if audio.size < need:
-                    carry = np.concatenate([carry, audio])
+            if carry:
+                need = step - len(carry)
+                if len(pcm) < need:
+                    carry += pcm
                     continue
-                yield np.concatenate([carry, audio[:need]])
+                yield carry + pcm[:need]
                 i = need
-            while audio.size - i >= chunk:
-                yield audio[i : i + chunk]
-                i += chunk
-            carry = audio[i:]
-        if carry.size:
+            if i == 0 and len(pcm) == step:
+                yield pcm
+                carry = b""
+                continue
+            end = len(pcm) - step
+            while i <= end:
+                yield pcm[i : i + step]
+                i += step
+            carry = pcm[i:]
+        if carry:
             yield carry
 
     async def frames(self) -> AsyncIterator[AudioFrame]:
         start = trio.current_time()
+        rate = self.sample_rate
+        realtime = self.realtime
+        frame = AudioFrame.trusted  # whole int16 samples at a checked rate: no validators per frame
         pos = 0
-        for piece in self._pieces():
-            if self.realtime:
-                await trio.sleep_until(start + (pos + piece.size) / self.sample_rate)
+        for pcm in self._pieces():
+            n = len(pcm) >> 1
+            if realtime:
+                await sleep_until(start + (pos + n) / rate)
             else:
                 await trio.lowlevel.checkpoint()
-            yield AudioFrame(piece.tobytes(), self.sample_rate, 1, pos / self.sample_rate)
-            pos += piece.size
+            yield frame(pcm, rate, 1, pos / rate)
+            pos += n
 
     async def aclose(self) -> None:
         pass
