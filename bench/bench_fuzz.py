@@ -56,29 +56,16 @@ def audio_seeds() -> list[bytes]:
              _wav(((tone + 1) * 127.5).astype(np.uint8).tobytes(), bits=8),
              _wav(np.repeat((tone * 32767).astype("<i2"), 2).tobytes(), channels=2)]
     try:
-        import av
-    except ImportError:
+        from voicekit.testing.encode import EncoderUnavailable, encode_audio
+    except ImportError:  # PyAV missing
         return seeds
     for codec, fmt in (("flac", "flac"), ("libmp3lame", "mp3"), ("libopus", "ogg"), ("aac", "adts"),
                        ("pcm_s16le", "aiff"), ("libvorbis", "ogg")):
-        buf = io.BytesIO()
+        r = 48000 if codec == "libopus" else rate
         try:
-            r = 48000 if codec == "libopus" else rate
-            with av.open(buf, "w", format=fmt) as out:
-                stream = out.add_stream(codec, rate=r, layout="mono")
-                names = [f.name for f in stream.codec_context.codec.audio_formats]
-                sample_fmt = next(f for f in ("fltp", "flt", "s16", "s16p") if f in names)
-                samples = np.resize(tone, r // 4).reshape(1, -1)
-                if sample_fmt.startswith("s16"):
-                    samples = (samples * 32767).astype(np.int16)
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=sample_fmt, layout="mono")
-                frame.sample_rate = r
-                frame.pts = 0
-                for packet in [*stream.encode(frame), *stream.encode(None)]:
-                    out.mux(packet)
-        except Exception:  # an encoder this FFmpeg build lacks
+            seeds.append(encode_audio(np.resize(tone, r // 4), r, codec, container_format=fmt))
+        except EncoderUnavailable:  # an encoder this FFmpeg build lacks
             continue
-        seeds.append(buf.getvalue())
     return seeds
 
 

@@ -21,6 +21,7 @@ import trio.testing
 
 from voicekit.audio import AudioFrame, AudioSource, FileSource, PCMSource, open_source, probe
 from voicekit.errors import AudioError, ConfigError, EmptyAudioError, UnsupportedAudioError
+from voicekit.testing.encode import encode_audio
 
 # --------------------------------------------------------------------------------------- helpers
 
@@ -48,27 +49,7 @@ def write_wav(path: Path, samples: npt.NDArray[np.generic], rate: int) -> Path:
 def encode(path: Path, samples: npt.NDArray[np.float32], rate: int, codec: str,
            container_format: str | None = None) -> Path:
     """Encode float samples (n, channels) with FFmpeg's encoder ``codec``."""
-    channels = samples.shape[1]
-    layout = "mono" if channels == 1 else "stereo"
-    with av.open(str(path), "w", format=container_format) as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)
-        names = [f.name for f in stream.codec_context.codec.audio_formats]
-        fmt = next(f for f in ("fltp", "flt", "s16", "s16p") if f in names)
-        pts = 0
-        for i in range(0, len(samples), 1024):
-            block = samples[i : i + 1024]
-            planar = np.ascontiguousarray(block.T)
-            arr = {"fltp": planar, "flt": block.reshape(1, -1),
-                   "s16": (block.reshape(1, -1) * 32767).astype(np.int16),
-                   "s16p": (planar * 32767).astype(np.int16)}[fmt]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt, layout=layout)
-            frame.sample_rate = rate
-            frame.pts = pts
-            pts += len(block)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encode_audio(samples, rate, codec, container_format=container_format, dest=path)
     return path
 
 
