@@ -455,12 +455,12 @@ class SileroVAD:
         """Inline, nothing buffered or scored ahead, a frame of whole windows: score them in place."""
         inp, c, w, model, rate = self._inp, self._context, self._window, self._model, self.sample_rate
         row, ctx = inp[0, c:], inp[0, :c]
+        samples = np.frombuffer(pcm, "<i2")
         best = -1.0
         for k in range(self._per_frame):
             ctx[:] = self._ctx
-            # x / 32768 and x * 2**-15 are the same float32, bit for bit
-            np.multiply(np.frombuffer(pcm, dtype="<i2", count=w, offset=2 * w * k), _SCALE, out=row,
-                        casting="unsafe")
+            row[:] = samples[k * w : (k + 1) * w]
+            row *= _SCALE  # x / 32768 and x * 2**-15 are the same float32, bit for bit
             prob, self._state = model.run(inp, self._state, rate)
             self._ctx = inp[0, -c:].copy()
             p = float(prob[0])
