@@ -131,11 +131,20 @@ class Listener:
     async def _capture(self, audio: BoundedChannel[AudioFrame]) -> None:
         """Live input (``audio_policy="drop_oldest"``): read the source into the channel."""
         prepare = self._prepare()
+        put, size = audio.put_nowait, audio.size
+        waiting = audio.send_channel.statistics
         try:
             async for frame in self.source.frames():
                 out = prepare(frame)
                 if out is not None:
-                    await audio.send(out)
+                    # the source's own wait was this task's checkpoint: no hop of its own per
+                    # frame. Only when the channel is full (a source that hands out frames without
+                    # waiting) does it give the listener two rounds to take some before dropping
+                    if waiting().current_buffer_used >= size:
+                        await trio.lowlevel.checkpoint()
+                        if waiting().current_buffer_used >= size:
+                            await trio.lowlevel.checkpoint()
+                    put(out)
             tail = prepare.flush()  # type: ignore[attr-defined]
             if tail is not None:
                 await audio.send(tail)
@@ -169,14 +178,19 @@ class Listener:
         self._endpointer = Endpointer(self.vad, self._endpointer_config)
         feed = self._feeder(stream)
         prepare = self._prepare()
+        rate, echo = self.vad.sample_rate, self._echo
         player = self._player if self._player is not None and self._player.pace else None
         if player is not None:
             player.clock_by_input(True)
         try:
             async for frame in self.source.frames():
-                out = prepare(frame)
-                if out is not None:
-                    await feed(out)
+                # a frame already mono at the VAD's rate, with no echo guard, goes as it is
+                if frame.sample_rate == rate and frame.channels == 1 and echo is None:
+                    await feed(frame)
+                else:
+                    out = prepare(frame)
+                    if out is not None:
+                        await feed(out)
                 if player is not None:
                     player.tick()
             tail = prepare.flush()  # type: ignore[attr-defined]
@@ -213,7 +227,8 @@ class Listener:
         on_audio = self._on_audio
         on_marker = self._on_marker
         frame_type = AudioFrame
-        take = self._take_results if self._inline is not None else None
+        inline = self._inline
+        take = self._handle_results
         # a VAD that can score ahead (voicekit.vad.base) gets each frame first: the windows of
         # every session due at the same moment are then scored in one batched call
         prepare = getattr(self.vad, "prepare", None)
@@ -228,8 +243,12 @@ class Listener:
                     else:
                         await self._send_audio(item, stream, to_asr)
                     on_audio(item)
-                    if take is not None:
-                        await take()
+                    if inline is not None:
+                        try:  # a result the call just made produced (rare): no coroutine per frame
+                            result = inline.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            continue
+                        await take(result)
                 else:
                     await on_marker(item, stream)  # type: ignore[arg-type]
 
@@ -245,7 +264,8 @@ class Listener:
             await stream.send_audio(out)
 
     def _on_audio(self, frame: AudioFrame) -> None:
-        end = frame.end
+        # frame.end, for the endpointer's mono frames, without three property calls per frame
+        end = frame.timestamp + (len(frame.pcm) >> 1) / frame.sample_rate
         audio = self._audio
         if end > audio.position:
             audio.position = end
@@ -298,13 +318,19 @@ class Listener:
     async def _take_results(self) -> None:
         """Results an inline stream produced during the call just made: handled here, in the
         feeding task, unless a turn has to wait for a reply (then, in order, by a task)."""
+        recv = self._inline
+        assert recv is not None
+        try:
+            result = recv.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return
+        await self._handle_results(result)
+
+    async def _handle_results(self, result: TranscriptResult) -> None:
+        """``result`` and every further one the inline stream holds, as :meth:`_take_results`."""
         recv, queue, turns = self._inline, self._queue, self._turns
         assert recv is not None and queue is not None
         while True:
-            try:
-                result = recv.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                return
             if self._queued:  # an earlier turn waits: this result goes after it
                 self._queued += 1
                 await queue.send(result)
@@ -314,3 +340,7 @@ class Listener:
                 else:
                     self._queued += 1
                     await queue.send(result)
+            try:
+                result = recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
