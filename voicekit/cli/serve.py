@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-backlog", type=float, default=1.5, metavar="SECONDS",
                    help="close a conversation that falls this far behind real time, with code 1013 "
                         "(default: 1.5)")
+    p.add_argument("--vad-fallback", default="auto", metavar="VAD",
+                   help="a cheaper VAD a conversation switches to when it falls --vad-fallback-backlog behind "
+                        "real time, before it would be shed: 'auto' (webrtc when --vad is another one), a VAD "
+                        "plugin name, or 'none'")
+    p.add_argument("--vad-fallback-backlog", type=float, default=0.5, metavar="SECONDS",
+                   help="switch a conversation to --vad-fallback when it falls this far behind real time "
+                        "(default: 0.5; below --max-backlog)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM, seconds running conversations have to finish before they are closed "
                         "with code 1012 (default: 30)")
@@ -107,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                          allowed_origins=tuple(args.allow_origin), max_loop_lag=args.max_loop_lag,
                          max_backlog=args.max_backlog, drain_timeout=args.drain_timeout,
                          refuse_at_upgrade=args.refuse_at_upgrade, trusted_proxies=tuple(args.trusted_proxy),
-                         proxy_header=args.proxy_header)
+                         proxy_header=args.proxy_header, vad_fallback_backlog=args.vad_fallback_backlog)
     recipe = _agent_recipe(args) if args.agent else _pipeline_recipe(args)
     name = recipe.assistant.name if recipe.assistant is not None else args.agent
     server = VoiceServer(recipe, config)
@@ -183,7 +190,8 @@ def _pipeline_recipe(args: argparse.Namespace) -> SessionRecipe:
     vad_name = args.vad or DEFAULT_VAD
     asr = make_asr(asr_name, **parse_options(args.asr_option))
     vad_options: dict[str, Any] = {"sample_rate": 16000, **parse_options(args.vad_option)}
-    make_vad(vad_name, **vad_options)  # fail now on a bad VAD name or option, not at the first call
+    primary = make_vad(vad_name, **vad_options)  # fail now on a bad VAD name or option, not at the first call
+    fallback_name, fallback_options = _vad_fallback(args, vad_name, primary)
     tts_name = None if args.tts == "none" else (args.tts or DEFAULT_TTS)
     tts = make_tts(tts_name, **parse_options(args.tts_option)) if tts_name else None
     interrupt = args.interrupt or "vad"
@@ -196,7 +204,37 @@ def _pipeline_recipe(args: argparse.Namespace) -> SessionRecipe:
         config=SessionConfig(endpointer=EndpointerConfig(end_silence_ms=end_silence_ms), realtime=True,
                              audio_policy="drop_oldest"),
         interruption=lambda: make_policy(interrupt, **policy_options),
-        names={"asr": asr_name, "vad": vad_name, "tts": tts_name or "none"})
+        names={"asr": asr_name, "vad": vad_name, "tts": tts_name or "none",
+               **({"vad_fallback": fallback_name} if fallback_name else {})},
+        vad_fallback=(lambda: make_vad(fallback_name, **fallback_options)) if fallback_name else None)
+
+
+def _vad_fallback(args: argparse.Namespace, vad_name: str, primary: Any) -> tuple[str | None, dict[str, Any]]:
+    """The cheaper VAD for conversations that lag (``--vad-fallback``), checked now: the same
+    sample rate and frame length as the primary. ``auto``: webrtc, when it fits."""
+    from voicekit.errors import ConfigError
+    from voicekit.plugins.build import make_vad
+
+    wanted = args.vad_fallback
+    if args.vad_fallback_backlog >= args.max_backlog:
+        raise ConfigError(f"--vad-fallback-backlog ({args.vad_fallback_backlog:g} s) must be below --max-backlog "
+                          f"({args.max_backlog:g} s): a conversation is shed at --max-backlog")
+    if wanted == "none" or (wanted == "auto" and vad_name == "webrtc"):
+        return None, {}
+    name = "webrtc" if wanted == "auto" else wanted
+    options: dict[str, Any] = {"sample_rate": primary.sample_rate, "frame_ms": primary.frame_ms}
+    try:
+        make_vad(name, **options)
+    except ConfigError as exc:
+        if wanted == "auto":
+            from voicekit.logging import get_logger
+
+            get_logger("voicekit.serve").info("no VAD fallback", vad=vad_name, reason=str(exc))
+            return None, {}
+        raise ConfigError(f"--vad-fallback {name} cannot take {vad_name}'s {primary.sample_rate} Hz, "
+                          f"{primary.frame_ms} ms frames ({exc}) — pick --vad-option frame_ms=10, 20 or 30, "
+                          "or --vad-fallback none") from None
+    return name, options
 
 
 #: Flags of the pipeline that a realtime agent has no use for.

@@ -114,6 +114,10 @@ class ServeConfig:
     #: A conversation whose oldest unprocessed audio is older than this (seconds) has fallen
     #: behind real time: it is reported and closed (1013, ``overloaded``).
     max_backlog: float = attrs.field(default=1.5, validator=_positive("serve", "max_backlog"))
+    #: A conversation whose backlog passes this (seconds) and whose VAD has a cheaper fallback
+    #: (:attr:`SessionRecipe.vad_fallback`) switches to it, reported; it is shed (``max_backlog``)
+    #: only if it still lags.
+    vad_fallback_backlog: float = attrs.field(default=0.5, validator=_positive("serve", "vad_fallback_backlog"))
     #: After :meth:`VoiceServer.drain` starts, running conversations have this long to finish.
     drain_timeout: float = attrs.field(default=30.0, validator=_positive("serve", "drain_timeout"))
     #: Answer a WebSocket upgrade with HTTP 503 + Retry-After when not ready (full, lagging,
@@ -162,13 +166,22 @@ class SessionRecipe:
     config: SessionConfig = attrs.Factory(_live_config)
     interruption: Callable[[], InterruptionPolicy] | None = None
     names: dict[str, str] = attrs.Factory(dict)
+    #: A cheaper VAD (same rate and frame length) for a conversation that falls behind real time:
+    #: each session's VAD is then a :class:`~voicekit.serve.fallback.FallbackVAD`.
+    vad_fallback: Callable[[], VADBackend] | None = None
 
     @property
     def reply_rate(self) -> int | None:
         return self.tts.capabilities.sample_rate if self.tts is not None else None
 
     def build(self, source: AudioSource, sink: AudioSink | None) -> Session:
-        return Session(source, asr=self.asr, vad=self.vad_factory(), assistant=self.assistant, tts=self.tts,
+        vad = self.vad_factory()
+        if self.vad_fallback is not None:
+            from voicekit.serve.fallback import FallbackVAD
+
+            vad = FallbackVAD(vad, self.vad_fallback, primary_name=self.names.get("vad", type(vad).__name__),
+                              fallback_name=self.names.get("vad_fallback", "fallback"))
+        return Session(source, asr=self.asr, vad=vad, assistant=self.assistant, tts=self.tts,
                        sink=sink, interruption=self.interruption() if self.interruption else None,
                        config=self.config, names=self.names)
 

@@ -18,6 +18,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from voicekit.errors import first_error, leaves, one_line, only_cancelled
 from voicekit.events import WarningEvent
 from voicekit.logging import get_logger
+from voicekit.serve.fallback import FallbackVAD
 from voicekit.serve.metrics import TurnTimer
 from voicekit.serve.protocol import (
     Audio,
@@ -144,10 +145,15 @@ class Conversation:
         audio would be dropped: never a silent, unbounded lag."""
         server = self.server
         bound = server.config.max_backlog
+        vad = getattr(session, "vad", None)
+        fallback = vad if isinstance(vad, FallbackVAD) else None
+        switch_at = server.config.vad_fallback_backlog
         while True:
             await trio.sleep(BACKLOG_INTERVAL)
             backlog = self.backlog = source.backlog(session.audio_position)
             server.metrics.audio_backlog.observe(backlog)
+            if fallback is not None and backlog > switch_at and fallback.switch():
+                await self._fall_back(fallback, backlog, session)
             if backlog <= bound:
                 continue
             server.stats.shed += 1
@@ -166,6 +172,25 @@ class Conversation:
             self.finish(CloseCode.TRY_AGAIN_LATER, "fell behind real time",
                         ErrorMessage(code="overloaded", message=f"{text}; reconnect to carry on"))
             return
+
+    async def _fall_back(self, vad: FallbackVAD, backlog: float, session: Session | AgentSession) -> None:
+        """The first step when a conversation lags: its cheaper VAD, reported (a warning event to
+        the client, a log line, the metrics). Shedding comes only if it still lags."""
+        server = self.server
+        server.stats.vad_fallbacks += 1
+        server.metrics.vad_fallbacks.inc()
+        log.warning("vad fallback", backlog=round(backlog, 3), vad=vad.primary_name, fallback=vad.fallback_name,
+                    vad_fallback_backlog=server.config.vad_fallback_backlog, loop_lag=round(server.loop_lag, 4),
+                    active=server.active)
+        text = (f"this conversation fell {backlog:.1f} s behind real time (over the server's --vad-fallback-backlog "
+                f"of {server.config.vad_fallback_backlog:g} s): voice activity detection switched from "
+                f"{vad.primary_name} to the cheaper {vad.fallback_name}")
+        warning = WarningEvent(t=session.now(), where="serve", message=text)
+        with trio.move_on_after(server.config.close_timeout):
+            try:
+                await self.ws.send_message(encode(EventMessage(warning.to_dict())))
+            except ConnectionClosed:
+                pass
 
     async def _pump(self, source: WebSocketSource) -> None:
         """The browser → session direction; the peer closing the socket ends the conversation."""

@@ -60,6 +60,7 @@ class ServeMetrics:
     sessions_refused: Any
     sessions_ended: Any
     sessions_shed: Any
+    vad_fallbacks: Any
     turn_latency: Any
     barge_in_latency: Any
     errors: Any
@@ -77,6 +78,7 @@ class ServeMetrics:
             self.registry = None
             self.sessions_active = self.sessions_started = self.sessions_refused = null
             self.sessions_ended = self.sessions_shed = self.turn_latency = self.barge_in_latency = null
+            self.vad_fallbacks = null
             self.errors = self.audio_backlog = self.audio_backlog_max = self.loop_lag = null
             self.loop_lag_seconds = self.ready = self.draining = self.max_sessions = null
             return
@@ -93,6 +95,9 @@ class ServeMetrics:
         self.sessions_shed = Counter(
             "voicekit_serve_sessions_shed", "Running conversations closed because they fell behind real time",
             registry=r)
+        self.vad_fallbacks = Counter(
+            "voicekit_serve_vad_fallbacks", "Running conversations switched to the cheaper VAD because they "
+            "fell behind real time (--vad-fallback-backlog)", registry=r)
         self.turn_latency = Histogram(
             "voicekit_serve_turn_latency_seconds", "From the end of the user's speech (the endpointer's "
             "decision) to the handler being called (stage=handler) and to the first reply audio sent "
@@ -141,6 +146,7 @@ class ServerStats:
     refused_draining: int = 0  # new conversations refused: the server drains
     refused_at_upgrade: int = 0  # of all refusals, those answered HTTP 503 to the upgrade
     shed: int = 0  # running conversations closed: they fell behind real time (--max-backlog)
+    vad_fallbacks: int = 0  # running conversations switched to the cheaper VAD (--vad-fallback-backlog)
     drained: int = 0  # running conversations closed by a drain at its deadline (1012)
     connection_failures: int = 0  # connections that ended in an unexpected exception (logged)
     end_reasons: list[str] = attrs.Factory(list)  # how each session ended: "input ended", "cancelled", ...
