@@ -92,7 +92,7 @@ async def start_worker(tmp: Path, name: str, *options: str) -> Worker:
     with open(log, "wb") as out:
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "voicekit.cli.main", "serve", "robot", "--asr", "pocketsphinx", "--tts", "none",
-             "--port", "0", "--refuse-at-upgrade", "--max-pending-per-address", "64",
+             "--port", "0", "--refuse-at-upgrade", "--trusted-proxy", "127.0.0.1",
              # routing is tested here, on a shared 2-core machine where pocketsphinx can fall seconds
              # behind and the event loop lag; shedding and lag refusals are tested in
              # test_serve_admission.py
@@ -413,6 +413,36 @@ async def test_sigkill_loses_only_that_workers_conversations(tmp_path: Path, utt
                 assert_finished_normally(conv)
             await f.wait_status(a.name, "DOWN", 10)
             nursery.cancel_scope.cancel()
+
+
+async def test_per_address_limit_counts_the_clients_behind_haproxy(tmp_path: Path) -> None:
+    """HAProxy names each client in X-Forwarded-For (``option forwardfor``) and the workers trust
+    it (``--trusted-proxy 127.0.0.1``): the per-address limit on connections that have not said
+    hello counts each client, not the proxy, and a client cannot pass for another one."""
+    from test_serve_proxy import conversation_starts, upgrade
+
+    with trio.fail_after(90):
+        async with fleet(tmp_path, 1, "--max-pending-per-address", "2", "--hello-timeout", "30") as f:
+            (worker,) = f.workers
+            held: list[trio.SocketStream] = []
+            try:
+                for _ in range(2):  # client A's share: two WebSockets that never say hello
+                    status, answer, stream = await upgrade(f.lb_port, "127.0.0.20", {})
+                    held.append(stream)
+                    assert status == 101, answer
+                for spoof in ({}, {"X-Forwarded-For": "127.0.0.21"}):  # A again, also claiming to be B
+                    status, answer, stream = await upgrade(f.lb_port, "127.0.0.20", spoof)
+                    await stream.aclose()
+                    assert status == 429 and b"too many connections from 127.0.0.20 " in answer, answer
+                # client B, through the same proxy, has a share of its own
+                await conversation_starts(f.lb_port, "127.0.0.21", {})
+            finally:
+                for stream in held:
+                    await stream.aclose()
+            assert re.search(r"refused .*client=127\.0\.0\.20.*proxy=127\.0\.0\.1", worker.text()), worker.text()
+            assert re.search(r"\bconversation\b.*peer=127\.0\.0\.21.*proxy=127\.0\.0\.1|"
+                             r"\bconversation\b.*proxy=127\.0\.0\.1.*peer=127\.0\.0\.21", worker.text()), \
+                worker.text()
 
 
 async def test_browser_page_reconnects_to_another_worker_after_a_drain(tmp_path: Path) -> None:

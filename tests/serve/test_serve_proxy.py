@@ -56,9 +56,11 @@ async def upgrade(port: int, source: str, headers: dict[str, str]) -> tuple[int,
                 break
             answer += data
     head, _, rest = answer.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):  # a refusal: read the body too
+    if not head.startswith(b"HTTP/1.1 101"):  # a refusal: read its body too (a proxy may keep the connection)
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), None)
         with trio.move_on_after(5):
-            while data := await stream.receive_some(65536):
+            while (length is None or len(rest) < length) and (data := await stream.receive_some(65536)):
                 rest += data
     return int(head.split()[1]), head + b"\r\n\r\n" + rest, stream
 
