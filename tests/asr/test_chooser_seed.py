@@ -107,6 +107,7 @@ def _region_of(row: M.GuideRow) -> str:
     return "beijing" if "cn-beijing" in model_regions(row.model) else "singapore"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", [r for r in M.GUIDE if r.model != "paraformer-realtime-8k-v2"],
                          ids=[r.model for r in M.GUIDE if r.model != "paraformer-realtime-8k-v2"])
 def test_voicekit_choose_agrees_with_the_guide_row(row: M.GuideRow) -> None:
@@ -150,6 +151,7 @@ def test_voicekit_choose_agrees_with_the_guide_row(row: M.GuideRow) -> None:
 
 # -- the guide's two questions ---------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "best"), [
     # real-time or not, with domain terms: prompt context (most flexible) → Qwen3.5-Omni
     (["--terms", "Dashwood", "--terms-via", "context"], "qwen3.5-omni-plus-realtime"),
@@ -173,6 +175,7 @@ def test_the_guides_two_questions(args: list[str], best: str) -> None:
     assert answer["best"] == best, answer
 
 
+@pytest.mark.slow
 def test_ties_go_to_the_current_generation_not_to_the_alphabet() -> None:
     """qwen3-omni-flash-realtime sorts before qwen3.5-omni-* by name; the guide's current generation wins."""
     answer = choose("--terms", "X", "--terms-via", "context")
@@ -191,6 +194,7 @@ def test_ties_go_to_the_current_generation_not_to_the_alphabet() -> None:
     assert "the vendor's current generation, not previous" in text
 
 
+@pytest.mark.slow
 def test_us_offers_nothing_real_time_and_hotwords_need_the_mainland() -> None:
     assert AVAILABILITY["us-east-1"] == {"qwen3-asr-flash-us", "qwen3-asr-flash-2025-09-08-us"}
     r = subprocess.run([VOICEKIT, "choose", "--region", "us", "--openai-compatible"], capture_output=True,
@@ -203,6 +207,7 @@ def test_us_offers_nothing_real_time_and_hotwords_need_the_mainland() -> None:
     assert "fun-asr-realtime: no hotword lists in ap-southeast-1" in r.stderr
 
 
+@pytest.mark.slow
 def test_models_table_shows_the_guide_columns() -> None:
     out = subprocess.run([VOICEKIT, "models"], capture_output=True, text=True, timeout=120).stdout
     header, *rows = out.splitlines()

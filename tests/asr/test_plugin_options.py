@@ -27,6 +27,7 @@ def test_text_values_are_typed_by_the_plugins_schema() -> None:
     assert asr.partial_interval == 0.0  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "expect"), [
     (["--vad-option", "mood=2"], "vad plugin 'webrtc' has no option 'mood' (did you mean 'mode'?); "
                                  "its options are: frame_ms, mode, sample_rate"),
@@ -55,6 +56,7 @@ def test_python_api_validates_too() -> None:
     assert make_vad("silero", threshold=0.25).threshold == 0.25  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_plugins_name_shows_the_options() -> None:
     r = run("plugins", "webrtc")
     assert r.returncode == 0, r.stderr
