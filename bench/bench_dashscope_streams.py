@@ -11,7 +11,9 @@ Ten sender tasks feed them ``--chunk-ms`` chunks of a tone script at real-time p
 clock, so the harness costs next to nothing per stream), and the bench measures:
 
 * the **client's own CPU** (``getrusage`` of this process only, user + system): per stream-second
-  of audio and per WebSocket message (sent + received, counted at the WebSocket layer);
+  of audio (all of it, and the streaming alone: from the moment every stream is open to the last
+  close; opening a stream — connect, handshake, session update — is printed apart, per stream)
+  and per WebSocket message (sent + received, counted at the WebSocket layer);
 * for every final sentence, the latency from "the last audio of the sentence was sent" to "its
   final arrived" — which includes the server's end-of-sentence silence (700 ms), also printed
   net of it;
@@ -65,8 +67,13 @@ class Counts:
 
 @contextmanager
 def counting_messages() -> Iterator[None]:
+    """Count at the WebSocket layer: trio-websocket's ``send_message`` / ``get_message`` and the
+    realtime client's :class:`~voicekit_dashscope.client.frames.FrameWriter`, which writes frames
+    itself (and calls ``send_message`` when it falls back, which is then counted there)."""
+    from voicekit_dashscope.client.frames import FrameWriter
+
     cls = trio_websocket.WebSocketConnection
-    send, get = cls.send_message, cls.get_message
+    send, get, fsend = cls.send_message, cls.get_message, FrameWriter.send
 
     async def send_message(self: Any, message: Any) -> None:
         Counts.sent += 1
@@ -77,11 +84,18 @@ def counting_messages() -> Iterator[None]:
         Counts.received += 1
         return msg
 
+    async def frame_send(self: Any, message: Any) -> None:
+        if self.fast and self.ws._close_reason is None:  # else it falls back to send_message
+            Counts.sent += 1
+        await fsend(self, message)
+
     cls.send_message, cls.get_message = send_message, get_message  # type: ignore[method-assign]
+    FrameWriter.send = frame_send  # type: ignore[method-assign]
     try:
         yield
     finally:
         cls.send_message, cls.get_message = send, get  # type: ignore[method-assign]
+        FrameWriter.send = fsend  # type: ignore[method-assign]
 
 
 def make_plugin(api: str, base_url: str) -> Any:
@@ -179,6 +193,7 @@ async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: flo
         for k, g in enumerate(groups):
             g.t0 = now + k * chunk_ms / 1000 / len(groups)
             nursery.start_soon(feed, g, chunks, chunk_ms / 1000, lag)
+        cpu_go = cpu_self()[0]  # every stream is open: what follows is the streaming itself
         go.set()
     wall = time.perf_counter() - wall0
     cpu1, sys1 = cpu_self()
@@ -194,6 +209,7 @@ async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: flo
         "max_send_lag_ms": 1000 * max(lag) if lag else 0.0, "p99_send_lag_ms": 1000 * pct(sorted(lag), 0.99),
         "client_cpu_s": cpu, "wall_s": wall, "sys_share": (sys1 - sys0) / cpu if cpu else float("nan"),
         "cpu_per_stream_s": cpu / (n * audio_s),
+        "stream_cpu_per_stream_s": (cpu1 - cpu_go) / (n * audio_s), "open_ms": 1000 * (cpu_go - cpu0) / n,
         "us_per_message": 1e6 * cpu / messages if messages else float("nan"),
         "client_cpu_pct": 100 * cpu / wall, "server_cpu_pct": 100 * emu / wall,
     }
@@ -260,7 +276,8 @@ async def main(a: argparse.Namespace) -> None:
               f"{a.chunk_ms} ms chunks, real-time paced; end-of-sentence silence {SILENCE_MS} ms; "
               f"{os.cpu_count()} CPUs")
         print(f"{'streams':>7} {'finals':>6} {'miss':>4} {'p50 ms':>7} {'p99 ms':>7} {'p50 net':>7} "
-              f"{'p99 net':>7} {'lag p99':>7} {'max':>5} {'cpu/str-s':>9} {'us/msg':>7} {'client%':>7} "
+              f"{'p99 net':>7} {'lag p99':>7} {'max':>5} {'cpu/str-s':>9} {'stream':>7} {'open ms':>7} "
+              f"{'us/msg':>7} {'client%':>7} "
               f"{'serv%':>6} {'sys%':>5}  sustained")
         best: dict[str, float] | None = None
         for n in levels:
@@ -278,7 +295,8 @@ async def main(a: argparse.Namespace) -> None:
             print(f"{n:>7} {r['finals']:>6.0f} {r['missing']:>4.0f} {r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f} "
                   f"{r['p50_net_ms']:>7.0f} {r['p99_net_ms']:>7.0f} {r['p99_send_lag_ms']:>7.0f} "
                   f"{r['max_send_lag_ms']:>5.0f} "
-                  f"{r['cpu_per_stream_s']:>9.5f} {r['us_per_message']:>7.1f} {r['client_cpu_pct']:>7.0f} "
+                  f"{r['cpu_per_stream_s']:>9.5f} {r['stream_cpu_per_stream_s']:>7.5f} {r['open_ms']:>7.2f} "
+                  f"{r['us_per_message']:>7.1f} {r['client_cpu_pct']:>7.0f} "
                   f"{r['server_cpu_pct']:>6.0f} {100 * r['sys_share']:>5.0f}  {'yes' if ok else 'NO'}", flush=True)
             if not ok and not a.keep_going:
                 break
@@ -286,7 +304,8 @@ async def main(a: argparse.Namespace) -> None:
             print("streams sustained: 0")
             return
         print(f"streams sustained: {best['streams']:.0f}")
-        print(f"client CPU s per stream-second: {best['cpu_per_stream_s']:.5f}")
+        print(f"client CPU s per stream-second: {best['cpu_per_stream_s']:.5f} "
+              f"(streaming only: {best['stream_cpu_per_stream_s']:.5f}; opening a stream: {best['open_ms']:.2f} ms)")
         print(f"client cost per message: {best['us_per_message']:.1f} us")
         print(f"latency last audio -> final: p50 {best['p50_ms']:.0f} ms, p99 {best['p99_ms']:.0f} ms "
               f"(net of the {SILENCE_MS} ms silence: p50 {best['p50_net_ms']:.0f}, p99 {best['p99_net_ms']:.0f})")

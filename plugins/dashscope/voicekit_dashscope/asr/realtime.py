@@ -35,6 +35,7 @@ from voicekit_dashscope.auth import ApiKey, resolve_api_key
 from voicekit_dashscope.client.realtime import (
     Connector,
     RealtimeConnection,
+    SendLock,
     acquire,
     realtime_base_url,
     websocket_connector,
@@ -324,7 +325,7 @@ class RealtimeASRStream:
         self.manual = plugin.mode == "manual"
         self.conn: RealtimeConnection | None = None
         self._send, self._recv = trio.open_memory_channel[TranscriptResult](512)
-        self._lock = trio.Lock()  # one writer at a time: the caller's sends and a replay
+        self._lock = SendLock()  # one writer at a time: the caller's sends and a replay
         self._buf = b""
         self._step = rate * plugin.append_ms // 1000 * 2
         self._samples = 0  # samples taken from the caller
@@ -366,12 +367,14 @@ class RealtimeASRStream:
         if frame.sample_rate != self.rate or frame.channels != 1:
             raise ASRError(f"stream opened for mono {self.rate} Hz audio got {frame.channels} ch "
                            f"{frame.sample_rate} Hz")
-        self._buf += frame.pcm
+        pcm = self._buf + frame.pcm if self._buf else frame.pcm
         self._samples += frame.samples
         self._uncommitted += frame.samples
-        while len(self._buf) >= self._step:
-            self._log_audio(self._buf[: self._step])
-            self._buf = self._buf[self._step:]
+        step, cut = self._step, 0
+        while len(pcm) - cut >= step:
+            self._log_audio(pcm if cut == 0 and len(pcm) == step else pcm[cut:cut + step])  # no copy of a whole chunk
+            cut += step
+        self._buf = pcm[cut:] if cut else pcm
         if self.manual and self._uncommitted / self.rate >= MANUAL_LIMIT_S:
             self._log_commit(self._samples / self.rate)
         await self._flush()

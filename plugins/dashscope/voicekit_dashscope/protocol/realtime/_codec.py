@@ -9,7 +9,9 @@ Every malformed frame raises :class:`ProtocolError` naming the field.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -64,8 +66,12 @@ def encode(event: Event) -> str:
 def encode_audio_append(event_id: str, pcm: bytes) -> str:
     """``encode(AudioAppend(audio=pcm, event_id=event_id))``, the same text, without building the event
     or passing the base64 (which needs no escaping) through the JSON encoder: the hot path of a stream."""
-    return ('{"event_id": ' + json.dumps(event_id, ensure_ascii=False)
-            + ', "type": "input_audio_buffer.append", "audio": "' + _b64(pcm) + '"}')
+    quoted = '"' + event_id + '"' if _PLAIN_ID(event_id) else json.dumps(event_id, ensure_ascii=False)
+    return ''.join(('{"event_id": ', quoted, ', "type": "input_audio_buffer.append", "audio": "',
+                    binascii.b2a_base64(pcm, newline=False).decode("ascii"), '"}'))
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_\-]*").fullmatch  # ids that need no JSON escaping (ours)
 
 
 def _fields_json(event: Event) -> dict[str, Any]:

@@ -37,13 +37,22 @@ _ALNUM = string.ascii_letters + string.digits
 
 
 class IdMaker:
-    """Ids in the service's shape (``event_`` + 21 letters and digits). Seedable for tests."""
+    """Ids in the service's shape (``event_`` + 21 letters and digits). Seedable for tests.
+
+    Each id is a random 13-character stem drawn once per maker, then a counter in 8 hex digits:
+    unique within a maker, unpredictable across makers, and cheap (one id per audio append)."""
 
     def __init__(self, seed: int | None = None) -> None:
         self._rng = random.Random(seed)
+        self._stem = ""
+        self._n = 0xFFFFFFFF  # draws a stem at the first call
 
     def __call__(self, prefix: str) -> str:
-        return prefix + "_" + "".join(self._rng.choices(_ALNUM, k=21))
+        self._n += 1
+        if self._n > 0xFFFFFFFF:
+            self._stem = "".join(self._rng.choices(_ALNUM, k=13))
+            self._n = 0
+        return f"{prefix}_{self._stem}{self._n:08x}"
 
 
 # ---- the base of every event
