@@ -230,6 +230,7 @@ async def server_close(stream: trio.SocketStream, buf: bytes = b"") -> tuple[int
 
 # -- slot exhaustion ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 async def test_connections_without_a_hello_hold_no_session_slot(server: tuple[Any, int]) -> None:
     """The issue's attack: more silent WebSockets than --max-sessions. The user still gets in;
     the silent ones are closed at the hello deadline; one address gets at most its share."""
@@ -258,6 +259,7 @@ async def test_connections_without_a_hello_hold_no_session_slot(server: tuple[An
     await user_gets_a_conversation(port, "127.0.0.2")  # their places are free again
 
 
+@pytest.mark.slow
 async def test_a_flood_from_many_addresses_cannot_lock_the_user_out(server: tuple[Any, int]) -> None:
     """More silent connections than the whole pending pool: the oldest are dropped with 1013
     (busy), the pool never grows past its size, and the user's connection, which says hello at
@@ -286,6 +288,7 @@ async def test_a_flood_from_many_addresses_cannot_lock_the_user_out(server: tupl
     assert set(codes) <= {1013, 1008}  # the rest ran into the hello deadline
 
 
+@pytest.mark.slow
 async def test_idle_conversations_are_closed_and_free_their_slots(server: tuple[Any, int]) -> None:
     """Post-auth exhaustion: token holders who say hello and then nothing fill --max-sessions; a
     third is told busy (1013); the idle ones are closed after --idle-timeout with 1008, and the
@@ -308,6 +311,7 @@ async def test_idle_conversations_are_closed_and_free_their_slots(server: tuple[
         await user_gets_a_conversation(port)
 
 
+@pytest.mark.slow
 async def test_a_talking_client_is_not_idle(server: tuple[Any, int]) -> None:
     """Audio keeps a conversation alive past the idle timeout."""
     _, port = server
@@ -433,6 +437,7 @@ async def test_request_heads_over_8_kib_are_refused(server: tuple[Any, int]) -> 
             assert answer.startswith(b"HTTP/1.1 431"), (pad, answer[:80])
 
 
+@pytest.mark.slow
 async def test_slowloris_heads_are_bounded(server: tuple[Any, int]) -> None:
     """Heads that trickle in a byte at a time: each gets 408 at the --request-timeout, one
     address holds at most its share, and the page and conversations go on being served."""

@@ -209,6 +209,7 @@ async def test_pcm_streams_in_any_pieces(chunks: list[bytes], rate: int, channel
 VOICEKIT = [sys.executable, "-m", "voicekit.cli.main"]
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fields=st.fixed_dictionaries({"fmt_tag": st.sampled_from([0, 1, 3, 0xFFFF]), "channels": U16,
                                      "rate": RATE, "bits": BITS, "data_size": st.none() | U32}),
@@ -234,6 +235,7 @@ def test_cli_never_writes_an_output_when_it_fails(tmp_path_factory: pytest.TempP
         target.unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_fuzz_bench_small_slice() -> None:
     """The volume fuzzer (bench/bench_fuzz.py) on a small slice: 0 crashes, 0 hangs."""
     bench = Path(__file__).resolve().parents[2] / "bench" / "bench_fuzz.py"

@@ -296,6 +296,7 @@ async def test_ignoring_cancellation_in_a_thread_does_not_block_the_next_turn(
     assert tl.kinds()[-1] == "session_ended"
 
 
+@pytest.mark.slow
 def test_blocking_the_event_loop_is_reported() -> None:
     """``time.sleep`` in an ``async def`` handler cannot be interrupted: the overrun is reported
     when it returns, its late answer is dropped, and the next turn is answered (real clock)."""
@@ -333,6 +334,7 @@ def test_blocking_sync_handler_runs_in_a_thread_and_is_abandoned() -> None:
     assert_reported(tl, "longer than 0.5 s")
 
 
+@pytest.mark.slow
 async def test_sync_handler_answers_from_its_thread(thread_clock: trio.testing.MockClock) -> None:
     def hostile(turn: Turn) -> str:
         assert threading.current_thread() is not threading.main_thread()
@@ -345,6 +347,7 @@ async def test_sync_handler_answers_from_its_thread(thread_clock: trio.testing.M
     assert replies(tl) == ["From a thread.", "Hello there."]
 
 
+@pytest.mark.slow
 async def test_sync_handler_can_announce(thread_clock: trio.testing.MockClock) -> None:
     def hostile(turn: Turn) -> str:
         turn.announce("Later.", after=1)

@@ -57,8 +57,9 @@ async def _fails(call: Callable[[], Awaitable[Any]], within: float) -> BaseExcep
 # ------------------------------------------------------------------------------------------ HTTP
 
 
-@pytest.mark.parametrize("kind", ["json-echo", "html-echo", "garbage", "huge", "empty", "not-json-200",
-                                  "hang", "drip"])
+@pytest.mark.parametrize("kind", ["json-echo", "html-echo", "garbage", "empty", "not-json-200",
+                                  # slow: megabytes of answer, or the timeouts waited out
+                                  *(pytest.param(k, marks=pytest.mark.slow) for k in ("huge", "hang", "drip"))])
 @pytest.mark.parametrize("status", [400, 401, 500, 503])
 async def test_http_clients_turn_every_bad_answer_into_a_typed_error(kind: str, status: int) -> None:
     if kind in ("hang", "drip", "not-json-200") and status != 500:
@@ -121,7 +122,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("plugin", sorted(PLUGINS))
-@pytest.mark.parametrize(("kind", "arg", "permanent"), CASES,
+@pytest.mark.parametrize(("kind", "arg", "permanent"),
+                         # slow: a 20 MB frame, or a server that hangs waited out
+                         [pytest.param(*c, marks=pytest.mark.slow) if c[0] in ("huge", "hang") else c for c in CASES],
                          ids=[f"{k}-{a}" if a else k for k, a, _ in CASES])
 async def test_streaming_clients_classify_and_bound_every_failure(plugin: str, kind: str, arg: Any,
                                                                   permanent: bool) -> None:
@@ -166,6 +169,7 @@ async def _cli(argv: list[str], within: float = 90) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("asr", ["fun-asr-realtime", "qwen3-asr-flash-realtime"])
 async def test_cli_permanent_error_is_one_line_and_not_retried(tmp_path: Path, asr: str) -> None:
     """Issue 10 item 12: ``task-failed InvalidParameter`` was retried 6 times and shown as a 1006 close."""
@@ -180,6 +184,7 @@ async def test_cli_permanent_error_is_one_line_and_not_retried(tmp_path: Path, a
     assert "InvalidParameter" in lines[0] and "check" in lines[0] and "1006" not in lines[0], lines[0]
 
 
+@pytest.mark.slow
 async def test_cli_against_a_server_that_hangs_ends_with_a_clear_error(tmp_path: Path) -> None:
     server = HostileWS("hang")
     async with serve_ws(server):
@@ -189,6 +194,7 @@ async def test_cli_against_a_server_that_hangs_ends_with_a_clear_error(tmp_path:
     assert "task-started" in err and "voicekit: error:" in err, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["garbage", "huge", "html-echo", "empty"])
 async def test_cli_hotwords_against_hostile_http(kind: str) -> None:
     server = HostileHTTP(502, kind)

@@ -101,6 +101,7 @@ CLI_CASES: list[tuple[str, str, Any, list[str]]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verbosity", ["", "-v", "-vv"])
 @pytest.mark.parametrize(("name", "server", "arg", "argv"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
 async def test_cli_never_prints_the_key(tmp_path: Path, name: str, server: str, arg: Any, argv: list[str],
@@ -156,6 +157,7 @@ async def _collect(key: str, calls: list[tuple[str, Callable[[], Awaitable[Any]]
     return "\n".join(shown) + "\n" + buf.getvalue()
 
 
+@pytest.mark.slow
 async def test_python_api_errors_and_logs_never_hold_the_key(tmp_path: Path) -> None:
     key = canary_key()
     wav = _wav(tmp_path / "speech.wav")
