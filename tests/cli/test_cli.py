@@ -17,6 +17,9 @@ import pytest
 from voicekit.testing.data import librivox_clips, speech
 from voicekit.testing.wer import wer
 
+# every test here runs the voicekit command in a subprocess (about a second each before any work)
+pytestmark = pytest.mark.slow
+
 VOICEKIT = [sys.executable, "-m", "voicekit.cli.main"]
 TESTS = Path(__file__).parent
 
