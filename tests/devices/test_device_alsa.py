@@ -21,6 +21,8 @@ from voicekit.testing.alsa import VirtualSoundCard, no_device_config, played_seg
 from voicekit.testing.data import speech
 
 pytest.importorskip("pyaudio")
+# each check runs the device code in a child Python over the virtual sound card
+pytestmark = pytest.mark.slow
 
 PRELUDE = """
 import json, sys, time

@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pyaudio")
+# a real sound server, real-time clocked, and a child Python per check
+pytestmark = pytest.mark.slow
 _PLUGIN = "alsa-lib/libasound_module_pcm_pulse.so"
 if shutil.which("pulseaudio") is None or not (glob.glob(f"/usr/lib*/{_PLUGIN}") or glob.glob(f"/usr/lib*/*/{_PLUGIN}")):
     pytest.skip("needs pulseaudio and ALSA's pulse plugin (apt pulseaudio libasound2-plugins)",
