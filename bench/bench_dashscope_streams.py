@@ -19,7 +19,8 @@ clock, so the harness costs next to nothing per stream), and the bench measures:
   net of it;
 * the server processes' CPU (from ``/proc``), to show when they, not the client, are the limit.
 
-A level is *sustained* when every final arrives, the senders' p99 lag behind the real-time schedule
+A level is *sustained* when every stream gets every final with its own text, in order (``miss``
+counts finals missing, wrong or extra), the senders' p99 lag behind the real-time schedule
 stays under 200 ms (the maximum is printed too: one stall of a busy machine should not decide) and
 the p99 net latency stays under ``--bound-ms`` (500). ``--servers K``
 spreads the streams over K server processes. ``$BENCH_EMULATOR_PYTHONPATH`` replaces
@@ -121,21 +122,24 @@ class Group:
 
 async def one_stream(api: str, base_url: str, group: Group, opened: trio.Semaphore, go: trio.Event,
                      chunk_s: float, spans: list[tuple[float, float]], lat: list[float],
-                     missing: list[int]) -> None:
+                     missing: list[int], expected: list[str]) -> None:
     asr = make_plugin(api, base_url)
-    got = 0
+    texts: list[str] = []
     await opened.acquire()
     async with asr.open_stream(ASRConfig(sample_rate=RATE)) as stream:
         opened.release()
         group.streams.append(stream)
         await go.wait()
         async for r in stream:
+            if r.is_final:
+                texts.append(r.text)
             if r.is_final and r.end is not None:
-                got += 1
                 # the chunk holding the sentence's end was sent at t0 + ceil(end / chunk) * chunk
                 sent_at = group.t0 + math.ceil(r.end / chunk_s - 1e-6) * chunk_s
                 lat.append(trio.current_time() - sent_at)
-    missing.append(len(spans) - got)
+    # every sentence's own transcript, in order: a final missing, wrong or extra counts
+    wrong = sum(got != want for got, want in zip(texts, expected, strict=False))
+    missing.append(wrong + abs(len(texts) - len(expected)))
 
 
 async def feed(group: Group, chunks: list[AudioFrame], chunk_s: float, lag: list[float]) -> None:
@@ -170,7 +174,8 @@ def pct(xs: list[float], q: float) -> float:
 
 async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: float,
                 chunk_ms: int) -> dict[str, float]:
-    audio, spans, _ = script(seconds)
+    audio, spans, sentences = script(seconds)
+    expected = list(sentences.values())  # the texts of the finals, in order
     chunks = AudioFrame(audio, RATE).split(RATE * chunk_ms // 1000)
     audio_s = len(audio) / 2 / RATE
     lat: list[float] = []
@@ -186,7 +191,7 @@ async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: flo
     async with trio.open_nursery() as nursery:
         for i in range(n):
             nursery.start_soon(one_stream, api, urls[i % len(urls)], groups[i % len(groups)], opened, go,
-                               chunk_ms / 1000, spans, lat, missing)
+                               chunk_ms / 1000, spans, lat, missing, expected)
         while sum(len(g.streams) for g in groups) < n:
             await trio.sleep(0.05)
         now = trio.current_time()
