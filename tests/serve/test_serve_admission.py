@@ -130,6 +130,7 @@ async def test_health_readiness_and_metrics() -> None:
             assert (await stream.receive_some(100)).startswith(b"HTTP/1.1 403")
 
 
+@pytest.mark.slow
 async def test_a_session_that_falls_behind_real_time_is_shed() -> None:
     """Each 20 ms frame costs the ASR 50 ms: the session falls behind, is told so, and is closed
     with 1013 before its audio is dropped in silence; the server stays ready for others."""
@@ -164,6 +165,7 @@ async def test_a_client_faster_than_real_time_is_not_behind() -> None:
             assert code == 1000 and server.stats.shed == 0
 
 
+@pytest.mark.slow
 async def test_a_lagging_event_loop_refuses_new_conversations() -> None:
     async with serving(recipe(), max_loop_lag=0.05) as server:
         assert server.port
@@ -191,6 +193,7 @@ async def test_a_lagging_event_loop_refuses_new_conversations() -> None:
                 await trio.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("at_upgrade", [False, True])
 async def test_drain(at_upgrade: bool) -> None:
     """drain(): not ready at once, new conversations refused (1013 after the hello, or 503 at the

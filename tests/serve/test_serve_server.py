@@ -440,6 +440,7 @@ async def test_with_a_token_other_host_names_are_fine(recipe: SessionRecipe) -> 
         assert status == 200
 
 
+@pytest.mark.slow
 async def test_pending_pool_and_idle_are_counted(recipe: SessionRecipe) -> None:
     """The pool of connections without a hello is separate from the session slots, bounded, and
     counted in the stats; so are idle closes."""

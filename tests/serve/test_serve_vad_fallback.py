@@ -93,6 +93,7 @@ def warnings(got: list[dict[str, Any]]) -> list[str]:
     return [m["event"]["message"] for m in got if m.get("type") == "event" and m["event"]["event"] == "warning"]
 
 
+@pytest.mark.slow
 async def test_a_lagging_silero_conversation_drops_to_webrtc_and_carries_on() -> None:
     with structlog.testing.capture_logs() as logs, trio.fail_after(60):
         async with serving(recipe(FakeASR(["go forward ten meters"]), slow_silero), vad_fallback_backlog=0.3,
@@ -116,6 +117,7 @@ async def test_a_lagging_silero_conversation_drops_to_webrtc_and_carries_on() ->
     assert line["backlog"] > 0.3
 
 
+@pytest.mark.slow
 async def test_still_lagging_after_the_switch_is_shed() -> None:
     """The ASR is too slow as well: the VAD switch comes first, and the conversation is shed when
     it still falls behind."""
