@@ -50,6 +50,7 @@ def test_the_production_plugin_never_names_the_emulator() -> None:
     assert bad == []
 
 
+@pytest.mark.slow
 def test_importing_every_plugin_module_loads_no_emulator_module() -> None:
     """At run time too (a lazy or dynamic import would slip past the source scan)."""
     names = sorted(".".join(p.relative_to(PLUGIN.parent).with_suffix("").parts).removesuffix(".__init__")
@@ -107,6 +108,7 @@ def test_the_old_import_paths_still_work_and_say_where_to_go() -> None:
     assert memory_connector is testing.memory_connector
 
 
+@pytest.mark.slow
 def test_emulate_dashscope_comes_from_the_emulator_distribution() -> None:
     from importlib.metadata import entry_points
 

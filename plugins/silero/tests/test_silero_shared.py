@@ -38,6 +38,7 @@ def test_every_stream_runs_on_one_network_loaded_once() -> None:
     assert load_count(model_key(bundled_model_path())) == 1
 
 
+@pytest.mark.slow
 def test_a_hundred_streams_cost_well_under_two_megabytes_each() -> None:
     keep = [SileroVAD() for _ in range(3)]  # the network is loaded (and warmed) before we measure
     for f in frames(goforward(), keep[0])[:10]:
@@ -95,6 +96,7 @@ async def stream(vad: SileroVAD, pcm: bytes, chunk: int, out: list[float]) -> No
         await trio.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", ["inline", "thread"])
 def test_windows_of_many_streams_are_scored_in_one_batch(inference: str) -> None:
     pcm = goforward()
@@ -121,6 +123,7 @@ def test_windows_of_many_streams_are_scored_in_one_batch(inference: str) -> None
         assert got == alone(clip, 30)  # bit for bit what a stream scored alone gets
 
 
+@pytest.mark.slow
 def test_real_clock_uses_a_worker_thread_and_stays_exact() -> None:
     pcm = goforward()[: 16000 * 2 * 2]
     clips = [pcm, pcm[6400:] + pcm[:6400]]
@@ -200,6 +203,7 @@ def test_load_model_is_the_shared_one() -> None:
     assert load_model() is SileroVAD().model
 
 
+@pytest.mark.slow
 def test_batched_scoring_in_a_fresh_interpreter_with_the_default_and_auto_modes() -> None:
     """What a program meets: nothing imported but trio and the plugin."""
     import subprocess
