@@ -30,7 +30,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from docrunner import DOCUMENTS, HERE, START_TIMEOUT_S, TEST_KEY, VENV_BIN, DocsEnv, _make_samples, docs_sybil
+from docrunner import (
+    DOCUMENTS,
+    HERE,
+    START_TIMEOUT_S,
+    TEST_KEY,
+    VENV_BIN,
+    DocsEnv,
+    ShellBlock,
+    _make_samples,
+    docs_sybil,
+)
+from sybil.evaluators.skip import Skipper
 
 
 def _free_port() -> int:
@@ -113,3 +124,33 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if file_path == HERE / "conftest.py":
         return MarkdownDocs.from_parent(parent, path=file_path)
     return None
+
+
+def _starts_processes(examples: list[pytest.Item]) -> bool:
+    """Whether a page's blocks, in order, include one that is not skipped and starts a process: a
+    ```sh or ```console block, or a Python block that uses ``subprocess``."""
+    skip_next = False
+    for item in examples:
+        region = item.example.region  # type: ignore[attr-defined]
+        if isinstance(region.evaluator, Skipper):
+            skip_next = bool(region.parsed) and region.parsed[0] == "next"
+            continue
+        if not skip_next and (isinstance(region.parsed, ShellBlock)
+                              or (isinstance(region.parsed, str) and "subprocess" in region.parsed)):
+            return True
+        skip_next = False
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A page with a block that starts processes (the CLI, a server) is slow: all its blocks are marked
+    together, because a page's blocks share state in order. The other pages stay in the fast subset
+    (``pytest -m "not slow"``); ``make test`` runs every page."""
+    pages: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        if item.path.suffix == ".md" and hasattr(item, "example"):
+            pages.setdefault(item.path, []).append(item)
+    for examples in pages.values():
+        if _starts_processes(examples):
+            for item in examples:
+                item.add_marker(pytest.mark.slow)
