@@ -1,13 +1,15 @@
 """A scripted DashScope server for client benchmarks: the wire protocols and nothing else.
 
 ``bench_dashscope_streams.py --server light`` runs this in separate processes so that what is
-measured is the *client*. It speaks the task protocol (``/api-ws/v1/inference``) and the realtime
-protocol (``/api-ws/v1/realtime``) through voicekit's own sans-IO protocol modules, but does no
-audio work at all: it knows the bench's tone script (:func:`script`) and answers by the amount of
-audio received — a partial every 0.3 s of a sentence's audio, and the final once the sentence's
-end plus the end-of-sentence silence has arrived. The full emulator (``voicekit emulate dashscope
---fixtures``) instead runs a VAD over every frame and looks at each utterance's spectrum, which at
-hundreds of streams costs more than the client it serves.
+measured is the *client*, and so that the server costs little: its WebSocket end is its own
+(:class:`RawWebSocket`), which reads an audio append's size without unmasking or decoding it.
+It speaks the task protocol (``/api-ws/v1/inference``) and the realtime protocol
+(``/api-ws/v1/realtime``) through voicekit's own sans-IO protocol modules, but does no audio work:
+it knows the bench's tone script (:func:`script`) and answers by the amount of audio received — a
+partial every 0.3 s of a sentence's audio, and the final once the sentence's end plus the
+end-of-sentence silence has arrived. The full emulator (``voicekit emulate dashscope --fixtures``)
+instead runs a VAD over every frame and looks at each utterance's spectrum, which at hundreds of
+streams costs more than the client it serves.
 
     python bench/dashscope_light_server.py [--port 0] [--seconds 12] [--silence-ms 700]
 """
@@ -15,13 +17,15 @@ hundreds of streams costs more than the client it serves.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import struct
 import sys
+from functools import partial
 from typing import Any
 
 import numpy as np
 import trio
-import trio_websocket
-from trio_websocket import ConnectionClosed, WebSocketRequest
 from voicekit_dashscope.protocol._util import Violation
 from voicekit_dashscope.protocol.realtime import (
     AudioAppend,
@@ -42,8 +46,118 @@ from voicekit_dashscope.protocol.task import Audio, FinishTask, RunTask, Sentenc
 
 RATE = 16000
 PARTIAL_EVERY = 0.3
-APPEND_MARK = '"type": "input_audio_buffer.append"'
+APPEND_MARK = b'"type": "input_audio_buffer.append"'
+AUDIO_MARK = b'"audio": "'
 _APPEND = AudioAppend(audio=b"")  # stands for any append once counted
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class Closed(Exception):
+    """The client closed the connection (or it broke)."""
+
+
+class Append:
+    """A realtime audio append, read only as far as its size: ``pcm_bytes`` of audio."""
+
+    def __init__(self, pcm_bytes: int) -> None:
+        self.pcm_bytes = pcm_bytes
+
+
+def unmask(data: bytes, key: bytes, offset: int = 0) -> bytes:
+    """``data`` (bytes ``offset``... of a masked payload) unmasked with the 4-byte ``key``."""
+    key = key[offset % 4:] + key[:offset % 4]
+    n = len(data)
+    pad = -n % 4
+    words = np.frombuffer(data + bytes(pad), dtype="<u4") ^ np.frombuffer(key, dtype="<u4")
+    return words.tobytes()[:n]
+
+
+class RawWebSocket:
+    """The server end of a WebSocket, written for this bench: a client's audio append is not
+    unmasked or decoded at all (its size is read from the frame's length, its head and its tail),
+    so that hundreds of streams cost the server little next to the client it measures. Messages
+    must come unfragmented (as voicekit's clients send them)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+        self.path = ""
+
+    async def _fill(self, n: int) -> None:
+        while len(self.buf) < n:
+            try:
+                data = await self.stream.receive_some(262144)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise Closed from None
+            if not data:
+                raise Closed
+            self.buf += data
+
+    async def accept(self) -> None:
+        while b"\r\n\r\n" not in self.buf:
+            await self._fill(len(self.buf) + 1)
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        self.buf = bytearray(rest)
+        lines = head.decode("latin-1").split("\r\n")
+        self.path = lines[0].split(" ")[1]
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        accept = base64.b64encode(hashlib.sha1(headers["sec-websocket-key"].encode() + _GUID).digest())
+        await self.stream.send_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                   b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+
+    async def _send_frame(self, opcode: int, payload: bytes) -> None:
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x80 | opcode, n)
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x80 | opcode, 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+        try:
+            await self.stream.send_all(head + payload)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise Closed from None
+
+    async def send_message(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            await self._send_frame(0x1, message.encode())
+        else:
+            await self._send_frame(0x2, message)
+
+    async def get_message(self) -> str | bytes | Append:
+        while True:
+            await self._fill(2)
+            b0, b1 = self.buf[0], self.buf[1]
+            n, at = b1 & 0x7F, 2
+            if n == 126:
+                await self._fill(4)
+                n, at = struct.unpack_from("!H", self.buf, 2)[0], 4
+            elif n == 127:
+                await self._fill(10)
+                n, at = struct.unpack_from("!Q", self.buf, 2)[0], 10
+            if not b1 & 0x80 or not b0 & 0x80:
+                raise Closed  # unmasked or fragmented: not a client this bench knows
+            await self._fill(at + 4 + n)
+            key = bytes(self.buf[at:at + 4])
+            payload = bytes(self.buf[at + 4:at + 4 + n])
+            del self.buf[:at + 4 + n]
+            opcode = b0 & 0x0F
+            if opcode == 0x1 and n > 256:
+                head = unmask(payload[:128], key)
+                if APPEND_MARK in head:  # only the size matters: b64 length less its padding
+                    start = head.index(AUDIO_MARK) + len(AUDIO_MARK)
+                    tail = unmask(payload[-4:], key, n - 4)  # '=="}' or 'xx="}' or 'xxx"}'
+                    return Append((n - start - 2) * 3 // 4 - tail[:2].count(b"="))
+            data = unmask(payload, key)
+            if opcode == 0x1:
+                return data.decode()
+            if opcode == 0x2:
+                return data
+            if opcode == 0x9:
+                await self._send_frame(0xA, data)
+            elif opcode == 0x8:
+                await self._send_frame(0x8, data[:2])
+                raise Closed
 
 
 def tone_audio(segments: list[tuple[float, float]], amplitude: float = 0.3) -> bytes:
@@ -104,7 +218,7 @@ class Script:
         return out
 
 
-async def task_connection(ws: trio_websocket.WebSocketConnection, spans: list[tuple[float, float]],
+async def task_connection(ws: RawWebSocket, spans: list[tuple[float, float]],
                           silence: float) -> None:
     proto = ServerTaskProtocol()
     received = 0
@@ -130,7 +244,7 @@ async def task_connection(ws: trio_websocket.WebSocketConnection, spans: list[tu
                 await ws.send_message(proto.finished())
 
 
-async def realtime_connection(ws: trio_websocket.WebSocketConnection, model: str,
+async def realtime_connection(ws: RawWebSocket, model: str,
                               spans: list[tuple[float, float]], silence: float) -> None:
     proto = ServerRealtimeProtocol(get_realtime_model(model))
     await ws.send_message(proto.send(SessionCreated(session=proto.session)))
@@ -138,11 +252,10 @@ async def realtime_connection(ws: trio_websocket.WebSocketConnection, model: str
     plan = Script(spans, silence)
     while True:
         frame = await ws.get_message()
-        if isinstance(frame, str) and frame.find(APPEND_MARK, 0, 80) > 0:
-            # an audio append: only its length matters here, so skip decoding the base64 (the
-            # client's own tests check these frames; this server is about the client's cost)
-            b64 = frame[frame.index('"audio": "') + 10:frame.rindex('"')]
-            received += len(b64) * 3 // 4 - b64.count("=", -2)
+        if isinstance(frame, Append):
+            # an audio append: only its length matters here (the client's own tests check these
+            # frames; this server is about the client's cost)
+            received += frame.pcm_bytes
             event: Any = _APPEND
         else:
             event = proto.receive(frame)
@@ -171,20 +284,23 @@ async def realtime_connection(ws: trio_websocket.WebSocketConnection, model: str
 async def main(port: int, seconds: float, silence: float) -> None:
     _, spans, _ = script(seconds)
 
-    async def handler(request: WebSocketRequest) -> None:
-        ws = await request.accept()
+    async def handler(stream: trio.SocketStream) -> None:
+        ws = RawWebSocket(stream)
         try:
-            if request.path.startswith("/api-ws/v1/realtime"):
-                model = request.path.split("model=", 1)[1].split("&")[0] if "model=" in request.path else ""
+            await ws.accept()
+            if ws.path.startswith("/api-ws/v1/realtime"):
+                model = ws.path.split("model=", 1)[1].split("&")[0] if "model=" in ws.path else ""
                 await realtime_connection(ws, model or "qwen3-asr-flash-realtime", spans, silence)
             else:
                 await task_connection(ws, spans, silence)
-        except ConnectionClosed:
+        except Closed:
             pass
+        finally:
+            await stream.aclose()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio_websocket.serve_websocket, handler, "127.0.0.1", port, None)
-        bound = listeners.port if hasattr(listeners, "port") else listeners.listeners[0].socket.getsockname()[1]
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, port, host="127.0.0.1"))
+        bound = listeners[0].socket.getsockname()[1]
         print(f"light DashScope server on ws://127.0.0.1:{bound}", flush=True)
 
 
