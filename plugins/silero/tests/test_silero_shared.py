@@ -253,3 +253,22 @@ def test_a_stream_alone_then_in_company_scores_every_window_once_in_order(frame_
     # endpointer had not cut yet and the order of the two at t=0.32), then everything went through batches
     batched = 2 * (len(pcm) // 2 // 512) - 16 * chunk / 2 / 512
     assert abs(stats["windows"] - batched) <= 2.5
+
+
+def test_streams_that_start_together_meet_in_their_first_batch() -> None:
+    """A stream's first prepare() goes to the batcher even while it is alone there, so streams
+    that start at the same moment share their very first batch (as docs/silero.md shows)."""
+    pcm = goforward()[16000 : 16000 + 1024]
+    vads = [SileroVAD(frame_ms=32) for _ in range(3)]
+    stats: dict[str, int] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for vad in vads:
+                nursery.start_soon(vad.prepare, pcm)
+        b = batcher(vads[0].model, 16000, "inline")
+        stats.update(batches=b.batches, largest=b.largest)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert stats == {"batches": 1, "largest": 3}
+    assert len({vad.probability(pcm) for vad in vads}) == 1

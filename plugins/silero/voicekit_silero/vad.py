@@ -492,9 +492,10 @@ class SileroVAD:
         b.streams.add(self)
         start = self._seen
         self._seen = start + len(pcm) // 2
-        if b.inference == "inline" and b.alone():
+        if start and b.inference == "inline" and b.alone():
             # A batch could only hold this stream's windows: leave them to the endpointer's inline
-            # scoring, which costs less. Keep the audio not scored yet (less than a frame, in a
+            # scoring, which costs less (a stream's first call still goes to the batcher, where
+            # streams that start together find each other). Keep the audio not scored yet (less than a frame, in a
             # session), so that preparing can pick up exactly there once company arrives.
             keep = self._seen - self._fed
             if keep > 0:
