@@ -116,11 +116,25 @@ def bench_virtual_session() -> None:
                               assistant=a, tts=FakeTTS(chunk_ms=100), sink=NullSink(16000),
                               config=SessionConfig(realtime=True)))
 
+    async def floor(chunk_ms: int) -> None:
+        # what the clock alone costs: one wake-up per capture buffer, with the wait ScriptedSource
+        # paces with, on the same clock, and nothing else
+        from voicekit.audio._clock import sleep_until
+
+        start = trio.current_time()
+        for i in range(600_000 // chunk_ms):
+            await sleep_until(start + (i + 1) * chunk_ms / 1000)
+
     for chunk_ms in (100, 20):
         wall = time.perf_counter()
         trio.run(main, chunk_ms, clock=trio.testing.MockClock(autojump_threshold=0))
+        took = time.perf_counter() - wall
+        wall = time.perf_counter()
+        trio.run(floor, chunk_ms, clock=trio.testing.MockClock(autojump_threshold=0))
+        bare = time.perf_counter() - wall
         print(f"10-minute scripted session (60 turns, {chunk_ms} ms capture buffers, 30 ms VAD frames) "
-              f"on MockClock: {time.perf_counter() - wall:.3f} s wall")
+              f"on MockClock: {took:.3f} s wall (the {600_000 // chunk_ms} pacing "
+              f"wake-ups alone, no session: {bare:.3f} s)")
 
 
 def bench_memory(tmp: Path, minutes: float) -> None:
