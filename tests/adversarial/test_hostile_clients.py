@@ -31,6 +31,9 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 
+# every test talks to one `voicekit serve` started in a subprocess for the file
+pytestmark = pytest.mark.slow
+
 TOKEN = "hostile-clients-token-0123456789"
 MAX_SESSIONS = 2
 HELLO_TIMEOUT = 2.0
