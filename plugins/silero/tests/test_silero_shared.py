@@ -272,3 +272,24 @@ def test_streams_that_start_together_meet_in_their_first_batch() -> None:
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert stats == {"batches": 1, "largest": 3}
     assert len({vad.probability(pcm) for vad in vads}) == 1
+
+
+def test_streams_batch_again_in_a_second_trio_run() -> None:
+    """A stream remembers its batcher only for the trio run it belongs to."""
+    pcm = goforward()
+    vads = [SileroVAD(frame_ms=32) for _ in range(2)]
+    largest: list[int] = []
+
+    async def main() -> None:
+        got: list[list[float]] = [[], []]
+        async with trio.open_nursery() as nursery:
+            for vad, out in zip(vads, got, strict=True):
+                nursery.start_soon(stream, vad, pcm, 640, out)
+        largest.append(batcher(vads[0].model, 16000, "inline").largest)
+        assert got[0] == got[1] == alone(pcm, 32)
+
+    for _ in range(2):
+        for vad in vads:
+            vad.reset()
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert largest == [2, 2]

@@ -164,6 +164,10 @@ class SileroBatcher:
         self._pending: list[_Request] = []
         self._running = False
         self._limiter = trio.CapacityLimiter(1)
+        try:
+            self.token: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()  # its run
+        except RuntimeError:  # built outside a run: never taken for a run's own (see batcher())
+            self.token = None
         #: the streams that have prepared audio in this run and are still alive
         self.streams: weakref.WeakSet[SileroVAD] = weakref.WeakSet()
         self.batches = 0
@@ -365,6 +369,7 @@ class SileroVAD:
         # one reused input row: no buffer, no queue
         self._per_frame = self._frame_samples // self._window if self._frame_samples % self._window == 0 else 0
         self._inp: F32 = np.zeros((1, self._context + self._window), dtype=np.float32)
+        self._batcher: SileroBatcher | None = None  # of the trio run prepare() last ran in
         self.reset()
 
     @property
@@ -488,8 +493,10 @@ class SileroVAD:
                                "before the next (one instance serves one audio stream)")
         if len(pcm) % 2:
             raise FrameSizeError(f"silero VAD expects whole int16 samples, got {len(pcm)} bytes")
-        b = batcher(self._model, self.sample_rate, self.inference)
-        b.streams.add(self)
+        b = self._batcher
+        if b is None or b.token is not trio.lowlevel.current_trio_token():
+            self._batcher = b = batcher(self._model, self.sample_rate, self.inference)  # this run's
+            b.streams.add(self)
         start = self._seen
         self._seen = start + len(pcm) // 2
         if start and b.inference == "inline" and b.alone():
