@@ -46,7 +46,7 @@ def test_paced_input_costs_one_step_per_frame_and_a_reply_one_more() -> None:
     assert r["task:Listener._listen_inline"] <= 1.01
     # while a reply plays (~45 % of the frames here) the player writes the chunk due at each frame
     # (one step), and the TTS producer runs ahead in a burst at the reply's start
-    assert r["steps_per_frame"] <= 2.0, r  # 1.995
+    assert r["steps_per_frame"] <= 2.05, r  # 1.993-1.996 (trio orders each batch at random)
 
 
 def test_live_input_has_no_hop_of_its_own_between_capture_and_listener() -> None:
@@ -56,7 +56,7 @@ def test_live_input_has_no_hop_of_its_own_between_capture_and_listener() -> None
     # checkpoint of its own; the listener takes it in one step
     assert r["task:Listener._capture"] <= 1.01, r
     assert r["task:Listener._listen"] <= 1.02, r
-    assert r["steps_per_frame"] <= 3.01, r
+    assert r["steps_per_frame"] <= 3.05, r  # 3.001
 
 
 def test_both_policies_give_the_same_events_at_the_same_virtual_times() -> None:
