@@ -323,7 +323,9 @@ async def test_sessions_spread_and_a_full_worker_gets_no_new_ones(tmp_path: Path
             ready = await w1.ready()
             assert ready["ready"] is False and ready["reason"] == "max_sessions", ready
             # at once, before HAProxy's next health check: a conversation routed to worker1 is
-            # refused with 503 at the upgrade and HAProxy retries another worker
+            # refused with 503 at the upgrade and HAProxy retries another worker. (On a loaded
+            # machine the check may have taken worker1 out already: then none is routed to it.)
+            routed_to_full = (await f.status())["worker1"].startswith("UP")
             through = await open_talks(nursery, f.url, utterance, 4)
             assert all(f.worker_of(c.session_id) is not w1 for c in through)
             await f.wait_status("worker1", "DOWN", 10)  # the health check saw the 503 of /readyz
@@ -339,7 +341,9 @@ async def test_sessions_spread_and_a_full_worker_gets_no_new_ones(tmp_path: Path
                 assert_finished_normally(conv)
             # the workers counted it all
             metrics = (await http_get(w1.port, "/metrics")).decode()
-            assert re.search(r'^voicekit_serve_sessions_refused_total\{reason="max_sessions"\} [1-9]', metrics, re.M)
+            if routed_to_full:
+                assert re.search(r'^voicekit_serve_sessions_refused_total\{reason="max_sessions"\} [1-9]', metrics,
+                                 re.M), metrics
             assert re.search(r"^voicekit_serve_sessions_started_total 4\.0$", metrics, re.M), metrics
             assert re.search(r'^voicekit_serve_turn_latency_seconds_count\{stage="handler"\} 4\.0$', metrics, re.M)
             nursery.cancel_scope.cancel()
