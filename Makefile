@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh Debian-like machine (root, Python 3.11):
 #   make demo   set up, then run the example assistant offline on a recorded utterance
 #   make test   set up, then run the whole test suite
+#   make test-fast   the tests not marked slow, serially: a quick check while working (docs/testing.md)
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ APT_TEST := sox chromium pulseaudio libasound2-plugins haproxy
 # order matters: the DashScope emulator depends on the DashScope plugin
 PLUGINS := plugins/moonshine plugins/pocketsphinx plugins/silero plugins/dashscope plugins/dashscope-emulator
 
-.PHONY: demo test setup apt apt-test lint bench clean
+.PHONY: demo test test-fast setup apt apt-test lint bench clean
 
 demo: setup
 	$(BIN)/voicekit run robot --input "$$($(BIN)/python -m voicekit.testing.data goforward)" --output reply.wav
@@ -22,6 +23,13 @@ test: apt-test setup
 	# docs run after, in one process, because a page's blocks share state in order
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --ignore=tests/docs
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/docs
+
+# the fast subset while working: every folder's tests not marked slow, in one process (CI runs
+# everything with make test); the docs' pages of plain Python blocks after, as in make test
+test-fast: setup
+	$(BIN)/python -m voicekit.testing.data >/dev/null
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 0 -m "not slow" --ignore=tests/docs
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 0 -m "not slow" tests/docs
 
 setup: $(VENV)/.installed
 
