@@ -16,12 +16,15 @@ RUNS = [
     ["bench_audio_memory.py", "--minutes", "10"],
     ["bench_memory.py"],
     ["bench_silero_shared.py"],
+    ["bench_silero_sessions.py"],
+    ["bench_handoff.py"],
     ["bench_table.py"],
     ["bench_live.py"],
     ["bench_serve.py"],
     ["bench_capacity.py"],
     ["bench_dashscope_streams.py"],
     ["bench_omni_bargein.py"],
+    ["bench_batch.py"],
 ]
 
 
