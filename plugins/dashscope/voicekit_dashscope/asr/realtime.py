@@ -429,6 +429,10 @@ class RealtimeASRStream:
                         self._wanted += 1
                         await self._maybe_create(conn)
                 self._sent += 1
+                if self._sent < len(self._log):
+                    # a replay (or a backlog): let the reader and the other streams run between its
+                    # messages, since a send that finds room in the socket does not checkpoint
+                    await trio.lowlevel.checkpoint()
         except (ConnectionLostError, RealtimeStateError):
             pass  # the receive loop finds out and reconnects; the log keeps the rest
 

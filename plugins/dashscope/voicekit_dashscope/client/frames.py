@@ -65,8 +65,9 @@ class FrameWriter:
         proto: Any = getattr(ws, "_wsproto", None)
         inner = getattr(proto, "connection", None)  # wsproto: set once the handshake is done
         extensions = getattr(getattr(inner, "_proto", None), "extensions", None)
-        self.fast = (ws.is_client and stream is not None and isinstance(self._lock, trio.StrictFIFOLock)
-                     and hasattr(ws, "_close_reason") and proto is not None and extensions == [])
+        self.fast = (getattr(ws, "is_client", False) is True and stream is not None
+                     and isinstance(self._lock, trio.StrictFIFOLock) and hasattr(ws, "_close_reason")
+                     and proto is not None and extensions == [])
         # the kernel socket under a plain (ws://) connection; wss:// goes through the SSL stream
         raw = getattr(getattr(stream, "socket", None), "_sock", None)
         self._sock: socket.socket | None = raw if isinstance(stream, trio.SocketStream) and isinstance(
