@@ -11,6 +11,12 @@ or shed; the last N that stayed under is printed as the sessions held.
 
     .venv/bin/python bench/bench_capacity.py                     # ramp 2, 4, 8, 16, 24, 32, ...
     .venv/bin/python bench/bench_capacity.py --levels 8 16 --seconds 20
+    .venv/bin/python bench/bench_capacity.py --vad silero --vad-fallback none    # Silero, shed when behind
+    .venv/bin/python bench/bench_capacity.py --vad silero --vad-fallback webrtc  # ... first drop to webrtc
+
+With a VAD fallback, a conversation that falls ``--fallback-backlog`` behind real time switches to
+the cheaper VAD (``voicekit serve --vad-fallback``); the ``fallbacks`` and ``shed`` columns count
+the conversations switched and closed at each level.
 
 The clients share the machine with the server (on 2 cores they take a good part of it), so the
 figure is a floor. Figures are printed, not asserted.
@@ -34,17 +40,19 @@ CHUNK = 640  # 20 ms at 16 kHz, int16
 TARGET = 0.050
 
 
-def serve() -> None:
+def serve(vad: str, fallback: str, fallback_backlog: float) -> None:
     """The server process: prints its port, serves until stdin closes."""
     from voicekit.plugins.build import load_assistant, make_vad
     from voicekit.serve import ServeConfig, SessionRecipe, VoiceServer
     from voicekit.testing.fakes import FakeASR
 
     recipe = SessionRecipe(asr=FakeASR(["go forward ten meters"] * 100_000, partial_every=0.3),
-                           vad_factory=lambda: make_vad("webrtc", sample_rate=16000),
-                           assistant=load_assistant("robot"))
+                           vad_factory=lambda: make_vad(vad, sample_rate=16000),
+                           assistant=load_assistant("robot"), names={"vad": vad, "vad_fallback": fallback},
+                           vad_fallback=None if fallback == "none" else
+                           lambda: make_vad(fallback, sample_rate=16000, frame_ms=30))
     server = VoiceServer(recipe, ServeConfig(port=0, max_sessions=10_000, max_pending=10_000,
-                                             max_pending_per_address=10_000))
+                                             max_pending_per_address=10_000, vad_fallback_backlog=fallback_backlog))
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -131,11 +139,13 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-async def ramp(port: int, levels: list[int], seconds: float) -> None:
+async def ramp(port: int, levels: list[int], seconds: float, fallbacks: bool = False, stop: bool = True) -> None:
     pcm = utterance()
     url = f"ws://127.0.0.1:{port}/ws"
     held = 0
-    print(f"{'sessions':>8} {'turns':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'loop lag ms':>11}  problems")
+    print(f"{'sessions':>8} {'turns':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'loop lag ms':>11}"
+          f"{' fallbacks  shed  >0.5 s' if fallbacks else ''}  problems")
+    switched = shed = checks_over = 0.0
     for n in levels:
         latencies: list[float] = []
         problems: list[str] = []
@@ -150,11 +160,22 @@ async def ramp(port: int, levels: list[int], seconds: float) -> None:
             print(f"{n:>8} {0:>6}  no turn completed; problems: {problems[:3]}")
             break
         worst = p99(latencies)
+        extra = ""
+        if fallbacks:
+            now_switched = await metric(port, "voicekit_serve_vad_fallbacks_total")
+            now_shed = await metric(port, "voicekit_serve_sessions_shed_total")
+            over = (await metric(port, "voicekit_serve_audio_backlog_seconds_count")
+                    - await metric(port, 'voicekit_serve_audio_backlog_seconds_bucket{le="0.5"}'))
+            extra = f" {now_switched - switched:>9.0f} {now_shed - shed:>5.0f} {over - checks_over:>8.0f}"
+            checks_over = over
+            switched, shed = now_switched, now_shed
         print(f"{n:>8} {len(latencies):>6} {statistics.median(latencies) * 1000:>7.1f} {worst * 1000:>7.1f} "
-              f"{max(latencies) * 1000:>7.1f} {lag * 1000:>11.1f}  {len(problems)} {problems[:2] if problems else ''}",
-              flush=True)
+              f"{max(latencies) * 1000:>7.1f} {lag * 1000:>11.1f}{extra}  {len(problems)} "
+              f"{problems[:2] if problems else ''}", flush=True)
         if worst > TARGET or problems:
-            break
+            if stop:
+                break
+            continue
         held = n
     print(f"sessions held with p99 end of speech -> handler under {TARGET * 1000:.0f} ms: {held}")
 
@@ -164,16 +185,23 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--levels", type=int, nargs="+", default=[2, 4, 8, 16, 24, 32, 48, 64, 96, 128])
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per level (default: 15)")
+    parser.add_argument("--vad", default="webrtc", help="the sessions' VAD (default: webrtc)")
+    parser.add_argument("--vad-fallback", default="none", help="a cheaper VAD for lagging sessions (default: none)")
+    parser.add_argument("--fallback-backlog", type=float, default=0.5, help="seconds behind before the fallback")
+    parser.add_argument("--stop-at-target", choices=("yes", "no"), default="yes",
+                        help="stop the ramp at the first level over the target (default: yes)")
     args = parser.parse_args()
     if args.serve:
-        serve()
+        serve(args.vad, args.vad_fallback, args.fallback_backlog)
         return
-    proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", "--vad", args.vad, "--vad-fallback",
+                             args.vad_fallback, "--fallback-backlog", str(args.fallback_backlog)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        trio.run(ramp, port, args.levels, args.seconds)
+        trio.run(ramp, port, args.levels, args.seconds, args.vad != "webrtc" or args.vad_fallback != "none",
+                 args.stop_at_target == "yes")
     finally:
         if proc.stdin:
             proc.stdin.close()
