@@ -219,9 +219,9 @@ def _vad_fallback(args: argparse.Namespace, vad_name: str, primary: Any) -> tupl
     if args.vad_fallback_backlog >= args.max_backlog:
         raise ConfigError(f"--vad-fallback-backlog ({args.vad_fallback_backlog:g} s) must be below --max-backlog "
                           f"({args.max_backlog:g} s): a conversation is shed at --max-backlog")
-    if wanted == "none" or (wanted == "auto" and vad_name == "webrtc"):
-        return None, {}
     name = "webrtc" if wanted == "auto" else wanted
+    if wanted == "none" or name == vad_name:
+        return None, {}
     options: dict[str, Any] = {"sample_rate": primary.sample_rate, "frame_ms": primary.frame_ms}
     try:
         make_vad(name, **options)
