@@ -12,35 +12,16 @@ from typing import Any
 
 import pytest
 import trio
+from servekit import SlowASR, get  # type: ignore[import-not-found]  # next to this file
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
-from voicekit.asr.base import ASRConfig
-from voicekit.audio.frame import AudioFrame
 from voicekit.plugins.build import load_assistant, make_vad
 from voicekit.serve.server import ServeConfig, SessionRecipe, VoiceServer
-from voicekit.testing.fakes import FakeASR, _FakeStream
+from voicekit.testing.fakes import FakeASR
 
 CHUNK = b"\0" * 640  # 20 ms of silence at 16 kHz
 
 
-class SlowASR(FakeASR):
-    """Takes ``cost`` seconds of trio time for every frame: slower than real time when over 20 ms."""
-
-    def __init__(self, cost: float) -> None:
-        super().__init__(["go forward ten meters"])
-        self.cost = cost
-
-    @asynccontextmanager
-    async def open_stream(self, config: ASRConfig) -> AsyncIterator[_FakeStream]:
-        async with super().open_stream(config) as stream:
-            plain = stream.send_audio
-
-            async def slow(frame: AudioFrame) -> None:
-                await trio.sleep(self.cost)
-                await plain(frame)
-
-            stream.send_audio = slow  # type: ignore[method-assign]
-            yield stream
 
 
 def recipe(asr: FakeASR | None = None) -> SessionRecipe:
@@ -57,18 +38,6 @@ async def serving(r: SessionRecipe, **config: Any) -> AsyncIterator[VoiceServer]
         nursery.cancel_scope.cancel()
 
 
-async def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-        data = b""
-        with trio.fail_after(5):
-            while chunk := await stream.receive_some(65536):
-                data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
 
 
 async def hello(ws: WebSocketConnection) -> dict[str, Any]:

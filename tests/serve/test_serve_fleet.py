@@ -423,7 +423,7 @@ async def test_per_address_limit_counts_the_clients_behind_haproxy(tmp_path: Pat
     """HAProxy names each client in X-Forwarded-For (``option forwardfor``) and the workers trust
     it (``--trusted-proxy 127.0.0.1``): the per-address limit on connections that have not said
     hello counts each client, not the proxy, and a client cannot pass for another one."""
-    from test_serve_proxy import conversation_starts, upgrade
+    from servekit import conversation_starts, upgrade  # type: ignore[import-not-found]  # next to this file
 
     with trio.fail_after(90):
         async with fleet(tmp_path, 1, "--max-pending-per-address", "2", "--hello-timeout", "30") as f:

@@ -8,15 +8,13 @@ client pretending) would send. The fleet test runs the same behind a real HAProx
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
+from servekit import conversation_starts, upgrade  # type: ignore[import-not-found]  # next to this file
 
 from voicekit.cli.main import main
 from voicekit.errors import ConfigError
@@ -40,29 +38,6 @@ async def serving(**config: Any) -> AsyncIterator[tuple[VoiceServer, int]]:
         nursery.cancel_scope.cancel()
 
 
-async def upgrade(port: int, source: str, headers: dict[str, str]) -> tuple[int, bytes, trio.SocketStream]:
-    """A WebSocket handshake from ``source`` with extra ``headers``; (status, answer head, stream)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    key = base64.b64encode(os.urandom(16)).decode()
-    await stream.send_all(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                          f"{extra}\r\n".encode())
-    answer = b""
-    with trio.fail_after(10):
-        while b"\r\n\r\n" not in answer:
-            data = await stream.receive_some(65536)
-            if not data:
-                break
-            answer += data
-    head, _, rest = answer.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):  # a refusal: read its body too (a proxy may keep the connection)
-        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), None)
-        with trio.move_on_after(5):
-            while (length is None or len(rest) < length) and (data := await stream.receive_some(65536)):
-                rest += data
-    return int(head.split()[1]), head + b"\r\n\r\n" + rest, stream
 
 
 async def silent(stack: AsyncExitStack, port: int, source: str, headers: dict[str, str]) -> None:
@@ -79,19 +54,6 @@ async def refused(port: int, source: str, headers: dict[str, str]) -> bytes:
     return answer
 
 
-async def conversation_starts(port: int, source: str, headers: dict[str, str]) -> None:
-    """The WebSocket is accepted and a hello gets ``ready``."""
-    status, answer, stream = await upgrade(port, source, headers)
-    async with stream:
-        assert status == 101, answer
-        hello = json.dumps({"type": "hello", "sample_rate": 16000}).encode()
-        await stream.send_all(bytes([0x81, 0x80 | len(hello)]) + b"\0\0\0\0" + hello)  # masked, zero mask
-        data = b""
-        with trio.fail_after(10):
-            while b'"ready"' not in data:
-                chunk = await stream.receive_some(65536)
-                assert chunk, data
-                data += chunk
 
 
 async def test_an_untrusted_clients_forwarding_headers_are_ignored() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import structlog
 import trio
+from servekit import SlowASR, get  # type: ignore[import-not-found]  # next to this file
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from voicekit.cli.main import main
@@ -28,7 +29,6 @@ from voicekit.testing.data import speech
 from voicekit.testing.fakes import FakeASR
 
 pytest.importorskip("voicekit_silero", reason="the Silero VAD plugin (plugins/silero)")
-from test_serve_admission import SlowASR, get
 
 CHUNK = 640  # 20 ms at 16 kHz
 

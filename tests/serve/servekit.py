@@ -1,0 +1,92 @@
+"""What the tests of ``voicekit serve`` share: raw clients (a WebSocket handshake from a chosen
+loopback address with extra headers, a plain GET) and an ASR slower than real time."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from voicekit.asr.base import ASRConfig
+from voicekit.audio.frame import AudioFrame
+from voicekit.testing.fakes import FakeASR, _FakeStream
+
+__all__ = ["SlowASR", "conversation_starts", "get", "upgrade"]
+
+
+class SlowASR(FakeASR):
+    """Takes ``cost`` seconds of trio time for every frame: slower than real time when over 20 ms."""
+
+    def __init__(self, cost: float) -> None:
+        super().__init__(["go forward ten meters"])
+        self.cost = cost
+
+    @asynccontextmanager
+    async def open_stream(self, config: ASRConfig) -> AsyncIterator[_FakeStream]:
+        async with super().open_stream(config) as stream:
+            plain = stream.send_audio
+
+            async def slow(frame: AudioFrame) -> None:
+                await trio.sleep(self.cost)
+                await plain(frame)
+
+            stream.send_audio = slow  # type: ignore[method-assign]
+            yield stream
+
+
+async def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        data = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+async def upgrade(port: int, source: str, headers: dict[str, str]) -> tuple[int, bytes, trio.SocketStream]:
+    """A WebSocket handshake from ``source`` with extra ``headers``; (status, answer head, stream)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    key = base64.b64encode(os.urandom(16)).decode()
+    await stream.send_all(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                          f"{extra}\r\n".encode())
+    answer = b""
+    with trio.fail_after(10):
+        while b"\r\n\r\n" not in answer:
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            answer += data
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):  # a refusal: read its body too (a proxy may keep the connection)
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), None)
+        with trio.move_on_after(5):
+            while (length is None or len(rest) < length) and (data := await stream.receive_some(65536)):
+                rest += data
+    return int(head.split()[1]), head + b"\r\n\r\n" + rest, stream
+
+
+async def conversation_starts(port: int, source: str, headers: dict[str, str]) -> None:
+    """The WebSocket is accepted and a hello gets ``ready``."""
+    status, answer, stream = await upgrade(port, source, headers)
+    async with stream:
+        assert status == 101, answer
+        hello = json.dumps({"type": "hello", "sample_rate": 16000}).encode()
+        await stream.send_all(bytes([0x81, 0x80 | len(hello)]) + b"\0\0\0\0" + hello)  # masked, zero mask
+        data = b""
+        with trio.fail_after(10):
+            while b'"ready"' not in data:
+                chunk = await stream.receive_some(65536)
+                assert chunk, data
+                data += chunk
