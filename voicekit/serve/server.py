@@ -117,15 +117,7 @@ class VoiceServer:
         check_bind(cfg.host, cfg.token)
         folder = resources.files("voicekit.serve") / "static"
         self._static = {name: (folder / name).read_bytes() for name, _ in STATIC.values()}
-        try:
-            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; pick another "
-                              "--port (0 = any free port) or stop what uses it") from exc
-        if cfg.port == 0:  # each listener would get its own free port: keep one
-            for extra in listeners[1:]:
-                await extra.aclose()
-            listeners = listeners[:1]
+        listeners = await self._listen()
         sock = listeners[0].socket
         self.port = sock.getsockname()[1]
         log.info("listening", url=self.url, max_sessions=cfg.max_sessions, token=cfg.token is not None)
@@ -136,6 +128,21 @@ class VoiceServer:
             task_status.started(self.url)
             await trio.serve_listeners(self._handle, listeners)
 
+    async def _listen(self) -> list[trio.SocketListener]:
+        """The listening sockets (a worker of ``voicekit serve --workers`` overrides this to share
+        its port with its siblings: voicekit.serve.workers)."""
+        cfg = self.config
+        try:
+            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; pick another "
+                              "--port (0 = any free port) or stop what uses it") from exc
+        if cfg.port == 0:  # each listener would get its own free port: keep one
+            for extra in listeners[1:]:
+                await extra.aclose()
+            listeners = listeners[:1]
+        return listeners
+
     # -- capacity, readiness, drain
 
     def readiness(self) -> tuple[bool, str]:
@@ -143,6 +150,11 @@ class VoiceServer:
         ``"max_sessions"`` (full) or ``"loop_lag"`` (the event loop is late: more work would slow
         the running conversations)."""
         return admission.readiness(self.config, draining=self.draining, active=self.active, loop_lag=self.loop_lag)
+
+    def probe_readiness(self) -> tuple[bool, str]:
+        """What ``/readyz`` answers: :meth:`readiness` here; a worker of ``voicekit serve --workers``
+        answers for all the workers behind its port (voicekit.serve.workers)."""
+        return self.readiness()
 
     def _update_ready(self) -> None:
         self.metrics.ready.set(1 if self.readiness()[0] else 0)
@@ -311,7 +323,7 @@ class VoiceServer:
         if request.path == HEALTH_PATH:
             await respond(stream, conn, 200, b"ok\n", head_only=head)
         elif request.path == READY_PATH:
-            ready, why = self.readiness()
+            ready, why = self.probe_readiness()
             body = json.dumps({"ready": ready, "reason": why, "active": self.active,
                                "max_sessions": self.config.max_sessions, "draining": self.draining,
                                "loop_lag": round(self.loop_lag, 4)}).encode() + b"\n"
