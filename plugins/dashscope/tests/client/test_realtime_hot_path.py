@@ -257,3 +257,58 @@ async def test_a_realtime_stream_against_the_emulator_still_transcribes(
     assert [r.text for r in results if r.is_final] == script.order
     partials = [r for r in results if not r.is_final]
     assert partials and all(r.text for r in partials)
+
+
+# ---- a replay leaves room for other tasks
+
+
+class _InstantTransport:
+    """A transport whose sends never wait (like a WebSocket with room in its socket buffer)."""
+
+    keeps_order = True
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def receive(self) -> str:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_backlog_is_sent_with_other_tasks_running_between_its_messages() -> None:
+    """Sends that find room do not checkpoint, so a replay of many logged chunks (after a
+    reconnect) must give the scheduler a turn between them: else the connection's reader, its
+    pings and every other stream wait until the whole backlog is out."""
+    from voicekit_dashscope.asr.realtime import RealtimeASRStream
+    from voicekit_dashscope.client.realtime import RealtimeConnection
+
+    from voicekit.asr.base import ASRConfig
+    from voicekit.audio.frame import AudioFrame
+
+    transport = _InstantTransport()
+    plugin = Qwen3ASRRealtime(connector=lambda model: None)  # type: ignore[arg-type, return-value]
+    stream = RealtimeASRStream(plugin, plugin.session(16000, ASRConfig()), 16000)
+    conn = RealtimeConnection(transport, plugin.spec)
+    conn.protocol.receive(json.dumps({"event_id": "e1", "type": "session.created", "session": {"id": "s1"}}))
+    for _ in range(10):  # one second logged while no connection was open
+        await stream.send_audio(AudioFrame(bytes(3200), 16000))
+    assert transport.sent == []
+    seen: list[int] = []
+
+    async def other() -> None:
+        while len(seen) < 20:
+            seen.append(len(transport.sent))
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        stream.conn = conn
+        await stream.send_audio(AudioFrame(bytes(3200), 16000))  # sends the backlog and this chunk
+    assert len(transport.sent) == 11
+    assert any(0 < n < 11 for n in seen), seen  # the other task ran while the backlog went out
