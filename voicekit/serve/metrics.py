@@ -8,6 +8,7 @@ the server runs the same and ``/metrics`` answers 501 naming the extra to instal
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -83,8 +84,12 @@ class ServeMetrics:
             self.loop_lag_seconds = self.ready = self.draining = self.max_sessions = null
             return
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.sessions_active = Gauge("voicekit_serve_sessions_active", "Conversations running now", registry=r)
-        self.max_sessions = Gauge("voicekit_serve_max_sessions", "The --max-sessions limit", registry=r)
+        # under `voicekit serve --workers N` (prometheus-client's multiprocess mode) a scrape shows every
+        # worker: counters and histograms summed, each gauge summed or the largest over the live workers
+        self.sessions_active = Gauge("voicekit_serve_sessions_active", "Conversations running now", registry=r,
+                                     multiprocess_mode="livesum")
+        self.max_sessions = Gauge("voicekit_serve_max_sessions", "The --max-sessions limit", registry=r,
+                                  multiprocess_mode="livesum")
         self.sessions_started = Counter("voicekit_serve_sessions_started", "Conversations started", registry=r)
         self.sessions_refused = Counter(
             "voicekit_serve_sessions_refused", "New conversations refused, by reason "
@@ -111,21 +116,28 @@ class ServeMetrics:
             "sampled per conversation", buckets=LAG_BUCKETS, registry=r)
         self.audio_backlog_max = Gauge(
             "voicekit_serve_audio_backlog_max_seconds", "The largest backlog among the running conversations",
-            registry=r)
+            registry=r, multiprocess_mode="livemax")
         self.loop_lag = Histogram(
             "voicekit_serve_event_loop_lag_seconds", "How late a timer wakes up on the server's event loop",
             buckets=LAG_BUCKETS, registry=r)
         self.loop_lag_seconds = Gauge(
             "voicekit_serve_event_loop_lag_recent_seconds", "The mean event-loop lag over the last second",
-            registry=r)
+            registry=r, multiprocess_mode="livemax")
         self.ready = Gauge("voicekit_serve_ready", "1 when /readyz answers 200 (accepting conversations)",
-                           registry=r)
-        self.draining = Gauge("voicekit_serve_draining", "1 while the server drains (after SIGTERM)", registry=r)
+                           registry=r, multiprocess_mode="livemax")
+        self.draining = Gauge("voicekit_serve_draining", "1 while the server drains (after SIGTERM)", registry=r,
+                              multiprocess_mode="livemax")
 
     def render(self) -> bytes | None:
         """The exposition text, or None without prometheus-client."""
         if prometheus_client is None or self.registry is None:
             return None
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # one of several worker processes: all of them
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return bytes(prometheus_client.generate_latest(merged))
         return bytes(prometheus_client.generate_latest(self.registry))
 
 
