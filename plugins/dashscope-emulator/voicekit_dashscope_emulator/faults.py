@@ -22,6 +22,9 @@ Kinds:
 ``task-failed`` ``task-failed`` (``task-failed=CODE`` picks the code; default InternalError), then close
 ``malformed``   send a frame that is not valid JSON, then carry on
 ``slow``        delay every following frame of that connection by ARG seconds (default 1)
+``stall``       stop reading for ARG seconds (default 5) — no pongs, no new audio heard — while
+                results already under way are still sent; then carry on (a server that falls
+                behind: a client whose ping times out meanwhile reconnects)
 ``reject``      refuse the next WebSocket handshakes with HTTP ARG (default 503) — once per trigger
 
 Example: ``drop@5,close1011/7,task-failed/11``.
@@ -37,7 +40,8 @@ import attrs
 
 from voicekit.errors import ConfigError
 
-KINDS = ("drop", "reset", "close1011", "close", "idle", "task-failed", "malformed", "slow", "reject")
+KINDS = ("drop", "reset", "close1011", "close", "idle", "task-failed", "malformed", "slow", "stall",
+         "reject")
 _RULE = re.compile(r"^(?P<kind>[a-z0-9-]+)(?:=(?P<arg>[A-Za-z0-9_.\-]+))?(?P<op>[@/])(?P<t>\d+(?:\.\d+)?)s?$")
 
 
@@ -131,11 +135,11 @@ class FaultPlan:
             if t <= 0:
                 raise ConfigError(f"fault rule {item!r}: the time must be more than 0 seconds")
             fault = Fault(m["kind"], m["arg"])
-            if fault.kind == "slow" and fault.arg is not None:
+            if fault.kind in ("slow", "stall") and fault.arg is not None:
                 try:
                     float(fault.arg)
                 except ValueError:
-                    raise ConfigError(f"fault rule {item!r}: slow=SECONDS needs a number") from None
+                    raise ConfigError(f"fault rule {item!r}: {fault.kind}=SECONDS needs a number") from None
             if fault.kind in ("close", "reject") and fault.arg is not None and not fault.arg.isdigit():
                 raise ConfigError(f"fault rule {item!r}: {fault.kind}=CODE needs a number")
             plan.rules.append(FaultRule(fault, at=t if m["op"] == "@" else None,

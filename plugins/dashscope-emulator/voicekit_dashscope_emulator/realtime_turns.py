@@ -116,8 +116,8 @@ class TurnTaking(ConnectionState):
             async with self._send_lock:
                 await self.ws.send('{"type": "response.audio.delta", "delta": ')
             return
-        if kind == "slow":
-            await trio.sleep(float(arg or 1.0))
+        if kind in ("slow", "stall"):  # the reader stops a while (no pongs), then carries on
+            await trio.sleep(float(arg or (1.0 if kind == "slow" else 5.0)))
             return
         if kind in ("idle", "task-failed"):
             await self.error("emulated server failure (injected fault)", code=arg or "InternalError")

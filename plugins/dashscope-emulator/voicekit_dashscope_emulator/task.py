@@ -331,6 +331,8 @@ class _Task:
                 await self.conn.send('{"header": {"task_id": "' + (self.conn.proto.task_id or "") + '", "event": ')
             elif fault.kind == "slow":
                 self.conn.delay = float(fault.arg or 1.0)
+            elif fault.kind == "stall":  # the reader stops (no pongs); the engine's results still go out
+                await trio.sleep(float(fault.arg or 5.0))
             else:
                 raise _Fault(fault)
         return True
