@@ -30,7 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--port", type=int, default=8765, help="port for the page and the WebSocket (default: 8765)")
     p.add_argument("--token", default=None,
                    help=f"secret the page must present (default: ${TOKEN_ENV}); open the page as URL#token=...")
-    p.add_argument("--max-sessions", type=int, default=4, help="concurrent conversations allowed (default: 4)")
+    p.add_argument("--max-sessions", type=int, default=4,
+                   help="concurrent conversations allowed in each worker process (default: 4; with --workers N "
+                        "the machine takes up to N times this)")
+    p.add_argument("--workers", default="1", metavar="N",
+                   help="worker processes sharing the port (SO_REUSEPORT), each with its own models and "
+                        "limits, under a supervisor that restarts one that dies and drains all on SIGTERM; "
+                        "'auto' = one per CPU (default: 1; see docs/scaling.md)")
     p.add_argument("--hello-timeout", type=float, default=5.0,
                    help="seconds a new connection has to say hello (default: 5)")
     p.add_argument("--request-timeout", type=float, default=10.0,
@@ -99,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     from voicekit.errors import VoicekitError, sole_error
     from voicekit.logging import add_redactor, configure
-    from voicekit.serve.server import ServeConfig, VoiceServer, check_bind
+    from voicekit.serve.server import ServeConfig, check_bind
+    from voicekit.serve.workers import make_server, parse_workers, supervise
 
     configure({0: "warning", 1: "info"}.get(args.verbose, "debug"))
     token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
@@ -107,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         secret = token
         add_redactor(lambda text: text.replace(secret, "***"))
     check_bind(args.host, token)  # before loading any model: a refused address fails at once
+    workers = parse_workers(args.workers)
+    if workers > 1:  # a supervisor of `workers` processes, each running this command with --workers 1
+        return supervise(args, workers)
     config = ServeConfig(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions,
                          hello_timeout=args.hello_timeout, idle_timeout=args.idle_timeout,
                          request_timeout=args.request_timeout,
@@ -117,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                          proxy_header=args.proxy_header, vad_fallback_backlog=args.vad_fallback_backlog)
     recipe = _agent_recipe(args) if args.agent else _pipeline_recipe(args)
     name = recipe.assistant.name if recipe.assistant is not None else args.agent
-    server = VoiceServer(recipe, config)
+    server = make_server(recipe, config)  # a worker under `--workers N` shares the port with its siblings
 
     async def drain_then_stop(cancel: trio.CancelScope) -> None:
         await server.drain()
