@@ -1,5 +1,6 @@
 """What the tests of ``voicekit serve`` share: raw clients (a WebSocket handshake from a chosen
-loopback address with extra headers, a plain GET) and an ASR slower than real time."""
+loopback address with extra headers, a GET) and an ASR slower than real time. What the browser
+tests share (Chromium, the page over DevTools) is in browserkit.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import h11
 import trio
 
 from voicekit.asr.base import ASRConfig
@@ -39,17 +41,24 @@ class SlowASR(FakeASR):
 
 
 async def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` from 127.0.0.1:``port`` (a worker, HAProxy's stats, Chromium's DevTools):
+    (status, headers with lower-case names, body). The body ends where the answer says, so a
+    server that keeps the connection open does not make it wait."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
+    conn = h11.Connection(h11.CLIENT)
+    status, headers, body = 0, {}, b""
     async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-        data = b""
-        with trio.fail_after(5):
-            while chunk := await stream.receive_some(65536):
-                data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
+        await stream.send_all(conn.send(h11.Request(method="GET", target=path, headers=[("host", f"127.0.0.1:{port}")]))
+                              + conn.send(h11.EndOfMessage()))
+        with trio.fail_after(10):
+            while not isinstance(event := conn.next_event(), (h11.EndOfMessage, h11.ConnectionClosed)):
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(65536))
+                elif isinstance(event, h11.Response):
+                    status, headers = event.status_code, {k.decode(): v.decode() for k, v in event.headers}
+                elif isinstance(event, h11.Data):
+                    body += event.data
+    return status, headers, body
 
 
 async def upgrade(port: int, source: str, headers: dict[str, str]) -> tuple[int, bytes, trio.SocketStream]:

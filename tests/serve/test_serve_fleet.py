@@ -26,6 +26,14 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from browserkit import (  # type: ignore[import-not-found]  # next to this file
+    CHROMIUM,
+    CHROMIUM_MISSING,
+    chromium,
+    devtools_page,
+    silent_microphone,
+)
+from servekit import conversation_starts, get, upgrade  # type: ignore[import-not-found]  # next to this file
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from voicekit.testing.data import speech
@@ -73,18 +81,7 @@ class Worker:
         return set(re.findall(r"\bconversation\b(?! ended).*?session_id=(\w+)", self.text()))
 
     async def ready(self) -> dict[str, Any]:
-        return json.loads(await http_get(self.port, "/readyz"))
-
-
-async def http_get(port: int, path: str) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        with trio.fail_after(10):
-            while chunk := await stream.receive_some(65536):
-                data += chunk
-    return data.partition(b"\r\n\r\n")[2]
+        return json.loads((await get(self.port, "/readyz"))[2])
 
 
 async def start_worker(tmp: Path, name: str, *options: str) -> Worker:
@@ -138,7 +135,7 @@ class Fleet:
 
     async def status(self) -> dict[str, str]:
         """HAProxy's view of each worker: UP, DOWN, ..."""
-        csv = (await http_get(self.stats_port, "/stats;csv")).decode()
+        csv = (await get(self.stats_port, "/stats;csv"))[2].decode()
         rows = [line.split(",") for line in csv.splitlines() if line.startswith("voicekit,")]
         return {row[1]: row[17] for row in rows if row[1] not in ("FRONTEND", "BACKEND")}
 
@@ -340,7 +337,7 @@ async def test_sessions_spread_and_a_full_worker_gets_no_new_ones(tmp_path: Path
             for conv in [*through, again]:
                 assert_finished_normally(conv)
             # the workers counted it all
-            metrics = (await http_get(w1.port, "/metrics")).decode()
+            metrics = (await get(w1.port, "/metrics"))[2].decode()
             if routed_to_full:
                 assert re.search(r'^voicekit_serve_sessions_refused_total\{reason="max_sessions"\} [1-9]', metrics,
                                  re.M), metrics
@@ -423,8 +420,6 @@ async def test_per_address_limit_counts_the_clients_behind_haproxy(tmp_path: Pat
     """HAProxy names each client in X-Forwarded-For (``option forwardfor``) and the workers trust
     it (``--trusted-proxy 127.0.0.1``): the per-address limit on connections that have not said
     hello counts each client, not the proxy, and a client cannot pass for another one."""
-    from servekit import conversation_starts, upgrade  # type: ignore[import-not-found]  # next to this file
-
     with trio.fail_after(90):
         async with fleet(tmp_path, 1, "--max-pending-per-address", "2", "--hello-timeout", "30") as f:
             (worker,) = f.workers
@@ -453,72 +448,32 @@ async def test_browser_page_reconnects_to_another_worker_after_a_drain(tmp_path:
     """The real page (voicekit/serve/static) in headless Chromium, through HAProxy: when its
     worker drains and closes the conversation with 1012, the page opens a new one by itself, at
     the same URL, and HAProxy gives it to the other worker."""
-    from test_serve_chromium import CHROMIUM, DevTools
-    from test_serve_chromium import http_get as devtools_get
-
     if CHROMIUM is None:
-        pytest.fail("needs the chromium binary (apt-get install chromium; 'make test' installs it)", pytrace=False)
-    mic = tmp_path / "mic.wav"  # the fake microphone: silence, played in a loop (the page never stops)
-    with wave.open(str(mic), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(48000)
-        out.writeframes(b"\0" * 2 * 48000 * 2)
-    profile = tmp_path / "profile"
-    with trio.fail_after(120), open(tmp_path / "chromium.log", "wb") as log:
+        pytest.fail(CHROMIUM_MISSING, pytrace=False)
+    mic = silent_microphone(tmp_path / "mic.wav")  # played in a loop: the page never stops
+    with trio.fail_after(120):
         async with fleet(tmp_path, 2, "--drain-timeout", "1") as f:
-            page = f"http://127.0.0.1:{f.lb_port}/"
-            browser = await trio.lowlevel.open_process(
-                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream",
-                 "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic}",
-                 "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0",
-                 f"{page}?autostart=1"],
-                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-            try:
-                port_file = profile / "DevToolsActivePort"
-                while not port_file.exists() or not port_file.read_text().strip():
-                    await trio.sleep(0.05)
-                port = int(port_file.read_text().split()[0])
-                page_ws = ""
-                while not page_ws:
-                    try:
-                        targets = json.loads(await devtools_get(port, "/json/list"))
-                    except (OSError, json.JSONDecodeError):
-                        targets = []
-                    page_ws = next((t["webSocketDebuggerUrl"] for t in targets
-                                    if t.get("type") == "page" and t.get("url", "").startswith(page)), "")
-                    await trio.sleep(0.1)
-                async with open_websocket_url(page_ws, max_message_size=16 * 2**20) as ws:
-                    tools = DevTools(ws)
+            page_url = f"http://127.0.0.1:{f.lb_port}/"
+            async with chromium(f"{page_url}?autostart=1", tmp_path, mic, within=120, loop=True), \
+                    devtools_page(tmp_path / "profile", page_url) as page:
 
-                    async def state() -> dict[str, Any]:
-                        return dict(json.loads(await tools.evaluate("JSON.stringify(window.voicekit || null)"))
-                                    or {})
+                def ready(st: dict[str, Any]) -> bool:
+                    assert st.get("ready") or not st.get("errors"), st.get("errors")
+                    return bool(st.get("ready"))
 
-                    while not (st := await state()).get("ready"):
-                        assert not st.get("errors"), st.get("errors")
-                        await trio.sleep(0.1)
-                    first = st["ready"]["session_id"]
-                    drained = f.worker_of(first)
-                    other = next(w for w in f.workers if w is not drained)
-                    drained.proc.send_signal(signal.SIGTERM)
-                    while not ((st := await state()).get("ready") and st["ready"]["session_id"] != first):
-                        await trio.sleep(0.1)
-                    assert st["reconnects"] == 1 and st["sessions"] == [first, st["ready"]["session_id"]], st
-                    assert st["close"] == {"code": 1012, "reason": "server restarting"}, st["close"]
-                    assert st["status"] == "listening", st["status"]
-                    assert [e for e in st["errors"] if "restarting" in e], st["errors"]  # what the page showed
-                    assert f.worker_of(st["ready"]["session_id"]) is other
-                    sent = st["chunksSent"]
-                    while (await state())["chunksSent"] < sent + 25:  # the microphone streams to the new one
-                        await trio.sleep(0.1)
+                first = (await page.until(page.state, ready))["ready"]["session_id"]
+                drained = f.worker_of(first)
+                other = next(w for w in f.workers if w is not drained)
+                drained.proc.send_signal(signal.SIGTERM)
+                st = await page.until(page.state, lambda st: st.get("ready") and st["ready"]["session_id"] != first)
+                assert st["reconnects"] == 1 and st["sessions"] == [first, st["ready"]["session_id"]], st
+                assert st["close"] == {"code": 1012, "reason": "server restarting"}, st["close"]
+                assert st["status"] == "listening", st["status"]
+                assert [e for e in st["errors"] if "restarting" in e], st["errors"]  # what the page showed
+                assert f.worker_of(st["ready"]["session_id"]) is other
+                sent = st["chunksSent"]
+                # the microphone streams to the new one
+                await page.until(page.state, lambda st: st["chunksSent"] >= sent + 25)
                 with trio.fail_after(15):
                     await drained.proc.wait()
                 assert drained.proc.returncode == 0
-            finally:
-                if browser.returncode is None:
-                    os.killpg(browser.pid, signal.SIGKILL)
-                with trio.move_on_after(10):
-                    await browser.wait()
