@@ -285,7 +285,7 @@ async def test_a_backlog_is_sent_with_other_tasks_running_between_its_messages()
     """Sends that find room do not checkpoint, so a replay of many logged chunks (after a
     reconnect) must give the scheduler a turn between them: else the connection's reader, its
     pings and every other stream wait until the whole backlog is out."""
-    from voicekit_dashscope.asr.realtime import RealtimeASRStream
+    from voicekit_dashscope.asr.realtime_stream import RealtimeASRStream
     from voicekit_dashscope.client.realtime import RealtimeConnection
 
     from voicekit.asr.base import ASRConfig

@@ -1,0 +1,450 @@
+"""The stream of the realtime ASR plugins (:mod:`voicekit_dashscope.asr.realtime`): sends audio
+(and, in manual mode, commits), keeps what it sent until a final covers it, and survives lost
+connections by opening a new session and re-sending that log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from voicekit.asr.base import TranscriptResult
+from voicekit.audio.frame import AudioFrame
+from voicekit.errors import ASRError
+from voicekit.logging import get_logger
+from voicekit_dashscope.client.realtime import (
+    RealtimeConnection,
+    SendLock,
+    acquire,
+)
+from voicekit_dashscope.client.task import collapse_group
+from voicekit_dashscope.errors import (
+    ConnectionLostError,
+    DashScopeError,
+    RetriesExhaustedError,
+    ServerTimeoutError,
+    is_retryable,
+)
+from voicekit_dashscope.protocol.realtime import (
+    AudioCommit,
+    AudioCommitted,
+    ErrorEvent,
+    RealtimeStateError,
+    ResponseCreate,
+    ResponseCreated,
+    ResponseDone,
+    SessionConfig,
+    SessionFinished,
+    SpeechStarted,
+    SpeechStopped,
+    TextDelta,
+    TextDone,
+    TranscriptionCompleted,
+    TranscriptionFailed,
+    TranscriptionText,
+)
+
+if TYPE_CHECKING:
+    from voicekit_dashscope.asr.realtime import _RealtimeASR
+
+log = get_logger("voicekit.dashscope.realtime")
+MANUAL_LIMIT_S = 55.0  # the service refuses more than 60 s of audio per manual commit
+
+
+@attrs.define
+class _Audio:
+    start: int  # absolute sample index of the first sample
+    pcm: bytes
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.pcm) // 2
+
+
+@attrs.define
+class _Commit:
+    at: int  # absolute sample index the commit closes
+    marker: tuple[float | None, float | None]  # (speech start, speech end) in stream seconds
+
+
+class RealtimeASRStream:
+    """An open realtime recognition stream (the voicekit ``ASRStream`` contract) that survives
+    lost connections, like the Fun-ASR task client (:mod:`voicekit_dashscope.client.task`):
+
+    * everything sent (audio appends and, in manual mode, commits) is kept in a log until a
+      *final* transcript covers it (the end of its utterance);
+    * when the connection drops, closes, stops answering pings, sends a malformed frame or a
+      retryable ``error`` event, the stream waits (``RetryPolicy`` back-off), opens a new session
+      with the same settings and re-sends the log — so the server hears the unfinished utterance
+      again, and no final is lost or repeated;
+    * times and utterance numbers of the new session are shifted onto the stream's own timeline;
+    * permanent errors (bad key, bad parameter) end the stream at once.
+    """
+
+    def __init__(self, plugin: _RealtimeASR, session: SessionConfig, rate: int) -> None:
+        self.plugin = plugin
+        self.session = session
+        self.rate = rate
+        self.manual = plugin.mode == "manual"
+        self.conn: RealtimeConnection | None = None
+        self._send, self._recv = trio.open_memory_channel[TranscriptResult](512)
+        self._lock = SendLock()  # one writer at a time: the caller's sends and a replay
+        self._buf = b""
+        self._step = rate * plugin.append_ms // 1000 * 2
+        self._samples = 0  # samples taken from the caller
+        self._logged = 0  # samples put in the log
+        self._uncommitted = 0  # samples since the last commit (manual mode)
+        self._speech_start: float | None = None
+        self._log: list[_Audio | _Commit] = []  # sent or to send, not yet covered by a final
+        self._sent = 0  # index in _log of the next entry to send on the current connection
+        self._acked = 0  # samples covered by finals (never re-sent)
+        self._max_buffer = int(plugin.max_buffer_s * rate)
+        self.dropped_samples = 0
+        self._finished = False
+        self._finish_requested = trio.Event()
+        self._finals = 0
+        self.reconnects = 0
+        self.error: BaseException | None = None
+        self._reset_connection_state(0)
+
+    def _reset_connection_state(self, base: int) -> None:
+        self._base = base  # absolute sample index of the connection's first audio sample
+        self._utterances: dict[str, int] = {}
+        self._next_uid = self._finals + 1
+        self._times: dict[str, list[float | None]] = {}
+        self._meta: dict[str, tuple[str | None, str | None]] = {}
+        self._committed: list[str] = []
+        self._commit_of: dict[str, _Commit] = {}
+        self._pending_commits: list[_Commit] = []
+        self._response_item: dict[str, str] = {}
+        self._response_text: dict[str, str] = {}
+        self._open_items: set[str] = set()
+        self._wanted = 0
+        self._creating = False
+
+    # -- caller side
+
+    async def send_audio(self, frame: AudioFrame) -> None:
+        if self.error is not None:
+            raise self.error
+        if frame.sample_rate != self.rate or frame.channels != 1:
+            raise ASRError(f"stream opened for mono {self.rate} Hz audio got {frame.channels} ch "
+                           f"{frame.sample_rate} Hz")
+        pcm = self._buf + frame.pcm if self._buf else frame.pcm
+        self._samples += frame.samples
+        self._uncommitted += frame.samples
+        step, cut = self._step, 0
+        while len(pcm) - cut >= step:
+            self._log_audio(pcm if cut == 0 and len(pcm) == step else pcm[cut:cut + step])  # no copy of a whole chunk
+            cut += step
+        self._buf = pcm[cut:] if cut else pcm
+        if self.manual and self._uncommitted / self.rate >= MANUAL_LIMIT_S:
+            self._log_commit(self._samples / self.rate)
+        await self._flush()
+
+    def _log_audio(self, pcm: bytes) -> None:
+        self._log.append(_Audio(self._logged, pcm))
+        self._logged += len(pcm) // 2
+        # bound the log: drop the oldest audio beyond max_buffer_s (counted)
+        while len(self._log) > 1 and self._sent > 0:
+            first = self._log[0]
+            if self._logged - (first.start if isinstance(first, _Audio) else first.at) <= self._max_buffer:
+                break
+            if isinstance(first, _Audio):
+                self.dropped_samples += len(first.pcm) // 2
+                self._acked = max(self._acked, first.end)
+            self._log.pop(0)
+            self._sent -= 1
+
+    def _log_commit(self, t: float) -> None:
+        if self._buf:
+            self._log_audio(self._buf)
+            self._buf = b""
+        if self._uncommitted == 0:
+            return
+        self._uncommitted = 0
+        self._log.append(_Commit(self._logged, (self._speech_start, t)))
+        self._speech_start = None
+
+    async def _flush(self) -> None:
+        if self.conn is None:
+            return  # the next connection replays the log
+        await acquire(self._lock)
+        try:
+            if self.conn is not None:
+                await self._send_pending(self.conn)
+        finally:
+            self._lock.release()
+
+    async def _send_pending(self, conn: RealtimeConnection) -> None:
+        """Send the log entries the connection has not had yet (call with the lock held)."""
+        try:
+            while self._sent < len(self._log):
+                entry = self._log[self._sent]
+                if isinstance(entry, _Audio):
+                    cut = max(0, self._acked - entry.start) * 2
+                    if cut < len(entry.pcm):
+                        await conn.send_audio(entry.pcm[cut:] if cut else entry.pcm)
+                else:
+                    await conn.send(AudioCommit())
+                    self._pending_commits.append(entry)
+                    if self.plugin.uses_response:
+                        self._wanted += 1
+                        await self._maybe_create(conn)
+                self._sent += 1
+                if self._sent < len(self._log):
+                    # a replay (or a backlog): let the reader and the other streams run between its
+                    # messages, since a send that finds room in the socket does not checkpoint
+                    await trio.lowlevel.checkpoint()
+        except (ConnectionLostError, RealtimeStateError):
+            pass  # the receive loop finds out and reconnects; the log keeps the rest
+
+    async def speech_started(self, t: float) -> None:
+        self._speech_start = t
+
+    async def speech_ended(self, t: float) -> None:
+        """Manual mode: commit the buffer (one utterance). Server-VAD mode: ignored."""
+        if self.manual:
+            self._log_commit(t)
+            await self._flush()
+
+    async def _maybe_create(self, conn: RealtimeConnection) -> None:
+        """One response per committed utterance, one at a time (the service allows one active)."""
+        if self._wanted and not self._creating and conn.protocol.active_response is None:
+            self._wanted -= 1
+            self._creating = True
+            await conn.send(ResponseCreate())
+
+    async def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self.manual and (self._uncommitted or self._buf) and self._speech_start is not None:
+            self._log_commit(self._samples / self.rate)
+        elif self._buf:
+            self._log_audio(self._buf)
+            self._buf = b""
+        await self._flush()
+        self._finish_requested.set()
+
+    async def __aiter__(self) -> AsyncIterator[TranscriptResult]:
+        async for result in self._recv:
+            yield result
+        if self.error is not None:
+            raise self.error
+
+    # -- connections
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open sessions until one ends normally. Before the first is open, errors are raised
+        (``open_stream`` fails); after, they are kept in :attr:`error` for the caller."""
+        started = False
+
+        def ready() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        retry = self.plugin.retry
+        failures = 0
+        async with self._send:
+            while True:
+                finals_before = self._finals
+                try:
+                    await self._one_connection(ready)
+                    return
+                except DashScopeError as exc:
+                    self.conn = None
+                    if self._finals > finals_before:
+                        failures = 0
+                    failures += 1
+                    retryable = is_retryable(exc)
+                    if not retryable or failures > retry.max_retries:
+                        err: DashScopeError = exc
+                        if retryable:
+                            err = RetriesExhaustedError(
+                                f"DashScope realtime stream failed {failures} times in a row; last error: {exc}",
+                                code=exc.code, server_message=exc.server_message)
+                            err.__cause__ = exc
+                        log.error("realtime_stream_failed", error=str(err), code=err.code)
+                        if not started:
+                            raise err from err.__cause__
+                        self.error = err
+                        return
+                    delay = retry.delay(failures)
+                    self.reconnects += 1
+                    log.warning("realtime_retry", error=str(exc), code=exc.code, attempt=failures,
+                                delay=round(delay, 3), resend_from_s=round(self._acked / self.rate, 3))
+                    await trio.sleep(delay)
+
+    async def _one_connection(self, ready: Any) -> None:
+        try:
+            async with RealtimeConnection.open(self.plugin.connector, self.plugin.spec, session=self.session,
+                                               timeout=self.plugin.timeouts.start) as conn, \
+                    trio.open_nursery() as nursery:
+                async with self._lock:
+                    self._trim()
+                    first = self._log[0] if self._log else None
+                    base = self._logged if first is None else (
+                        max(self._acked, first.start) if isinstance(first, _Audio) else first.at)
+                    self._reset_connection_state(base)
+                    self._sent = 0
+                    self.conn = conn
+                    await self._send_pending(conn)
+                ready()
+                nursery.start_soon(self._keepalive, conn)
+                nursery.start_soon(self._finisher, conn)
+                await self._loop(conn)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise collapse_group(group) from None
+        except ConnectionLostError:
+            if self._finished and not self._open_items and self._sent >= len(self._log):
+                return  # the server closed after everything was answered
+            raise
+        finally:
+            self.conn = None
+
+    def _trim(self, *, sent_only: bool = False) -> None:
+        """Forget log entries that finals cover (with ``sent_only``, only those already sent on
+        the current connection, so that a send in progress keeps its place)."""
+        while self._log and (not sent_only or self._sent > 0):
+            first = self._log[0]
+            covered = first.end if isinstance(first, _Audio) else first.at
+            if covered > self._acked:
+                break
+            self._log.pop(0)
+            if sent_only:
+                self._sent -= 1
+
+    async def _keepalive(self, conn: RealtimeConnection) -> None:
+        ping = getattr(conn.transport, "ping", None)
+        if ping is None:
+            return
+        timeouts = self.plugin.timeouts
+        while True:
+            await trio.sleep(timeouts.ping_interval)
+            with trio.move_on_after(timeouts.ping_timeout) as scope:
+                await ping()
+            if scope.cancelled_caught:
+                raise ServerTimeoutError(
+                    f"the realtime server did not answer a ping within {timeouts.ping_timeout:g} s")
+
+    async def _finisher(self, conn: RealtimeConnection) -> None:
+        await self._finish_requested.wait()
+        await self._flush()
+        if self.plugin.uses_response:
+            with trio.move_on_after(self.plugin.finish_timeout_s):
+                while conn.protocol.active_response is not None or self._wanted or self._creating:
+                    await trio.sleep(0.05)
+        await conn.finish()
+
+    # -- server side
+
+    def _uid(self, item_id: str) -> int:
+        if item_id not in self._utterances:
+            self._utterances[item_id] = self._next_uid
+            self._next_uid += 1
+            self._times.setdefault(item_id, [None, None])
+            self._open_items.add(item_id)
+        return self._utterances[item_id]
+
+    def _t(self, ms: int) -> float:
+        return self._base / self.rate + ms / 1000
+
+    async def _loop(self, conn: RealtimeConnection) -> None:
+        finish_deadline: float | None = None
+        while True:
+            if self._finished and finish_deadline is None:
+                finish_deadline = trio.current_time() + self.plugin.finish_timeout_s
+            if finish_deadline is None:  # no cancel scope per message while the stream runs
+                event = await conn.receive()
+            else:
+                with trio.move_on_at(finish_deadline) as scope:
+                    event = await conn.receive()
+                if scope.cancelled_caught:
+                    log.warning("realtime_asr_finish_timeout", model=self.plugin.model)
+                    return
+            if await self._on_event(conn, event):
+                return
+
+    async def _on_event(self, conn: RealtimeConnection, event: Any) -> bool:
+        """Handle one server event; True when the session is over."""
+        match event:
+            case SpeechStarted() | SpeechStopped() | AudioCommitted():
+                self._on_input_event(event)
+            case TranscriptionText():  # and TranscriptionDelta
+                self._meta[event.item_id] = (event.language, event.emotion)
+                text = event.display.strip()
+                if text:
+                    await self._emit(event.item_id, text, False)
+            case TranscriptionCompleted():
+                self._meta[event.item_id] = (event.language, event.emotion)
+                if not self.plugin.uses_response:
+                    await self._emit(event.item_id, event.transcript.strip(), True)
+            case TranscriptionFailed():
+                log.warning("realtime_transcription_failed", item=event.item_id, error=dict(event.error))
+            case ResponseCreated() | TextDelta() | TextDone() | ResponseDone():
+                await self._on_response_event(conn, event)
+            case ErrorEvent():
+                if self._finished and conn.protocol.phase.value == "finishing":
+                    return True  # the model refuses session.finish: we are done anyway
+                raise event.error.exception()
+            case SessionFinished():
+                return True
+        return False
+
+    def _on_input_event(self, event: SpeechStarted | SpeechStopped | AudioCommitted) -> None:
+        """The server's VAD and commit events: the utterance's times on the stream's timeline."""
+        self._uid(event.item_id)
+        match event:
+            case SpeechStarted():
+                self._times[event.item_id][0] = self._t(event.audio_start_ms)
+            case SpeechStopped():
+                self._times[event.item_id][1] = self._t(event.audio_end_ms)
+            case AudioCommitted():
+                self._committed.append(event.item_id)
+                if self._pending_commits:
+                    commit = self._pending_commits.pop(0)
+                    self._commit_of[event.item_id] = commit
+                    if self.manual:
+                        self._times[event.item_id] = list(commit.marker)
+
+    async def _on_response_event(self, conn: RealtimeConnection,
+                                 event: ResponseCreated | TextDelta | TextDone | ResponseDone) -> None:
+        """Omni prompt-context mode: a response's text is the utterance's final transcript."""
+        match event:
+            case ResponseCreated():
+                self._creating = False
+                pending = [i for i in self._committed if i not in self._response_item.values()]
+                if pending:
+                    self._response_item[event.response_id] = pending[0]
+            case TextDelta():
+                rid = event.response_id
+                self._response_text[rid] = self._response_text.get(rid, "") + event.delta
+            case TextDone():
+                self._response_text[event.response_id] = event.text
+            case ResponseDone():
+                item = self._response_item.get(event.response_id)
+                if item is not None and self.plugin.uses_response:
+                    await self._emit(item, self._response_text.pop(event.response_id, "").strip(), True)
+                if self.plugin.uses_response:
+                    await self._maybe_create(conn)
+
+    async def _emit(self, item_id: str, text: str, final: bool) -> None:
+        uid = self._uid(item_id)
+        start, end = self._times.get(item_id, [None, None])
+        language, emotion = self._meta.get(item_id, (None, None))
+        if final:
+            self._finals += 1
+            self._open_items.discard(item_id)
+            commit = self._commit_of.get(item_id)
+            covered = commit.at if commit is not None else (round(end * self.rate) if end is not None else None)
+            if covered is not None and covered > self._acked:
+                self._acked = covered
+                self._trim(sent_only=True)
+        await self._send.send(TranscriptResult(text, final, uid, start, end if final else None,
+                                               language=language, emotion=emotion))
