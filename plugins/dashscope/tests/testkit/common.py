@@ -44,6 +44,19 @@ def tone_script(n: int, *, seed: int = 0, gap: tuple[float, float] = (1.5, 2.0),
     return ToneScript(tone_audio(segments), sentences, [sentences[f] for f in freqs])
 
 
+def noisy_tone_script(n: int, *, seed: int = 2, noise: float = 0.003) -> ToneScript:
+    """:func:`tone_script` over a faint noise floor (after 0.4 s of digital silence), as a real
+    recording has: a WebRTC VAD that starts afresh on that floor calls its first frames speech."""
+    import numpy as np
+
+    script = tone_script(n, seed=seed)
+    pcm = np.frombuffer(script.audio, "<i2").astype(np.float32)
+    floor = np.random.default_rng(seed).standard_normal(pcm.size) * noise * 32767
+    floor[: 16000 * 4 // 10] = 0.0
+    audio = np.clip(pcm + floor, -32768, 32767).astype("<i2").tobytes()
+    return ToneScript(audio, script.sentences, script.order)
+
+
 async def stream_through(asr: object, audio: bytes, *, rate: int = 16000, chunk_ms: int = 100,
                          pace: float = 0.0) -> list[TranscriptResult]:
     """Stream PCM through an ASR plugin; return every result. ``pace`` = seconds between chunks."""

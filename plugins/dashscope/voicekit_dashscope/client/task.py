@@ -8,6 +8,14 @@
   it waits (exponential back-off with jitter), opens a new connection and task, and re-sends the
   audio after the last final — so the server recognizes the unfinished sentence again, and no
   final is lost or repeated;
+* the re-sent audio starts a little (``lead_in_ms``, at most back to the last final's start)
+  *before* the end of the last final: a recognizer that starts afresh exactly where a sentence
+  ended may hear the tail of its last word as a sentence of its own (moonshine says "You"). What
+  the new task recognizes in that lead-in is audio already finalised: a result whose words lie
+  there is dropped, one that runs on past it keeps only its words after it;
+* a final is counted as covering its audio only once it is in the result channel, so a
+  connection that fails while a final is being handed over re-sends that sentence's audio
+  instead of losing it;
 * times and sentence numbers of the new task are shifted onto the stream's own timeline;
 * a server that stops answering is caught by WebSocket pings (``ping_interval`` /
   ``ping_timeout``) and by deadlines on ``task-started`` and ``task-finished``;
@@ -61,6 +69,8 @@ from voicekit_dashscope.regions import check_transport
 
 log = get_logger("voicekit.dashscope.client")
 USER_AGENT = "voicekit-dashscope/0.1"
+LEAD_IN_MS = 1000  # audio re-sent before the end of the last final after a reconnect
+_REPEAT_MARGIN_MS = 20  # a sentence that starts this much before that end began in finalised audio
 
 
 @attrs.frozen
@@ -235,6 +245,35 @@ def sentence_to_result(s: Sentence, *, offset_ms: int, utterance_id: int) -> Tra
                             emotion=s.emo_tag, confidence=None)
 
 
+@attrs.define
+class _TaskView:
+    """One task's place on the stream's timeline: its audio starts at ``base_ms``, and the
+    audio before ``finalised_ms`` (its lead-in) is covered by finals already delivered."""
+
+    base_ms: int
+    finalised_ms: int
+    uids: dict[int, int] = attrs.field(factory=dict)  # the task's sentence id → the stream's number
+
+    def new_part(self, s: Sentence) -> Sentence | None:
+        """``s`` without what repeats finalised audio: itself, its words after the finalised
+        end, or None when it lies in the lead-in."""
+        floor = self.finalised_ms - self.base_ms  # in the task's own time
+        if floor <= 0 or s.begin_time >= floor - _REPEAT_MARGIN_MS:
+            return s
+        if s.words:
+            kept = tuple(w for w in s.words if (w.begin_time + w.end_time) / 2 >= floor)
+            if not kept:
+                return None
+            if len(kept) == len(s.words):
+                return s
+            sep = " " if " " in s.text.strip() else ""
+            text = sep.join(w.text + w.punctuation for w in kept)
+            return attrs.evolve(s, text=text, begin_time=kept[0].begin_time, words=kept)
+        if s.end_time is None or (s.begin_time + s.end_time) / 2 < floor:
+            return None  # an unfinished sentence that started there, or a final mostly there
+        return s
+
+
 class Recognizer:
     """One recognition stream that survives connection failures.
 
@@ -247,7 +286,8 @@ class Recognizer:
                  task_input: Mapping[str, Any] | None = None, workspace: str | None = None,
                  retry: RetryPolicy = RetryPolicy(), timeouts: Timeouts = Timeouts(),
                  max_buffer_s: float = 300.0, audio_queue: int = 64, result_queue: int = 256,
-                 connect: Callable[..., Any] | None = None, seed: int | None = None) -> None:
+                 connect: Callable[..., Any] | None = None, seed: int | None = None,
+                 lead_in_ms: int = LEAD_IN_MS) -> None:
         self.url = check_transport(url)
         self.api_key = api_key
         self.model = model
@@ -265,9 +305,14 @@ class Recognizer:
         # audio kept for re-sending: chunks with their absolute byte offsets
         self._buffer: deque[tuple[int, bytes]] = deque()
         self._received_bytes = 0  # total audio bytes taken from the caller
-        self._acked_bytes = 0  # audio bytes covered by final sentences (never re-sent)
+        self._acked_bytes = 0  # audio bytes covered by final sentences
         self._acked_ms = 0
+        # where the next task's audio starts: a lead-in before the acknowledged end, kept buffered
+        self.lead_in_ms = max(0, lead_in_ms)
+        self._resume_bytes = 0
+        self._resume_ms = 0
         self._finals = 0
+        self._next_uid = 1  # the stream's number for the next sentence
         self._input_done = False
         self._sent_any_audio = False
         # the current connection (None between connections) and how far it has been sent
@@ -377,10 +422,11 @@ class Recognizer:
                                  timeouts=self.timeouts) as conn:
             task_id = new_task_id()
             await conn.start(RunTask(task_id, self.model, self.parameters, self.input), self.timeouts.start)
-            base_bytes = self._acked_bytes
-            base_ms = self._acked_ms
-            finals_base = self._finals
-            log.debug("dashscope_task_started", task_id=task_id, base_ms=base_ms)
+            base_bytes = self._resume_bytes
+            base_ms = self._resume_ms
+            view = _TaskView(base_ms, self._acked_ms)
+            self._next_uid = self._finals + 1  # an unfinished sentence keeps its partials' number
+            log.debug("dashscope_task_started", task_id=task_id, base_ms=base_ms, finalised_ms=self._acked_ms)
             recv_scope = trio.CancelScope()  # gets a deadline once finish-task is sent
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(conn.ping_forever, self.timeouts.ping_interval, self.timeouts.ping_timeout)
@@ -393,30 +439,48 @@ class Recognizer:
                         if isinstance(event, TaskFinished):
                             break
                         if isinstance(event, ResultGenerated):
-                            await self._on_result(event.sentence, base_ms, finals_base)
+                            await self._on_result(event.sentence, view)
                 if recv_scope.cancelled_caught:
                     raise ServerTimeoutError(f"no task-finished within {self.timeouts.finish:g} s "
                                              "after finish-task", task_id=task_id)
                 nursery.cancel_scope.cancel()
-    async def _on_result(self, s: Sentence, base_ms: int, finals_base: int) -> None:
+    async def _on_result(self, s: Sentence, view: _TaskView) -> None:
         if s.heartbeat:
             return
-        result = sentence_to_result(s, offset_ms=base_ms, utterance_id=finals_base + s.sentence_id)
-        if s.is_final:
+        kept = view.new_part(s)
+        if kept is None:
+            log.debug("dashscope_repeat_dropped", text=excerpt(s.text, 40), final=s.is_final,
+                      begin_ms=view.base_ms + s.begin_time, finalised_ms=view.finalised_ms)
+            return
+        uid = view.uids.get(kept.sentence_id)
+        if uid is None:
+            uid = view.uids[kept.sentence_id] = self._next_uid
+            self._next_uid += 1
+        await self._result_send.send(sentence_to_result(kept, offset_ms=view.base_ms, utterance_id=uid))
+        # only now does the final cover its audio: had the hand-over been cancelled (the
+        # connection failing meanwhile), the audio is re-sent and the sentence comes again
+        if kept.is_final:
             self._finals += 1
-            if s.end_time is not None:
-                self._ack(base_ms + s.end_time)
-        await self._result_send.send(result)
+            end = kept.end_time if kept.end_time is not None else (kept.words[-1].end_time if kept.words else None)
+            if end is not None:
+                self._ack(view.base_ms + end, view.base_ms + kept.begin_time)
 
-    def _ack(self, abs_ms: int) -> None:
+    def _ack(self, abs_ms: int, begin_ms: int) -> None:
+        """Audio up to ``abs_ms`` is finalised (by a sentence that began at ``begin_ms``): keep
+        only what the next task re-sends, from the lead-in before it."""
         if abs_ms <= self._acked_ms:
             return
         self._acked_ms = abs_ms
+        resume_ms = max(self._resume_ms, min(abs_ms, max(abs_ms - self.lead_in_ms, begin_ms)))
         if self._bytes_per_ms is None:
+            self._resume_ms = resume_ms
             return
         pos = int(abs_ms * self._bytes_per_ms) // 2 * 2
         self._acked_bytes = min(max(self._acked_bytes, pos), self._received_bytes)
-        while self._buffer and self._buffer[0][0] + len(self._buffer[0][1]) <= self._acked_bytes:
+        resume = min(int(resume_ms * self._bytes_per_ms) // 2 * 2, self._acked_bytes)
+        if resume > self._resume_bytes:
+            self._resume_bytes, self._resume_ms = resume, resume_ms
+        while self._buffer and self._buffer[0][0] + len(self._buffer[0][1]) <= self._resume_bytes:
             self._buffer.popleft()
 
     def _remember(self, chunk: bytes) -> None:
@@ -430,10 +494,13 @@ class Recognizer:
                 held = self._received_bytes - self._buffer[0][0]
                 self._acked_bytes = max(self._acked_bytes, self._buffer[0][0])
                 self._acked_ms = max(self._acked_ms, int(self._acked_bytes / (self._bytes_per_ms or 1)))
+                if self._buffer[0][0] > self._resume_bytes:
+                    self._resume_bytes = self._buffer[0][0]
+                    self._resume_ms = int(self._resume_bytes / (self._bytes_per_ms or 1))
 
     def _piece_at(self, pos: int) -> bytes | None:
         """Buffered audio from absolute byte ``pos`` to the end of the chunk holding it."""
-        pos = max(pos, self._acked_bytes)
+        pos = max(pos, self._resume_bytes)
         for start, chunk in reversed(self._buffer):  # usually the newest chunk: search from the end
             if start <= pos:
                 return chunk[pos - start:] if pos < start + len(chunk) else None
@@ -458,7 +525,7 @@ class Recognizer:
         while self._sent_pos < self._received_bytes or self._contexts:
             if conn is None or self._conn is not conn or conn.protocol.state is not TaskState.RUNNING:
                 return  # the connection failed meanwhile: the receiver reports why
-            pos = max(self._sent_pos, self._acked_bytes)
+            pos = max(self._sent_pos, self._resume_bytes)
             if self._contexts and self._contexts[0][0] <= pos:  # context updates go in order with the audio
                 context = self._contexts[0][1]
                 if not await self._send_or_fail(conn, conn.protocol.continue_task({"context": context})):
