@@ -9,15 +9,30 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import h11
 import trio
 
 from voicekit.asr.base import ASRConfig
 from voicekit.audio.frame import AudioFrame
+from voicekit.serve.agent import AgentRecipe
+from voicekit.serve.config import ServeConfig, SessionRecipe
+from voicekit.serve.server import VoiceServer
 from voicekit.testing.fakes import FakeASR, _FakeStream
 
-__all__ = ["SlowASR", "conversation_starts", "get", "upgrade"]
+__all__ = ["SlowASR", "conversation_starts", "get", "serving", "upgrade"]
+
+
+@asynccontextmanager
+async def serving(recipe: SessionRecipe | AgentRecipe, **config: Any) -> AsyncIterator[VoiceServer]:
+    """A :class:`VoiceServer` for ``recipe`` on a free loopback port (``ServeConfig(**config)``),
+    running in this trio run until the block ends."""
+    server = VoiceServer(recipe, ServeConfig(port=0, **config))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        yield server
+        nursery.cancel_scope.cancel()
 
 
 class SlowASR(FakeASR):

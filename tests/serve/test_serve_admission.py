@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
-from servekit import SlowASR, get  # type: ignore[import-not-found]  # next to this file
+from servekit import SlowASR, get, serving  # type: ignore[import-not-found]  # next to this file
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from voicekit.plugins.build import load_assistant, make_vad
-from voicekit.serve.server import ServeConfig, SessionRecipe, VoiceServer
+from voicekit.serve.server import SessionRecipe
 from voicekit.testing.fakes import FakeASR
 
 CHUNK = b"\0" * 640  # 20 ms of silence at 16 kHz
@@ -27,15 +25,6 @@ CHUNK = b"\0" * 640  # 20 ms of silence at 16 kHz
 def recipe(asr: FakeASR | None = None) -> SessionRecipe:
     return SessionRecipe(asr=asr or FakeASR(["go forward ten meters"]), assistant=load_assistant("robot"),
                          vad_factory=lambda: make_vad("webrtc", sample_rate=16000))
-
-
-@asynccontextmanager
-async def serving(r: SessionRecipe, **config: Any) -> AsyncIterator[VoiceServer]:
-    server = VoiceServer(r, ServeConfig(port=0, **config))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
 
 
 

@@ -10,11 +10,11 @@ pipeline session. A drain closes an agent conversation with 1012 at its deadline
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
+import servekit  # type: ignore[import-not-found]  # next to this file
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -23,7 +23,7 @@ from voicekit.audio.frame import AudioFrame
 from voicekit.audio.sinks import AudioSink
 from voicekit.audio.sources import AudioSource
 from voicekit.serve.agent import AgentRecipe, SentenceJoiner
-from voicekit.serve.server import ServeConfig, VoiceServer
+from voicekit.serve.server import VoiceServer
 
 CHUNK = b"\0" * 3200  # 100 ms of silence at 16 kHz
 
@@ -62,14 +62,8 @@ class PacedAgent:
             self._send.close()
 
 
-@asynccontextmanager
-async def serving(agent: Any, **config: Any) -> AsyncIterator[VoiceServer]:
-    recipe = AgentRecipe(factory=lambda: agent, model="paced", reply_rate=24000)
-    server = VoiceServer(recipe, ServeConfig(port=0, **config))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
+def serving(agent: Any, **config: Any) -> AbstractAsyncContextManager[VoiceServer]:
+    return servekit.serving(AgentRecipe(factory=lambda: agent, model="paced", reply_rate=24000), **config)
 
 
 async def talk(port: int, seconds: float, *, end: bool = True) -> tuple[list[dict[str, Any]], int, int]:

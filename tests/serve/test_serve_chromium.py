@@ -11,15 +11,7 @@ from typing import Any
 
 import pytest
 import trio
-from browserkit import (  # type: ignore[import-not-found]  # next to this file
-    START,
-    DevToolsPage,
-    chromium,
-    devtools_page,
-    needs_chromium,
-    serving,
-    speech_microphone,
-)
+from browserkit import START, DevToolsPage, chromium, devtools_page, needs_chromium, serving, speech_microphone  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.slow, pytest.mark.realspeech, needs_chromium]
 

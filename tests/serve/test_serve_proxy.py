@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trio
 from servekit import conversation_starts, upgrade  # type: ignore[import-not-found]  # next to this file
+from servekit import serving as serving_recipe  # type: ignore[import-not-found]
 
 from voicekit.cli.main import main
 from voicekit.errors import ConfigError
@@ -29,13 +30,9 @@ PER_ADDRESS = 2
 async def serving(**config: Any) -> AsyncIterator[tuple[VoiceServer, int]]:
     recipe = SessionRecipe(asr=FakeASR(["go forward ten meters"]), assistant=load_assistant("robot"),
                            vad_factory=lambda: make_vad("webrtc", sample_rate=16000))
-    server = VoiceServer(recipe, ServeConfig(port=0, max_pending_per_address=PER_ADDRESS, hello_timeout=30,
-                                             **config))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
+    async with serving_recipe(recipe, max_pending_per_address=PER_ADDRESS, hello_timeout=30, **config) as server:
         assert server.port is not None
         yield server, server.port
-        nursery.cancel_scope.cancel()
 
 
 

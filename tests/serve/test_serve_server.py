@@ -7,14 +7,13 @@ import json
 import re
 import shutil
 import wave
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import h11
 import pytest
 import trio
+from servekit import serving  # type: ignore[import-not-found]  # next to this file
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from voicekit.errors import ConfigError
@@ -36,15 +35,6 @@ def goforward_pcm() -> bytes:
     with wave.open(str(speech("goforward"))) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
         return w.readframes(w.getnframes())
-
-
-@asynccontextmanager
-async def serving(recipe: SessionRecipe, **config: Any) -> AsyncIterator[VoiceServer]:
-    server = VoiceServer(recipe, ServeConfig(port=0, **config))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
 
 
 def ws_url(server: VoiceServer) -> str:

@@ -11,20 +11,18 @@ from __future__ import annotations
 import json
 import re
 import wave
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import structlog
 import trio
-from servekit import SlowASR, get  # type: ignore[import-not-found]  # next to this file
+from servekit import SlowASR, get, serving  # type: ignore[import-not-found]  # next to this file
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from voicekit.cli.main import main
 from voicekit.plugins.build import load_assistant, make_vad
 from voicekit.serve.fallback import FallbackVAD
-from voicekit.serve.server import ServeConfig, SessionRecipe, VoiceServer
+from voicekit.serve.server import SessionRecipe
 from voicekit.testing.data import speech
 from voicekit.testing.fakes import FakeASR
 
@@ -48,15 +46,6 @@ def recipe(asr: FakeASR, vad: Any) -> SessionRecipe:
     return SessionRecipe(asr=asr, assistant=load_assistant("robot"), vad_factory=vad,
                          vad_fallback=lambda: make_vad("webrtc", sample_rate=16000, frame_ms=30),
                          names={"vad": "silero", "vad_fallback": "webrtc"})
-
-
-@asynccontextmanager
-async def serving(r: SessionRecipe, **config: Any) -> AsyncIterator[VoiceServer]:
-    server = VoiceServer(r, ServeConfig(port=0, **config))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
 
 
 def utterance() -> bytes:
