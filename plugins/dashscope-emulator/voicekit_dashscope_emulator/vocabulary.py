@@ -86,63 +86,82 @@ class VocabularyStore:
         if not isinstance(raw, list):
             raise ApiError(400, "InvalidParameter", "input.vocabulary must be a list of {text, weight}")
         try:
-            return validate_words(raw, max_words=self.max_words)
+            words: tuple[Hotword, ...] = validate_words(raw, max_words=self.max_words)
         except VocabularyValidationError as exc:
             code_msg = "vocabulary is too large" if len(raw) > self.max_words else str(exc)
             raise ApiError(400, "InvalidParameter", code_msg) from None
         except (TypeError, ValueError) as exc:
             raise ApiError(400, "InvalidParameter", f"bad vocabulary item: {exc}") from None
+        return words
 
     def handle(self, owner: str, inp: dict[str, Any]) -> dict[str, Any]:
+        """The ``output`` of one call; :class:`ApiError` for a refused one."""
         action = inp.get("action")
-        if action == "create_vocabulary":
-            target = inp.get("target_model")
-            if not isinstance(target, str) or not target:
-                raise ApiError(400, "InvalidParameter", "Missing required parameter 'input.target_model'")
-            try:
-                prefix = validate_prefix(inp.get("prefix"), max_len=self.prefix_max_len)
-            except VocabularyValidationError:
-                raise ApiError(400, "InvalidParameter",
-                               f"prefix should be english letter and number and not longer than "
-                               f"{self.prefix_max_len} characters") from None
-            words = self._words(inp.get("vocabulary"))
-            if sum(1 for v in self.lists.values() if v.owner == owner) >= self.max_lists:
-                raise ApiError(400, "InvalidParameter",
-                               f"vocabulary quota exceeded: at most {self.max_lists} lists per account")
-            vid = f"vocab-{prefix}-{uuid.uuid4().hex}"
-            now = self._now()
-            self.lists[vid] = StoredVocabulary(vid, owner, target, words, now, now,
-                                               trio.current_time() + self.deploy_delay)
-            return {"vocabulary_id": vid}
-        if action == "list_vocabulary":
-            wanted = inp.get("prefix")
-            page_index = inp.get("page_index", 0)
-            page_size = inp.get("page_size", 10)
-            try:
-                validate_page(page_index, page_size)
-            except VocabularyValidationError as exc:
-                raise ApiError(400, "InvalidParameter", str(exc)) from None
-            mine = [v for v in self.lists.values() if v.owner == owner
-                    and (not wanted or v.vocabulary_id.startswith(f"vocab-{wanted}-"))]
-            mine.sort(key=lambda v: v.created, reverse=True)
-            page = mine[page_index * page_size:(page_index + 1) * page_size]
-            return {"vocabulary_list": [
-                {"gmt_create": _stamp(v.created), "gmt_modified": _stamp(v.modified), "status": v.status(),
-                 "vocabulary_id": v.vocabulary_id} for v in page]}
-        if action == "query_vocabulary":
-            v = self._owned(owner, inp.get("vocabulary_id"))
-            return {"gmt_create": _stamp(v.created), "gmt_modified": _stamp(v.modified), "status": v.status(),
-                    "target_model": v.target_model, "vocabulary": [w.to_json() for w in v.words]}
-        if action == "update_vocabulary":
-            v = self._owned(owner, inp.get("vocabulary_id"))
-            v.words = self._words(inp.get("vocabulary"))
-            v.modified = self._now()
-            return {}
-        if action == "delete_vocabulary":
-            v = self._owned(owner, inp.get("vocabulary_id"))
-            del self.lists[v.vocabulary_id]
-            return {}
-        raise ApiError(400, "InvalidParameter", f"unknown action {action!r}")
+        run = self._actions().get(action) if isinstance(action, str) else None
+        if run is None:
+            raise ApiError(400, "InvalidParameter", f"unknown action {action!r}")
+        return run(owner, inp)
+
+    def _actions(self) -> dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]]:
+        return {"create_vocabulary": self._create, "list_vocabulary": self._list,
+                "query_vocabulary": self._query, "update_vocabulary": self._update,
+                "delete_vocabulary": self._delete}
+
+    def _prefix(self, raw: Any) -> str:
+        try:
+            prefix: str = validate_prefix(raw, max_len=self.prefix_max_len)
+        except VocabularyValidationError:
+            raise ApiError(400, "InvalidParameter",
+                           f"prefix should be english letter and number and not longer than "
+                           f"{self.prefix_max_len} characters") from None
+        return prefix
+
+    def _create(self, owner: str, inp: dict[str, Any]) -> dict[str, Any]:
+        target = inp.get("target_model")
+        if not isinstance(target, str) or not target:
+            raise ApiError(400, "InvalidParameter", "Missing required parameter 'input.target_model'")
+        prefix = self._prefix(inp.get("prefix"))
+        words = self._words(inp.get("vocabulary"))
+        if sum(1 for v in self.lists.values() if v.owner == owner) >= self.max_lists:
+            raise ApiError(400, "InvalidParameter",
+                           f"vocabulary quota exceeded: at most {self.max_lists} lists per account")
+        vid = f"vocab-{prefix}-{uuid.uuid4().hex}"
+        now = self._now()
+        self.lists[vid] = StoredVocabulary(vid, owner, target, words, now, now,
+                                           trio.current_time() + self.deploy_delay)
+        return {"vocabulary_id": vid}
+
+    def _list(self, owner: str, inp: dict[str, Any]) -> dict[str, Any]:
+        wanted = inp.get("prefix")
+        page_index = inp.get("page_index", 0)
+        page_size = inp.get("page_size", 10)
+        try:
+            validate_page(page_index, page_size)
+        except VocabularyValidationError as exc:
+            raise ApiError(400, "InvalidParameter", str(exc)) from None
+        mine = [v for v in self.lists.values() if v.owner == owner
+                and (not wanted or v.vocabulary_id.startswith(f"vocab-{wanted}-"))]
+        mine.sort(key=lambda v: v.created, reverse=True)
+        page = mine[page_index * page_size:(page_index + 1) * page_size]
+        return {"vocabulary_list": [
+            {"gmt_create": _stamp(v.created), "gmt_modified": _stamp(v.modified), "status": v.status(),
+             "vocabulary_id": v.vocabulary_id} for v in page]}
+
+    def _query(self, owner: str, inp: dict[str, Any]) -> dict[str, Any]:
+        v = self._owned(owner, inp.get("vocabulary_id"))
+        return {"gmt_create": _stamp(v.created), "gmt_modified": _stamp(v.modified), "status": v.status(),
+                "target_model": v.target_model, "vocabulary": [w.to_json() for w in v.words]}
+
+    def _update(self, owner: str, inp: dict[str, Any]) -> dict[str, Any]:
+        v = self._owned(owner, inp.get("vocabulary_id"))
+        v.words = self._words(inp.get("vocabulary"))
+        v.modified = self._now()
+        return {}
+
+    def _delete(self, owner: str, inp: dict[str, Any]) -> dict[str, Any]:
+        v = self._owned(owner, inp.get("vocabulary_id"))
+        del self.lists[v.vocabulary_id]
+        return {}
 
     async def http_handler(self, request: HttpRequest, owner: str) -> HttpResponse:
         request_id = str(uuid.uuid4())
