@@ -62,6 +62,16 @@ def session(script: list[object], texts: list[str], *, sink: MemorySink | None =
     )
 
 
+def received(log: trio.MemoryReceiveChannel[ev.Event]) -> Timeline:
+    """What a subscription holds once its session has ended."""
+    events: list[ev.Event] = []
+    while True:
+        try:
+            events.append(log.receive_nowait())
+        except trio.EndOfChannel:
+            return Timeline(events)
+
+
 async def test_one_turn_exact_timeline(autojump_clock: trio.testing.MockClock) -> None:
     sink = MemorySink(16000)
     tl = await collect(session([Silence(1.0), Speech(1.5), Silence(3.0)], ["go forward ten meters"],
@@ -147,13 +157,7 @@ async def test_asr_failure_is_a_typed_error(autojump_clock: trio.testing.MockClo
     with pytest.RaisesGroup(pytest.RaisesExc(ASRError, match="fail after 0")):
         async with trio.open_nursery() as n:
             n.start_soon(s.run)
-    events: list[ev.Event] = []
-    while True:
-        try:
-            events.append(log.receive_nowait())
-        except trio.EndOfChannel:
-            break
-    tl = Timeline(events)
+    tl = received(log)
     assert tl.first(ev.Error).error_type == "ASRError"
     assert tl.kinds()[-1] == "session_ended"
 
@@ -218,13 +222,7 @@ async def test_cancelling_a_session_is_not_an_error(autojump_clock: trio.testing
     log = s.subscribe(10000)
     with trio.move_on_after(4.0):  # mid-reply
         await s.run()
-    events = []
-    while True:
-        try:
-            events.append(log.receive_nowait())
-        except trio.EndOfChannel:
-            break
-    tl = Timeline(events)
+    tl = received(log)
     assert not tl.of(ev.Error)
     assert tl.kinds()[-1] == "session_ended" and tl.first(ev.SessionEnded).reason == "cancelled"
 
