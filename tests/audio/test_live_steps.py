@@ -17,7 +17,7 @@ from live_steps import build, count_steps  # type: ignore[import-not-found]  # n
 from voicekit import events as ev
 from voicekit.audio.frame import AudioFrame
 from voicekit.session import Session, SessionConfig
-from voicekit.testing import FakeASR
+from voicekit.testing import FakeASR, collect
 from voicekit.testing.scripted import EnergyVAD
 
 
@@ -87,17 +87,6 @@ def test_a_source_that_never_waits_still_lets_the_listener_keep_up(buffer: int) 
     """Live policy: the capture task yields when the listener is behind, so nothing is dropped."""
     session = Session(Burst(500), asr=FakeASR([]), vad=EnergyVAD(16000, frame_ms=20),
                       config=SessionConfig(audio_policy="drop_oldest", audio_buffer_frames=buffer))
-    got: list[ev.Event] = []
-
-    async def main() -> None:
-        async def read() -> None:
-            async for e in session.events():
-                got.append(e)
-
-        async with trio.open_nursery() as n:
-            n.start_soon(session.run)
-            n.start_soon(read)
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert not [e for e in got if isinstance(e, ev.Warning)], got
+    timeline = trio.run(collect, session, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert not timeline.of(ev.Warning), timeline.events
     assert session.audio_position == pytest.approx(10.0)
