@@ -117,6 +117,112 @@ class _ChatReply:
                 for _, pcm in await ToneVoice().render(self.text or "okay", OMNI_RATE)]
 
 
+class _NativeReply:
+    """One DashScope-native answer, as one JSON body or as native SSE events."""
+
+    def __init__(self, text: str, language: str | None, emotion: str | None, seconds: float) -> None:
+        self.text = text
+        self.rid = str(uuid.uuid4())
+        self.annotations = [{"type": "audio_info", "language": language, "emotion": emotion or "neutral"}]
+        self.usage = {"seconds": max(1, int(seconds)), "output_tokens_details": {"text_tokens": len(text.split())},
+                      "input_tokens_details": {"text_tokens": 0}}
+
+    def payload(self, content: str, finish: str | None) -> dict[str, Any]:
+        return {"request_id": self.rid, "output": {"choices": [{"finish_reason": finish, "message": {
+            "role": "assistant", "content": [{"text": content}], "annotations": self.annotations}}]},
+            "usage": self.usage}
+
+    def events(self, incremental: bool) -> list[str]:
+        """The text word by word (each event the new word, or the text so far), ``stop`` on the last."""
+        words = self.text.split()
+        if not words:
+            return [_native_event(1, json.dumps(self.payload("", "stop")))]
+        return [_native_event(i + 1, json.dumps(self.payload(
+                    ((" " if i else "") + word) if incremental else " ".join(words[: i + 1]),
+                    "stop" if i == len(words) - 1 else None), ensure_ascii=False))
+                for i, word in enumerate(words)]
+
+
+def _native_event(n: int, data: str) -> str:
+    return f"id:{n}\nevent:result\n:HTTP_STATUS/200\ndata:{data}\n\n"
+
+
+class _Refused(Exception):
+    """A request the service answers with an error: HTTP status, code and message as it words them."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _json_body(request: HttpRequest, code: str) -> Any:
+    try:
+        return request.json()
+    except ValueError:
+        raise _Refused(400, code, "request body is not valid JSON") from None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (options the service reads leniently)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _checked_messages(messages: Any) -> list[Any]:
+    if not isinstance(messages, list) or not messages:
+        raise FileError("InvalidParameter", "messages must be a non-empty list")
+    return messages
+
+
+def _contents(messages: list[Any], role: str) -> list[Any]:
+    """The ``content`` of every message of ``role``, in order."""
+    return [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == role]
+
+
+def _audio_ref(messages: list[Any]) -> str | None:
+    """The first audio reference in the user messages."""
+    return next((a for c in _contents(messages, "user") if (a := _audio_of(c))), None)
+
+
+def _system_context(messages: list[Any]) -> str | None:
+    return " ".join(_text_of(c) for c in _contents(messages, "system")).strip() or None
+
+
+def _first(values: list[str | None]) -> str | None:
+    return next((v for v in values if v), None)
+
+
+def _data_url_bytes(ref: str) -> bytes:
+    _, _, b64 = ref.partition(",")
+    try:
+        return base64.b64decode(b64, validate=False)
+    except ValueError:
+        raise FileError("InvalidParameter", "input_audio data is not valid Base64") from None
+
+
+async def _download(ref: str, policy: UrlPolicy) -> bytes:
+    if not policy.allows(ref):
+        raise FileError("InvalidParameter", policy.refusal(ref))
+    try:
+        async with httpx.AsyncClient(timeout=10, follow_redirects=False, trust_env=False) as client:
+            resp = await client.get(ref)
+    except httpx.HTTPError:
+        raise FileError("InvalidParameter", "The audio URL cannot be downloaded.") from None
+    if resp.status_code != 200:
+        raise FileError("InvalidParameter", f"The audio URL answered HTTP {resp.status_code}.")
+    return resp.content
+
+
+def _engine_samples(data: bytes) -> np.ndarray:
+    """A WAV file's first channel at the engine's rate; refused above the service's duration limit."""
+    audio, rate = decode_wav(data)
+    if audio.shape[0] / rate > MAX_ASR_SECONDS:
+        raise FileError("AUDIO_DURATION_TOO_LONG",
+                         f"audio duration ({audio.shape[0] * 1000 / rate:.1f}ms) over service process (300s)")
+    return resample_to_engine(audio[:, 0], rate)
+
+
 class CompatService:
     region: str | None = None  # the region emulated (None: all); set by the emulator
     def __init__(self, *, engine: Any, owner: Any, vad: str = "webrtc", stats: dict[str, int] | None = None) -> None:
@@ -127,142 +233,102 @@ class CompatService:
 
     async def _load(self, ref: str) -> np.ndarray:
         if ref.startswith("data:"):
-            _, _, b64 = ref.partition(",")
-            try:
-                data = base64.b64decode(b64, validate=False)
-            except ValueError:
-                raise FileError("InvalidParameter", "input_audio data is not valid Base64") from None
-        elif ref.startswith(("http://", "https://")):
+            return _engine_samples(_data_url_bytes(ref))
+        if ref.startswith(("http://", "https://")):
             policy = getattr(self, "url_policy", None) or UrlPolicy()  # loopback only unless allowed
-            if not policy.allows(ref):
-                raise FileError("InvalidParameter", policy.refusal(ref))
-            try:
-                async with httpx.AsyncClient(timeout=10, follow_redirects=False, trust_env=False) as client:
-                    resp = await client.get(ref)
-            except httpx.HTTPError:
-                raise FileError("InvalidParameter", "The audio URL cannot be downloaded.") from None
-            if resp.status_code != 200:
-                raise FileError("InvalidParameter", f"The audio URL answered HTTP {resp.status_code}.")
-            data = resp.content
-        else:
-            raise FileError("InvalidParameter", "input_audio data must be a data: URL or an http(s) URL")
-        audio, rate = decode_wav(data)
-        if audio.shape[0] / rate > MAX_ASR_SECONDS:
-            raise FileError("AUDIO_DURATION_TOO_LONG",
-                             f"audio duration ({audio.shape[0] * 1000 / rate:.1f}ms) over service process (300s)")
-        return resample_to_engine(audio[:, 0], rate)
+            return _engine_samples(await _download(ref, policy))
+        raise FileError("InvalidParameter", "input_audio data must be a data: URL or an http(s) URL")
+
+    def _engine_language(self) -> str | None:
+        caps = getattr(self.engine, "capabilities", None)
+        return None if caps is None else str(caps.languages[0])
 
     async def _recognize(self, messages: Any, language: str | None) -> tuple[str, str | None, str | None, float]:
-        if not isinstance(messages, list) or not messages:
-            raise FileError("InvalidParameter", "messages must be a non-empty list")
-        context = " ".join(_text_of(m.get("content")) for m in messages
-                           if isinstance(m, dict) and m.get("role") == "system").strip() or None
-        ref = next((a for m in messages if isinstance(m, dict) and m.get("role") == "user"
-                    and (a := _audio_of(m.get("content")))), None)
+        messages = _checked_messages(messages)
+        context = _system_context(messages)
+        ref = _audio_ref(messages)
         if ref is None:
             raise FileError("InvalidParameter", "no input_audio in the user message")
         samples = await self._load(ref)
         finals = await transcribe_channel(self.engine, samples, vad=self.vad, end_silence_ms=400, language=language,
                                           context=context)
-        text = " ".join(r.text.strip() for r in finals if r.text.strip())
-        emotion = next((r.emotion for r in finals if r.emotion), None)
-        lang = language or next((r.language for r in finals if r.language), None)
-        if lang is None and getattr(self.engine, "capabilities", None) is not None:
-            lang = self.engine.capabilities.languages[0]
+        text = " ".join(t for r in finals if (t := r.text.strip()))
+        emotion = _first([r.emotion for r in finals])
+        lang = language or _first([r.language for r in finals]) or self._engine_language()
         return text, lang, emotion, samples.size / ENGINE_RATE
-
-    @staticmethod
-    def _has_audio(messages: Any) -> bool:
-        if not isinstance(messages, list) or not messages:
-            raise FileError("InvalidParameter", "messages must be a non-empty list")
-        return any(isinstance(m, dict) and m.get("role") == "user" and _audio_of(m.get("content"))
-                   for m in messages)
 
     # -- OpenAI-compatible
 
     async def chat(self, request: HttpRequest) -> HttpResponse:
-        if self.owner(request.header("authorization")) is None:
-            return _compat_error(401, "invalid_api_key", "Incorrect API key provided.")
         try:
-            body = request.json()
-        except ValueError:
-            return _compat_error(400, "invalid_parameter_error", "request body is not valid JSON")
-        model = body.get("model") if isinstance(body, dict) else None
-        if (model not in ASR_MODELS and model not in OMNI_MODELS) or emulator_refuses(
-                str(model), self.region, openai_compatible=True):
-            return _compat_error(404, "model_not_found", f"The model `{model}` does not exist or you do not have "
-                                                         "access to it.")
-        stream = bool(body.get("stream"))
-        omni = model in OMNI_MODELS
-        if omni and not stream:
-            return _compat_error(400, "invalid_parameter_error", OMNI_STREAM_ONLY)
-        opts = body.get("asr_options") if isinstance(body.get("asr_options"), dict) else {}
-        try:
-            answer = await self._chat_answer(body.get("messages"), omni, opts.get("language"))
+            body, model, omni = self._chat_request(request)
+            language = _object(body.get("asr_options")).get("language")
+            answer = await self._chat_answer(body.get("messages"), omni, language)
+        except _Refused as exc:
+            return _compat_error(exc.status, exc.code, exc.message)
         except FileError as exc:
             return _compat_error(400, exc.code, exc.message)
         self.stats["compat_requests"] = self.stats.get("compat_requests", 0) + 1
-        reply = _ChatReply(str(model), omni, *answer)
-        if not stream:
+        reply = _ChatReply(model, omni, *answer)
+        if not body.get("stream"):
             return HttpResponse.json(200, reply.completion())
         events = await reply.chunks(body)
         return HttpResponse(200, "".join(events).encode(), "text/event-stream",
                             (("cache-control", "no-cache"),))
 
+    def _chat_request(self, request: HttpRequest) -> tuple[dict[str, Any], str, bool]:
+        """The checked request: (body, model, whether the model is an Omni model)."""
+        if self.owner(request.header("authorization")) is None:
+            raise _Refused(401, "invalid_api_key", "Incorrect API key provided.")
+        body = _json_body(request, "invalid_parameter_error")
+        model = body.get("model") if isinstance(body, dict) else None
+        known = model in ASR_MODELS or model in OMNI_MODELS
+        if not known or emulator_refuses(str(model), self.region, openai_compatible=True):
+            raise _Refused(404, "model_not_found", f"The model `{model}` does not exist or you do not have "
+                                                   "access to it.")
+        omni = model in OMNI_MODELS
+        if omni and not body.get("stream"):
+            raise _Refused(400, "invalid_parameter_error", OMNI_STREAM_ONLY)
+        return body, str(model), omni
+
     async def _chat_answer(self, messages: Any, omni: bool,
                            language: str | None) -> tuple[str, str | None, str | None, float]:
         """(text, language, emotion, audio seconds) of the answer to ``messages``."""
-        if omni and not self._has_audio(messages):
+        if omni and _audio_ref(_checked_messages(messages)) is None:
             # no language model here: a text-only Omni turn is answered by echoing the last user text
-            last = next((_text_of(m.get("content")) for m in reversed(messages)
-                         if isinstance(m, dict) and m.get("role") == "user"), "")
+            last = next((_text_of(c) for c in reversed(_contents(messages, "user"))), "")
             return f"You said: {last.strip()}. Noted.", None, None, 0.0
         return await self._recognize(messages, language)
 
     # -- DashScope-native
 
     async def native(self, request: HttpRequest) -> HttpResponse:
-        if self.owner(request.header("authorization")) is None:
-            return _native_error(401, "InvalidApiKey", "Invalid API-key provided.")
         try:
-            body = request.json()
-        except ValueError:
-            return _native_error(400, "InvalidParameter", "request body is not valid JSON")
-        if not isinstance(body, dict) or not body.get("model"):
-            return _native_error(400, "BadRequest.EmptyModel", "Required parameter 'model' missing from request.")
-        if body["model"] not in ASR_MODELS or emulator_refuses(str(body["model"]), self.region):
-            return _native_error(400, "InvalidParameter", f"Model not found: {body['model']}")
-        inp = body.get("input") if isinstance(body.get("input"), dict) else None
-        if inp is None:
-            return _native_error(400, "BadRequest.EmptyInput", "Required parameter 'input' missing from request.")
-        params: dict[str, Any] = body["parameters"] if isinstance(body.get("parameters"), dict) else {}
-        opts: dict[str, Any] = params["asr_options"] if isinstance(params.get("asr_options"), dict) else {}
-        try:
-            text, lang, emotion, seconds = await self._recognize(inp.get("messages"), opts.get("language"))
+            inp, params = self._native_request(request)
+            opts = _object(params.get("asr_options"))
+            answer = await self._recognize(inp.get("messages"), opts.get("language"))
+        except _Refused as exc:
+            return _native_error(exc.status, exc.code, exc.message)
         except FileError as exc:
             return _native_error(400, exc.code, exc.message)
-        rid = str(uuid.uuid4())
-        annotations = [{"type": "audio_info", "language": lang, "emotion": emotion or "neutral"}]
-
-        def payload(content: str, finish: str | None) -> dict[str, Any]:
-            return {"request_id": rid, "output": {"choices": [{"finish_reason": finish, "message": {
-                "role": "assistant", "content": [{"text": content}], "annotations": annotations}}]},
-                "usage": {"seconds": max(1, int(seconds)), "output_tokens_details": {"text_tokens": len(text.split())},
-                          "input_tokens_details": {"text_tokens": 0}}}
-
+        reply = _NativeReply(*answer)
         if (request.header("x-dashscope-sse") or "").lower() != "enable":
-            return HttpResponse.json(200, payload(text, "stop"))
-        words = text.split()
-        incremental = bool(params.get("incremental_output"))
-        events = []
-        for i, _ in enumerate(words):
-            piece = ((" " if i else "") + words[i]) if incremental else " ".join(words[: i + 1])
-            last = i == len(words) - 1
-            events.append(f"id:{i + 1}\nevent:result\n:HTTP_STATUS/200\ndata:"
-                          f"{json.dumps(payload(piece, 'stop' if last else None), ensure_ascii=False)}\n\n")
-        if not words:
-            events.append(f"id:1\nevent:result\n:HTTP_STATUS/200\ndata:{json.dumps(payload('', 'stop'))}\n\n")
+            return HttpResponse.json(200, reply.payload(reply.text, "stop"))
+        events = reply.events(bool(params.get("incremental_output")))
         return HttpResponse(200, "".join(events).encode(), "text/event-stream")
+
+    def _native_request(self, request: HttpRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The checked request's ``input`` and ``parameters``, in the order the service checks them."""
+        if self.owner(request.header("authorization")) is None:
+            raise _Refused(401, "InvalidApiKey", "Invalid API-key provided.")
+        body = _json_body(request, "InvalidParameter")
+        if not isinstance(body, dict) or not body.get("model"):
+            raise _Refused(400, "BadRequest.EmptyModel", "Required parameter 'model' missing from request.")
+        if body["model"] not in ASR_MODELS or emulator_refuses(str(body["model"]), self.region):
+            raise _Refused(400, "InvalidParameter", f"Model not found: {body['model']}")
+        if not isinstance(body.get("input"), dict):
+            raise _Refused(400, "BadRequest.EmptyInput", "Required parameter 'input' missing from request.")
+        return body["input"], _object(body.get("parameters"))
 
 
 def add_compat_routes(emulator: Any, vad: str) -> CompatService:
