@@ -37,7 +37,7 @@ from voicekit_dashscope.protocol.task import (
     ServerTaskProtocol,
     WordTiming,
 )
-from voicekit_dashscope_emulator import TaskSettings
+from voicekit_dashscope_emulator import TaskSettings, running_emulator
 
 from voicekit.asr.base import TranscriptResult
 
@@ -183,3 +183,42 @@ async def test_a_resumed_final_keeps_only_its_words_after_the_finalised_audio() 
     assert out[1].start == pytest.approx(2.5) and out[1].end == pytest.approx(4.0)
     assert [w.text for w in out[1].words] == ["four", "five"]
     assert out[2].start == pytest.approx(4.4)
+
+
+@pytest.mark.slow
+@pytest.mark.realspeech
+async def test_a_server_that_falls_behind_on_real_speech_gives_the_same_sentences() -> None:
+    """The report itself, without the load: moonshine, the five LibriVox clips, the fault-clock
+    test's settings, and the server stalling 5 s (past the 4 s ping timeout) after the first
+    sentence. Before: a sixth final, "You", at the resume point."""
+    pytest.importorskip("voicekit_moonshine", reason="needs the moonshine plugin (embedded engine)")
+    import wave
+
+    from testkit.common import assert_same_words
+
+    from voicekit.plugins import load
+    from voicekit.testing.data import librivox_clips
+
+    def pcm(path: object) -> bytes:
+        with wave.open(str(path), "rb") as w:
+            return w.readframes(w.getnframes())
+
+    silence = bytes(32000 * 3 // 2)
+    audio = silence + silence.join(pcm(p) for p, _ in librivox_clips()) + silence
+    engine = load("asr", "moonshine")()
+    settings = dict(retry=RetryPolicy(backoff_initial=0.01, backoff_max=0.05),
+                    timeouts=Timeouts(ping_interval=0.5, ping_timeout=4, start=10, finish=30))
+
+    async def run(faults: str | None) -> tuple[list[str], Any]:
+        async with running_emulator(engine, settings=WEBRTC, faults=faults) as emu:
+            asr = FunASRRealtime(api_key=FAKE_KEY, base_url=emu.base_url, **settings)
+            with trio.fail_after(240):
+                results = await stream_through(asr, audio, pace=0.01)
+            return [r.text for r in results if r.is_final and r.text], emu
+
+    clean, _ = await run(None)
+    assert len(clean) == 5, clean
+    faulty, emu = await run("stall=5@10")
+    assert emu.stats["connections"] >= 2
+    assert len(faulty) == 5, faulty
+    assert_same_words(clean, faulty)
