@@ -14,7 +14,6 @@ Faithful timers: 23 s without data in a task → ``task-failed`` CLIENT_ERROR; 6
 from __future__ import annotations
 
 import math
-import struct
 from typing import Any
 
 import attrs
@@ -41,6 +40,7 @@ from voicekit_dashscope_emulator.biasing import active_hotwords, apply_hotwords,
 from voicekit_dashscope_emulator.faults import Fault, FaultPlan
 from voicekit_dashscope_emulator.http import ServerWebSocket, WebSocketClosed
 from voicekit_dashscope_emulator.vocabulary import VocabularyStore
+from voicekit_dashscope_emulator.wav_stream import WavReader
 
 log = get_logger("voicekit.dashscope.emulator")
 ENGINE_RATE = 16000
@@ -72,47 +72,19 @@ def make_engine_vad(settings: TaskSettings) -> Any:
     return WebRTCVAD(ENGINE_RATE, 30, settings.vad_mode)
 
 
+class _Refused(Exception):
+    """What the service refuses with ``task-failed`` (a ``run-task``, a bad WAV): its error code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class _Fault(Exception):
     def __init__(self, fault: Fault) -> None:
         super().__init__(fault.kind)
         self.fault = fault
-
-
-class _WavReader:
-    """Strips a streamed WAV header; checks it holds 16-bit mono PCM."""
-
-    def __init__(self) -> None:
-        self._head = b""
-        self.done = False
-        self.rate: int | None = None
-        self.error: str | None = None
-
-    def push(self, data: bytes) -> bytes:
-        if self.done:
-            return data
-        self._head += data
-        if len(self._head) < 12:
-            return b""
-        if self._head[:4] != b"RIFF" or self._head[8:12] != b"WAVE":
-            self.error = "format is 'wav' but the audio does not start with a RIFF/WAVE header"
-            return b""
-        pos = 12
-        while pos + 8 <= len(self._head):
-            cid, size = self._head[pos:pos + 4], struct.unpack("<I", self._head[pos + 4:pos + 8])[0]
-            if cid == b"fmt ":
-                if pos + 8 + 16 > len(self._head):
-                    return b""
-                fmt, ch, rate, _, _, bits = struct.unpack("<HHIIHH", self._head[pos + 8:pos + 24])
-                if fmt != 1 or ch != 1 or bits != 16:
-                    self.error = f"WAV must be 16-bit mono PCM (got format {fmt}, {ch} channels, {bits} bits)"
-                    return b""
-                self.rate = rate
-            elif cid == b"data":
-                self.done = True
-                rest, self._head = self._head[pos + 8:], b""
-                return rest
-            pos += 8 + size + (size & 1)
-        return b""
 
 
 @attrs.define
@@ -203,38 +175,51 @@ class TaskConnectionHandler:
                 if not await self._run_task(msg):
                     return
 
-    def _check(self, run: RunTask) -> tuple[str, str] | tuple[ModelSpec | None, tuple[Hotword, ...]]:
+    def _check(self, run: RunTask) -> tuple[ModelSpec | None, tuple[Hotword, ...]]:
+        """The task's model and hotwords, checked in the service's order; :class:`_Refused` if refused."""
+        spec = self._model(run)
+        _check_audio(run, spec)
+        return spec, self._hotwords(run)
+
+    def _model(self, run: RunTask) -> ModelSpec | None:
         spec = MODELS.get(run.model)
         unknown = spec is None and not self.settings.accept_unknown_models
         if unknown or emulator_refuses(run.model, self.settings.region):
-            return ("ModelNotFound", "Model not exist.")
-        p = run.parameters
-        if p.format not in ("pcm", "wav"):
-            return ("NO_VALID_AUDIO_ERROR",
-                    f"the emulator decodes format 'pcm' and 'wav' only, not {p.format!r}")
-        if spec is not None and not spec.any_rate and spec.sample_rates == (8000,) and p.sample_rate != 8000:
-            return ("InvalidParameter", f"model {run.model} only supports sample_rate 8000")
-        hotwords: tuple[Hotword, ...] = ()
-        if p.vocabulary_id is not None:
-            v = self.store.get(p.vocabulary_id, self.owner)
-            if v is None:
-                if self.settings.unknown_vocabulary == "fail":
-                    return ("InvalidParameter", f"vocabulary_id {p.vocabulary_id} does not exist")
-            elif v.target_model == run.model and v.status() == "OK":
-                hotwords = v.words
-        return (spec, hotwords)
+            raise _Refused("ModelNotFound", "Model not exist.")
+        return spec
+
+    def _hotwords(self, run: RunTask) -> tuple[Hotword, ...]:
+        """The words of the task's vocabulary, if it is deployed for this model (else none)."""
+        vid = run.parameters.vocabulary_id
+        if vid is None:
+            return ()
+        v = self.store.get(vid, self.owner)
+        if v is None and self.settings.unknown_vocabulary == "fail":
+            raise _Refused("InvalidParameter", f"vocabulary_id {vid} does not exist")
+        if v is None or v.target_model != run.model or v.status() != "OK":
+            return ()
+        return v.words
 
     async def _run_task(self, run: RunTask) -> bool:
-        checked = self._check(run)
-        if isinstance(checked[0], str):
-            code, message = checked
-            await self.fail_and_close(code, message)
+        try:
+            spec, hotwords = self._check(run)
+        except _Refused as exc:
+            await self.fail_and_close(exc.code, exc.message)
             return False
-        spec, hotwords = checked
         self.stats["tasks"] = self.stats.get("tasks", 0) + 1
         await self.send(self.proto.started())
         task = _Task(self, run, spec, hotwords)
         return await task.run()
+
+
+def _check_audio(run: RunTask, spec: ModelSpec | None) -> None:
+    """The audio formats the emulator decodes, and the 8 kHz-only models' rate."""
+    p = run.parameters
+    if p.format not in ("pcm", "wav"):
+        raise _Refused("NO_VALID_AUDIO_ERROR", f"the emulator decodes format 'pcm' and 'wav' only, not {p.format!r}")
+    only_8k = spec is not None and not spec.any_rate and spec.sample_rates == (8000,)
+    if only_8k and p.sample_rate != 8000:
+        raise _Refused("InvalidParameter", f"model {run.model} only supports sample_rate 8000")
 
 
 class _Task:
@@ -249,8 +234,8 @@ class _Task:
         hint = p.language_hints[0] if p.language_hints else None
         self.hotwords = active_hotwords(hotwords, hint)
         self.language = hint
-        self.rate = p.sample_rate
-        self.wav = _WavReader() if p.format == "wav" else None
+        self.rate: int = p.sample_rate
+        self.wav = WavReader() if p.format == "wav" else None
         self.resampler: StreamResampler | None = None
         silence = p.max_sentence_silence or conn.settings.default_sentence_silence_ms
         vad = make_engine_vad(conn.settings)
@@ -309,17 +294,26 @@ class _Task:
         await self.conn.send(self.conn.proto.finished())
         return True
 
-    async def _feed(self, stream: Any, data: bytes) -> bool:
+    def _pcm(self, data: bytes) -> bytes:
+        """Whole 16-bit samples of the task's audio (a ``wav`` task's header stripped; its rate applies if it
+        comes before any sample); an odd byte waits for the next message. :class:`_Refused` for a bad WAV."""
         if self.wav is not None:
             data = self.wav.push(data)
             if self.wav.error is not None:
-                await self.conn.fail_and_close("NO_VALID_AUDIO_ERROR", self.wav.error)
-                return False
+                raise _Refused("NO_VALID_AUDIO_ERROR", self.wav.error)
             if self.wav.rate is not None and self.wav.rate != self.rate and self.samples == 0:
                 self._set_rate(self.wav.rate)
         data = self.carry + data
         cut = len(data) // 2 * 2
         data, self.carry = data[:cut], data[cut:]
+        return data
+
+    async def _feed(self, stream: Any, raw: bytes) -> bool:
+        try:
+            data = self._pcm(raw)
+        except _Refused as exc:
+            await self.conn.fail_and_close(exc.code, exc.message)
+            return False
         if not data:
             return True
         frame = AudioFrame(data, self.rate, 1, self.samples / self.rate)
@@ -381,22 +375,33 @@ class _Task:
         text = apply_hotwords(r.text.strip(), self.hotwords)
         if not text and (not r.is_final or sid not in self.shown):
             return
-        begin = round((r.start or 0.0) * 1000)
-        now_ms = round(self.audio_seconds * 1000)
-        end = round(r.end * 1000) if r.is_final and r.end is not None else (now_ms if r.is_final else None)
-        span_end = end if end is not None else max(begin, now_ms)
-        words = tuple(WordTiming(a, b, w, p) for a, b, w, p in spread(split_words(text), begin, span_end))
-        emo_tag = emo_conf = None
-        p = self.run_msg.parameters
-        if (r.is_final and self.spec is not None and self.spec.emotion and r.emotion is not None
-                and not p.semantic_punctuation_enabled):
-            emo_tag, emo_conf = r.emotion, (r.confidence if r.confidence is not None else 1.0)
-        sentence = Sentence(sid, text, begin, end, r.is_final, False, words, emo_tag, emo_conf)
+        sentence = self._sentence(sid, text, r)
         usage = max(1, math.ceil(self.audio_seconds)) if r.is_final else None
-        if r.is_final:
-            self.finals.add(sid)
-        else:
-            self.shown.add(sid)
+        (self.finals if r.is_final else self.shown).add(sid)
         await self.conn.send(self.conn.proto.result(sentence, usage))
         if r.is_final:
             self.conn.stats["finals"] = self.conn.stats.get("finals", 0) + 1
+
+    def _sentence(self, sid: int, text: str, r: TranscriptResult) -> Sentence:
+        """An engine result as a sentence: times in ms, words spread over its span, emotion if shown."""
+        begin = round((r.start or 0.0) * 1000)
+        now_ms = round(self.audio_seconds * 1000)
+        end = self._end_ms(r, now_ms)
+        span_end = end if end is not None else max(begin, now_ms)
+        words = tuple(WordTiming(a, b, w, p) for a, b, w, p in spread(split_words(text), begin, span_end))
+        emo_tag, emo_conf = self._emotion(r)
+        return Sentence(sid, text, begin, end, r.is_final, False, words, emo_tag, emo_conf)
+
+    @staticmethod
+    def _end_ms(r: TranscriptResult, now_ms: int) -> int | None:
+        """A final's end (the audio so far if the engine gives none); ``None`` for an interim result."""
+        if not r.is_final:
+            return None
+        return round(r.end * 1000) if r.end is not None else now_ms
+
+    def _emotion(self, r: TranscriptResult) -> tuple[str | None, float | None]:
+        """(emotion tag, confidence) of a final, for models that report emotion (not with semantic punctuation)."""
+        shown = self.spec is not None and self.spec.emotion and not self.run_msg.parameters.semantic_punctuation_enabled
+        if not (shown and r.is_final and r.emotion is not None):
+            return None, None
+        return r.emotion, (r.confidence if r.confidence is not None else 1.0)
