@@ -294,10 +294,10 @@ class Supervisor:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._signals, signals)
+                nursery.start_soon(self._announce)
                 async with trio.open_nursery() as workers:
                     for slot in self.slots:
-                        workers.start_soon(self._keep, slot, nursery.cancel_scope)
-                    workers.start_soon(self._announce)
+                        workers.start_soon(self._keep, slot)
                 nursery.cancel_scope.cancel()
         if self.failed is not None:
             k, code = self.failed
@@ -330,7 +330,7 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     slot.proc.send_signal(signum)
 
-    async def _keep(self, slot: _Slot, everything: trio.CancelScope) -> None:
+    async def _keep(self, slot: _Slot) -> None:
         """Run worker ``slot`` until the supervisor stops, restarting it when it dies."""
         while not self.stopping:
             code = await self._run_once(slot)
