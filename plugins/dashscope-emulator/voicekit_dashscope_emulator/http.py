@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -166,41 +166,60 @@ class ServerWebSocket:
         """Next complete message. Answers pings; raises :class:`WebSocketClosed` at the end."""
         while True:
             for event in self._ws.events():
-                if isinstance(event, TextMessage):
-                    self._text.append(event.data)
-                    if event.message_finished:
-                        text, self._text = "".join(self._text), []
-                        return text
-                elif isinstance(event, BytesMessage):
-                    self._bytes.append(bytes(event.data))
-                    if event.message_finished:
-                        data, self._bytes = b"".join(self._bytes), []
-                        return data
-                elif isinstance(event, Ping):
-                    await self._write(self._ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    try:
-                        await self._write(self._ws.send(event.response()))
-                    except WebSocketClosed:
-                        pass
-                    self.closed = True
-                    await self.abort()
-                    raise WebSocketClosed(event.code, event.reason or "")
+                handler = self._ON_EVENT.get(type(event))
+                message = None if handler is None else await handler(self, event)
+                if message is not None:
+                    return message
             if self.closed:
                 raise WebSocketClosed(None, "closed")
-            try:
-                data = bytes(await self.stream.receive_some(READ))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-            if not data:
-                self.closed = True
-                raise WebSocketClosed(None, "connection lost")
-            try:
-                self._ws.receive_data(data)
-            except RemoteProtocolError as exc:
-                self.closed = True
-                await self.abort()
-                raise WebSocketClosed(1002, f"protocol error: {exc}") from None
+            await self._read_more()
+
+    async def _read_more(self) -> None:
+        """Feed the next bytes from the peer to wsproto; :class:`WebSocketClosed` if there are none."""
+        try:
+            data = bytes(await self.stream.receive_some(READ))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self.closed = True
+            raise WebSocketClosed(None, "connection lost")
+        try:
+            self._ws.receive_data(data)
+        except RemoteProtocolError as exc:
+            self.closed = True
+            await self.abort()
+            raise WebSocketClosed(1002, f"protocol error: {exc}") from None
+
+    # what receive does with each wsproto event: a finished message is returned, the rest answer None
+
+    async def _on_text(self, event: TextMessage) -> str | None:
+        self._text.append(event.data)
+        if not event.message_finished:
+            return None
+        text, self._text = "".join(self._text), []
+        return text
+
+    async def _on_bytes(self, event: BytesMessage) -> bytes | None:
+        self._bytes.append(bytes(event.data))
+        if not event.message_finished:
+            return None
+        data, self._bytes = b"".join(self._bytes), []
+        return data
+
+    async def _on_ping(self, event: Ping) -> None:
+        await self._write(self._ws.send(event.response()))
+
+    async def _on_close(self, event: CloseConnection) -> None:
+        try:
+            await self._write(self._ws.send(event.response()))
+        except WebSocketClosed:
+            pass
+        self.closed = True
+        await self.abort()
+        raise WebSocketClosed(event.code, event.reason or "")
+
+    _ON_EVENT: ClassVar[dict[type, Callable[[ServerWebSocket, Any], Awaitable[str | bytes | None]]]] = {
+        TextMessage: _on_text, BytesMessage: _on_bytes, Ping: _on_ping, CloseConnection: _on_close}
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
@@ -317,63 +336,85 @@ class HttpServer:
     async def _http(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER)
         while True:
-            request = await self._read_request(stream, conn)
+            request = await _read_request(stream, conn)
             if request is None:
                 return
-            handler = self.routes.get((request.method, request.path.rstrip("/")))
-            if handler is None:
-                handler = next((h for m, p, h in self.prefix_routes
-                                if m == request.method and request.path.startswith(p)), None)
-            if handler is None:
-                allowed = [m for (m, p) in self.routes if p == request.path.rstrip("/")]
-                status = 405 if allowed else 404
-                response = HttpResponse.json(status, {"code": "NotFound" if status == 404 else "MethodNotAllowed",
-                                                      "message": f"{request.method} {request.path}"})
-            else:
-                try:
-                    response = await handler(request)
-                except Exception as exc:
-                    log.warning("emulator_handler_error", error=f"{type(exc).__name__}: {exc}")
-                    response = HttpResponse.json(500, {"code": "InternalError", "message": str(exc)})
+            response = await self._respond(request)
             headers = [("content-type", response.content_type), ("content-length", str(len(response.body))),
                        *response.headers]
             await stream.send_all(conn.send(h11.Response(status_code=response.status, headers=headers)) or b"")
             await stream.send_all(conn.send(h11.Data(data=response.body)) or b"")
             await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                return
-            try:
-                conn.start_next_cycle()
-            except h11.LocalProtocolError:
+            if not _next_cycle(conn):
                 return
 
-    async def _read_request(self, stream: trio.abc.Stream, conn: h11.Connection) -> HttpRequest | None:
-        req: h11.Request | None = None
-        body = bytearray()
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError:
-                await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+    def _route(self, request: HttpRequest) -> HttpHandler | None:
+        """The handler of an exact route, else of the first prefix route that matches."""
+        handler = self.routes.get((request.method, request.path.rstrip("/")))
+        if handler is not None:
+            return handler
+        return next((h for m, p, h in self.prefix_routes if m == request.method and request.path.startswith(p)), None)
+
+    async def _respond(self, request: HttpRequest) -> HttpResponse:
+        handler = self._route(request)
+        if handler is None:
+            known = any(p == request.path.rstrip("/") for (_, p) in self.routes)
+            status = 405 if known else 404
+            return HttpResponse.json(status, {"code": "NotFound" if status == 404 else "MethodNotAllowed",
+                                              "message": f"{request.method} {request.path}"})
+        try:
+            return await handler(request)
+        except Exception as exc:
+            log.warning("emulator_handler_error", error=f"{type(exc).__name__}: {exc}")
+            return HttpResponse.json(500, {"code": "InternalError", "message": str(exc)})
+
+
+def _next_cycle(conn: h11.Connection) -> bool:
+    """Ready the connection for the next request; False when it must close."""
+    if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+        return False
+    try:
+        conn.start_next_cycle()
+    except h11.LocalProtocolError:
+        return False
+    return True
+
+
+async def _next_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
+    """The next h11 event, reading as needed; ``None`` when the peer breaks HTTP (answered 400), goes quiet
+    for 60 s, or leaves mid-request."""
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            return None
+        if event is not h11.NEED_DATA:
+            return event
+        with trio.move_on_after(60) as scope:
+            data = await stream.receive_some(READ)
+        if scope.cancelled_caught:
+            return None
+        conn.receive_data(bytes(data))
+        if not data and conn.their_state is not h11.DONE:
+            return None
+
+
+async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> HttpRequest | None:
+    """The next whole request; ``None`` when there is none (closed, paused, broken, or a body over MAX_BODY)."""
+    req: h11.Request | None = None
+    body = bytearray()
+    while (event := await _next_event(stream, conn)) is not None:
+        if isinstance(event, h11.Request):
+            req = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_BODY:
                 return None
-            if event is h11.NEED_DATA:
-                with trio.move_on_after(60) as scope:
-                    data = await stream.receive_some(READ)
-                if scope.cancelled_caught:
-                    return None
-                conn.receive_data(bytes(data))
-                if not data and conn.their_state is not h11.DONE:
-                    return None
-                continue
-            if isinstance(event, h11.Request):
-                req = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY:
-                    return None
-            elif isinstance(event, h11.EndOfMessage):
-                assert req is not None
-                headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in req.headers)
-                return HttpRequest(req.method.decode(), req.target.decode("latin-1"), headers, bytes(body))
-            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                return None
+        elif isinstance(event, h11.EndOfMessage):
+            assert req is not None
+            headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in req.headers)
+            return HttpRequest(req.method.decode(), req.target.decode("latin-1"), headers, bytes(body))
+        else:  # ConnectionClosed, PAUSED
+            return None
+    return None
