@@ -56,7 +56,7 @@ from voicekit.serve.agent import AgentRecipe
 from voicekit.serve.config import ServeConfig, SessionRecipe
 from voicekit.serve.server import VoiceServer
 
-__all__ = ["WORKER_ENV", "WorkerServer", "make_server", "parse_workers", "supervise", "worker_main"]
+__all__ = ["WORKER_ENV", "Supervisor", "WorkerServer", "make_server", "parse_workers", "supervise", "worker_main"]
 
 #: Set by the supervisor in each worker's environment: ``K:READY_FD:COUNT:STATE_FILE`` (K = 1 .. COUNT).
 WORKER_ENV: Final = "VOICEKIT_SERVE_WORKER"
@@ -264,8 +264,11 @@ class _Slot:
 
 
 class Supervisor:
+    """Runs ``count`` workers: each ``command`` (default: ``voicekit serve`` with ``options``), which
+    must serve through :func:`make_server` (a bench passes a command of its own)."""
+
     def __init__(self, options: dict[str, Any], count: int, port: int, folder: Path, host: str,
-                 token: str | None) -> None:
+                 token: str | None = None, command: list[str] | None = None) -> None:
         self.token = token
         self.count = count
         self.port = port
@@ -279,6 +282,7 @@ class Supervisor:
         self.state_file.write_bytes(b"\0" * _SLOT.size * count)
         self.args_file = folder / "args.json"
         self.args_file.write_text(json.dumps(options))
+        self.command = command or [sys.executable, "-m", "voicekit.serve.workers", str(self.args_file)]
         self.all_listening = trio.Event()
 
     def _env(self, slot: _Slot, ready_fd: int) -> dict[str, str]:
@@ -356,8 +360,7 @@ class Supervisor:
         err_r, err_w = os.pipe()
         try:
             proc = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "voicekit.serve.workers", str(self.args_file)],
-                stdin=stdin_r, stderr=err_w, pass_fds=(ready_w,), env=self._env(slot, ready_w),
+                self.command, stdin=stdin_r, stderr=err_w, pass_fds=(ready_w,), env=self._env(slot, ready_w),
                 process_group=0)  # Ctrl-C reaches the supervisor only; it forwards it
         finally:
             for fd in (ready_w, stdin_r, err_w):
