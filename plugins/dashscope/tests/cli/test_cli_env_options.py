@@ -8,11 +8,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testkit.journey import Emulator, long_lived_emulator
 
 from voicekit.testing.data import librivox_clips, speech
 from voicekit.testing.wer import wer
@@ -23,36 +23,10 @@ VOICEKIT = str(Path(sys.executable).with_name("voicekit"))
 PRUDENTLY = "sense_and_sensibility_01_austen_64kb-0870"
 
 
-class Emulator:
-    def __init__(self, proc: subprocess.Popen[bytes], env: dict[str, str], log: Path) -> None:
-        self.proc, self.env, self.log = proc, env, log
-
-
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    log = tmp_path_factory.mktemp("emu") / "emulator.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen([VOICEKIT, "emulate", "dashscope", "--port", "0"], stdout=subprocess.PIPE,
-                                stderr=err, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    env: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    while "DASHSCOPE_API_KEY" not in env:  # the banner's last export line
-        line = proc.stdout.readline().decode()
-        if not line or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the emulator did not start: {log.read_text()}")
-        m = re.match(r"\s*export (\w+)=(\S+)", line)
-        if m:
-            env[m.group(1)] = m.group(2)
-    yield Emulator(proc, env, log)
-    alive = proc.poll() is None
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    assert alive, log.read_text()[-3000:]
+    with long_lived_emulator(tmp_path_factory.mktemp("emu"), problems=None) as emu:
+        yield emu
 
 
 def cli(emulator: Emulator | None, *args: str, env_only: bool = True) -> subprocess.CompletedProcess[str]:

@@ -25,9 +25,8 @@ from testkit.journey import (
     Emulator,
     clean_env,
     conversation,
+    long_lived_emulator,
     omni_script,
-    start_emulator,
-    stop_emulator,
 )
 
 from voicekit.testing.data import speech
@@ -39,13 +38,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     folder = tmp_path_factory.mktemp("realtime-emulator")
-    emu = start_emulator(folder, "--omni-script", str(omni_script(folder)))
-    yield emu
-    try:
-        assert emu.alive(), f"the emulator exited ({emu.proc.returncode}):\n{emu.log.read_text()[-3000:]}"
-        assert emu.problems() == [], "the emulator logged problems:\n" + "\n".join(emu.problems())
-    finally:
-        stop_emulator(emu)
+    with long_lived_emulator(folder, "--omni-script", str(omni_script(folder))) as emu:
+        yield emu
 
 
 def _command(emu: Emulator, model: str, clip: Path) -> list[str]:

@@ -33,9 +33,8 @@ from testkit.journey import (
     Emulator,
     clean_env,
     conversation,
+    long_lived_emulator,
     omni_script,
-    start_emulator,
-    stop_emulator,
 )
 
 from voicekit.testing.data import speech
@@ -91,13 +90,8 @@ def run_all(commands: dict[str, list[str]], env: dict[str, str], cwd: Path | Non
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     folder = tmp_path_factory.mktemp("backchannel-emulator")
-    emu = start_emulator(folder, "--omni-script", str(omni_script(folder)))
-    yield emu
-    try:
-        assert emu.alive(), emu.log.read_text()[-3000:]
-        assert emu.problems() == [], emu.problems()
-    finally:
-        stop_emulator(emu)
+    with long_lived_emulator(folder, "--omni-script", str(omni_script(folder))) as emu:
+        yield emu
 
 
 def _agent(emu: Emulator, audio: Path, mode: str) -> list[str]:

@@ -12,12 +12,10 @@ made fresh for every test cannot see.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
-import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
+from testkit.journey import Emulator, long_lived_emulator, omni_script
 
 from voicekit.plugins.registry import list_plugins
 from voicekit.testing.data import speech
@@ -61,65 +60,16 @@ def _region_args(name: str) -> list[str]:
     return [] if region is None else ["--asr-option", f"region={region}"]
 
 
-class Emulator:
-    def __init__(self, proc: subprocess.Popen[bytes], env: dict[str, str], port: int, log: Path) -> None:
-        self.proc = proc
-        self.env = env
-        self.port = port
-        self.log = log
-
-    @property
-    def base_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def errors(self) -> list[str]:
-        text = self.log.read_text(errors="replace")
-        return [line for line in text.splitlines()
-                if re.search(r"Traceback|\[error|\[critical|Error:|exception", line)]
+# what a journey's emulator must not log (looser than testkit.journey.ERROR: warnings are allowed)
+ERRORS = re.compile(r"Traceback|\[error|\[critical|Error:|exception")
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     folder = tmp_path_factory.mktemp("journey-emulator")
-    script = folder / "omni.json"
-    script.write_text(json.dumps({
-        "replies": ["I can move forward or backward by any number of meters, and I can tell you how far "
-                    "I have travelled today, which so far is twelve meters, mostly in the morning."],
-        "after_tool": "Done. {output}",
-        "tool_rules": [{"keyword": "forward", "tool": "move", "arguments": {"direction": "forward", "distance": 10}}],
-    }))
-    log = folder / "emulator.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen([VOICEKIT, "emulate", "dashscope", "--port", "0", "--omni-script", str(script)],
-                                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    env: dict[str, str] = {}
-    port = 0
-    deadline = time.monotonic() + 60
-    while "DASHSCOPE_HTTP_BASE_URL" not in env:
-        line = proc.stdout.readline().decode()
-        if not line or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the emulator did not start: {log.read_text()}")
-        m = re.match(r"\s*export (\w+)=(\S+)", line)
-        if m:
-            env[m.group(1)] = m.group(2)
-            port = int(re.search(r":(\d+)/", m.group(2)).group(1))  # type: ignore[union-attr]
-    env["DASHSCOPE_API_KEY"] = KEY
-    emu = Emulator(proc, env, port, log)
-    yield emu
-    try:
-        assert emu.alive(), f"the emulator exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-        assert emu.errors() == [], "the emulator logged errors:\n" + "\n".join(emu.errors())
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with long_lived_emulator(folder, "--omni-script", str(omni_script(folder)), problems=ERRORS) as emu:
+        emu.env["DASHSCOPE_API_KEY"] = KEY
+        yield emu
 
 
 def _cli(emulator: Emulator, *args: str, timeout: float = 120,
@@ -327,4 +277,4 @@ def test_zz_emulator_still_serves(emulator: Emulator) -> None:
     done = _cli(emulator, "transcribe", str(_clip()), "--asr", "qwen3-asr-flash-realtime")
     assert done.returncode == 0 and _close_enough(done.stdout), done.stderr
     assert emulator.alive()
-    assert emulator.errors() == []
+    assert emulator.problems(ERRORS) == []

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,10 @@ ERROR = re.compile(r"Traceback|AssertionError|misnesting|\[error|\[critical|\[wa
 
 
 class Emulator:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.proc, self.port, self.log = proc, port, log
+    """A running ``voicekit emulate dashscope``: its port, the variables its banner exports, its log."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path, env: dict[str, str]) -> None:
+        self.proc, self.port, self.log, self.env = proc, port, log, env
 
     @property
     def base_url(self) -> str:
@@ -31,26 +35,31 @@ class Emulator:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def problems(self) -> list[str]:
-        return [line for line in self.log.read_text(errors="replace").splitlines() if ERROR.search(line)]
+    def problems(self, pattern: re.Pattern[str] = ERROR) -> list[str]:
+        return [line for line in self.log.read_text(errors="replace").splitlines() if pattern.search(line)]
 
 
-def start_emulator(folder: Path, *extra: str) -> Emulator:
-    """``voicekit emulate dashscope --port 0`` (a free loopback port, read from its banner)."""
+def start_emulator(folder: Path, *extra: str, timeout: float = 90) -> Emulator:
+    """``voicekit emulate dashscope --port 0`` (a free loopback port), read from its banner down to
+    the last variable it exports (``DASHSCOPE_API_KEY``)."""
     log = folder / "emulator.log"
     with log.open("wb") as err:
         proc = subprocess.Popen([VOICEKIT, "emulate", "dashscope", "--port", "0", *extra],
                                 stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
-    deadline = time.monotonic() + 90
-    while True:
+    env: dict[str, str] = {}
+    port = 0
+    deadline = time.monotonic() + timeout
+    while "DASHSCOPE_API_KEY" not in env:
         line = proc.stdout.readline().decode()
         if not line or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"the emulator did not start: {log.read_text()}")
-        m = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return Emulator(proc, int(m.group(1)), log)
+        if m := re.match(r"\s*export (\w+)=(\S+)", line):
+            env[m.group(1)] = m.group(2)
+        if m := re.search(r"ws://127\.0\.0\.1:(\d+)", line):
+            port = int(m.group(1))
+    return Emulator(proc, port, log, env)
 
 
 def stop_emulator(emu: Emulator) -> None:
@@ -59,6 +68,21 @@ def stop_emulator(emu: Emulator) -> None:
         emu.proc.wait(10)
     except subprocess.TimeoutExpired:
         emu.proc.kill()
+
+
+@contextmanager
+def long_lived_emulator(folder: Path, *extra: str, problems: re.Pattern[str] | None = ERROR) -> Iterator[Emulator]:
+    """One emulator for a module's tests (``yield`` it from a module fixture); when they are done
+    it must still be running, with no ``problems`` in its log (None: not checked), and is stopped."""
+    emu = start_emulator(folder, *extra)
+    try:
+        yield emu
+        assert emu.alive(), f"the emulator exited ({emu.proc.returncode}):\n{emu.log.read_text()[-3000:]}"
+        if problems is not None:
+            found = emu.problems(problems)
+            assert found == [], "the emulator logged problems:\n" + "\n".join(found)
+    finally:
+        stop_emulator(emu)
 
 
 LONG_REPLY = ("I can move forward or backward by any number of meters, and I can tell you how far I have "
