@@ -13,6 +13,7 @@ from typing import Any
 
 import h11
 import trio
+from trio_websocket import WebSocketConnection
 
 from voicekit.asr.base import ASRConfig
 from voicekit.audio.frame import AudioFrame
@@ -21,7 +22,9 @@ from voicekit.serve.config import ServeConfig, SessionRecipe
 from voicekit.serve.server import VoiceServer
 from voicekit.testing.fakes import FakeASR, _FakeStream
 
-__all__ = ["SlowASR", "conversation_starts", "get", "serving", "upgrade"]
+__all__ = ["CHUNK", "SlowASR", "conversation_starts", "get", "serving", "speak_when_told", "upgrade"]
+
+CHUNK = 640  # 20 ms of 16 kHz int16
 
 
 @asynccontextmanager
@@ -114,3 +117,26 @@ async def conversation_starts(port: int, source: str, headers: dict[str, str]) -
                 chunk = await stream.receive_some(65536)
                 assert chunk, data
                 data += chunk
+
+
+async def speak_when_told(ws: WebSocketConnection, utterance: bytes, go: trio.Event,
+                          messages: list[dict[str, Any]]) -> None:
+    """The browser's part of a conversation after ``ready``: stream 20 ms of silence in real time
+    until ``go`` is set, then ``utterance`` (16 kHz int16), then ``end``; meanwhile the server's
+    JSON messages go to ``messages``. Returns (with ConnectionClosed in a group) when the server
+    closes."""
+    async def read() -> None:
+        while True:
+            message = await ws.get_message()
+            if isinstance(message, str):
+                messages.append(json.loads(message))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        while not go.is_set():
+            await ws.send_message(b"\0" * CHUNK)
+            await trio.sleep(0.02)
+        for i in range(0, len(utterance), CHUNK):
+            await ws.send_message(utterance[i:i + CHUNK])
+            await trio.sleep(0.02)
+        await ws.send_message(json.dumps({"type": "end"}))

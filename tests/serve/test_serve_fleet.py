@@ -33,7 +33,7 @@ from browserkit import (  # type: ignore[import-not-found]  # next to this file
     devtools_page,
     silent_microphone,
 )
-from servekit import conversation_starts, get, upgrade  # type: ignore[import-not-found]  # next to this file
+from servekit import conversation_starts, get, speak_when_told, upgrade  # type: ignore[import-not-found]  # next to this file
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from voicekit.testing.data import speech
@@ -41,8 +41,6 @@ from voicekit.testing.data import speech
 pytestmark = [pytest.mark.slow, pytest.mark.realspeech]
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
-CHUNK = 640  # 20 ms of 16 kHz int16
-SILENCE = b"\0" * CHUNK
 
 
 def haproxy() -> str:
@@ -246,22 +244,7 @@ async def _talk(url: str, utterance: bytes, conv: Talk, task_status: trio.TaskSt
             assert ready["type"] == "ready", ready
             conv.session_id = ready["session_id"]
             task_status.started()
-
-            async def read() -> None:
-                while True:
-                    message = await ws.get_message()
-                    if isinstance(message, str):
-                        conv.messages.append(json.loads(message))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read)
-                while not conv.go.is_set():
-                    await ws.send_message(SILENCE)
-                    await trio.sleep(0.02)
-                for i in range(0, len(utterance), CHUNK):
-                    await ws.send_message(utterance[i:i + CHUNK])
-                    await trio.sleep(0.02)
-                await ws.send_message(json.dumps({"type": "end"}))
+            await speak_when_told(ws, utterance, conv.go, conv.messages)
     except ConnectionClosed as closed:
         conv.close_code, conv.close_reason = closed.reason.code, closed.reason.reason
     except BaseExceptionGroup as group:
