@@ -16,6 +16,7 @@ import trio
 import trio.testing
 import trio_websocket
 from testkit.common import FAKE_KEY, ToneScript, stream_through
+from testkit.realtime import InstantTransport
 from voicekit_dashscope.asr.task import FunASRRealtime
 from voicekit_dashscope.client.realtime import RealtimeConnection
 from voicekit_dashscope.protocol.realtime import (
@@ -97,26 +98,9 @@ def test_append_audio_refuses_what_send_refuses() -> None:
     assert p.audio_bytes == 0
 
 
-class _Transport:
-    """Sends without waiting (as a WebSocket does while its buffer has room)."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send(self, text: str) -> None:
-        self.sent.append(text)
-
-    async def receive(self) -> str:
-        await trio.sleep_forever()
-        raise AssertionError
-
-    async def aclose(self) -> None:
-        pass
-
-
 async def test_a_free_send_lock_costs_no_scheduler_trip() -> None:
     spec = get_realtime_model("qwen3-asr-flash-realtime")
-    conn = RealtimeConnection(_Transport(), spec)
+    conn = RealtimeConnection(InstantTransport(), spec)
     conn.protocol = _open_protocol(3)
     ran: list[str] = []
 
@@ -134,7 +118,7 @@ async def test_a_free_send_lock_costs_no_scheduler_trip() -> None:
 
 async def test_a_held_send_lock_keeps_messages_in_order() -> None:
     spec = get_realtime_model("qwen3-asr-flash-realtime")
-    transport = _Transport()
+    transport = InstantTransport()
     conn = RealtimeConnection(transport, spec)
     conn.protocol = _open_protocol(4)
     async with trio.open_nursery() as nursery:

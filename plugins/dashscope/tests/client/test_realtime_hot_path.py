@@ -21,6 +21,7 @@ import trio
 import trio.testing
 import trio_websocket
 from testkit.common import FAKE_KEY, ToneScript, stream_through
+from testkit.realtime import InstantTransport
 from voicekit_dashscope.asr.realtime import Qwen3ASRRealtime
 from voicekit_dashscope.auth import ApiKey
 from voicekit_dashscope.client.frames import OP_BINARY, OP_TEXT, FrameWriter, client_frame, mask
@@ -262,25 +263,6 @@ async def test_a_realtime_stream_against_the_emulator_still_transcribes(
 # ---- a replay leaves room for other tasks
 
 
-class _InstantTransport:
-    """A transport whose sends never wait (like a WebSocket with room in its socket buffer)."""
-
-    keeps_order = True
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send(self, text: str) -> None:
-        self.sent.append(text)
-
-    async def receive(self) -> str:
-        await trio.sleep_forever()
-        raise AssertionError
-
-    async def aclose(self) -> None:
-        pass
-
-
 async def test_a_backlog_is_sent_with_other_tasks_running_between_its_messages() -> None:
     """Sends that find room do not checkpoint, so a replay of many logged chunks (after a
     reconnect) must give the scheduler a turn between them: else the connection's reader, its
@@ -291,7 +273,7 @@ async def test_a_backlog_is_sent_with_other_tasks_running_between_its_messages()
     from voicekit.asr.base import ASRConfig
     from voicekit.audio.frame import AudioFrame
 
-    transport = _InstantTransport()
+    transport = InstantTransport(keeps_order=True)
     plugin = Qwen3ASRRealtime(connector=lambda model: None)  # type: ignore[arg-type, return-value]
     stream = RealtimeASRStream(plugin, plugin.session(16000, ASRConfig()), 16000)
     conn = RealtimeConnection(transport, plugin.spec)

@@ -1,4 +1,5 @@
-"""Shared pieces of the realtime (Qwen3-ASR / Qwen-Omni) tests: paced sources, a timing sink."""
+"""Shared pieces of the realtime (Qwen3-ASR / Qwen-Omni) tests: paced sources, a timing sink, a
+transport that never waits."""
 
 from __future__ import annotations
 
@@ -14,6 +15,26 @@ from voicekit_dashscope_emulator.realtime import RealtimeService
 from voicekit.audio.frame import AudioFrame
 
 RATE = 16000
+
+
+class InstantTransport:
+    """A realtime connection's transport whose sends never wait (as a WebSocket's do while its
+    socket buffer has room): it records what is sent and receives nothing. ``keeps_order`` says
+    whether it promises to send in call order (as the client's WebSocket transport does)."""
+
+    def __init__(self, *, keeps_order: bool = False) -> None:
+        self.keeps_order = keeps_order
+        self.sent: list[str] = []
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def receive(self) -> str:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def aclose(self) -> None:
+        pass
 
 
 class PacedSource:
