@@ -38,6 +38,7 @@ The connection is split by concern: :mod:`.realtime_state` (records, sending),
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -113,6 +114,7 @@ class RealtimeConnectionHandler(TurnTaking, Replying):
         raise WebSocketClosed(1000, "session duration limit reached")
 
     async def _receive_loop(self) -> None:
+        routes = self._routes()
         while True:
             frame = await self.ws.receive()
             event = self.proto.receive(frame)
@@ -123,27 +125,38 @@ class RealtimeConnectionHandler(TurnTaking, Replying):
                 await self.send(event.reply)
                 continue
             self.record.setdefault("client_events", []).append(event.TYPE)
-            match event:
-                case SessionUpdate():
-                    await self._session_update(event)
-                case AudioAppend():
-                    await self._audio(event.audio)
-                case AudioCommit():
-                    await self._commit()
-                case AudioClear():
-                    self.manual_audio.clear()
-                    await self.send(AudioCleared())
-                case ResponseCreate():
-                    await self._start_response(tool_output=self._take_tool_output())
-                case ResponseCancel():
-                    await self._cancel_response("client")
-                case ItemCreate():
-                    await self._item_create(event)
-                case ItemTruncate():
-                    self._truncate(event)
-                case SessionFinish():
-                    await self._finish()
-                    return
+            if isinstance(event, SessionFinish):
+                await self._finish()
+                return
+            route = routes.get(type(event))
+            if route is not None:
+                await route(event)
+
+    def _routes(self) -> dict[type, Callable[[Any], Awaitable[None]]]:
+        """What each client event does (``session.finish`` ends the loop; other events are only recorded)."""
+        return {SessionUpdate: self._session_update, AudioAppend: self._on_append, AudioCommit: self._on_commit,
+                AudioClear: self._on_clear, ResponseCreate: self._on_response_create,
+                ResponseCancel: self._on_response_cancel, ItemCreate: self._item_create,
+                ItemTruncate: self._on_truncate}
+
+    async def _on_append(self, event: AudioAppend) -> None:
+        await self._audio(event.audio)
+
+    async def _on_commit(self, event: AudioCommit) -> None:
+        await self._commit()
+
+    async def _on_clear(self, event: AudioClear) -> None:
+        self.manual_audio.clear()
+        await self.send(AudioCleared())
+
+    async def _on_response_create(self, event: ResponseCreate) -> None:
+        await self._start_response(tool_output=self._take_tool_output())
+
+    async def _on_response_cancel(self, event: ResponseCancel) -> None:
+        await self._cancel_response("client")
+
+    async def _on_truncate(self, event: ItemTruncate) -> None:
+        self._truncate(event)
 
     async def _session_update(self, event: SessionUpdate) -> None:
         cfg = self.proto.config

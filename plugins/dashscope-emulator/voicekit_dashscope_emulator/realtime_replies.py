@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import trio
 
 from voicekit_dashscope.protocol.realtime import (
@@ -31,6 +32,25 @@ from voicekit_dashscope.protocol.realtime import (
 )
 from voicekit_dashscope_emulator.omni import WORDS, ToolRule
 from voicekit_dashscope_emulator.realtime_state import ActiveResponse, ConnectionState, HistoryItem
+
+
+@attrs.define
+class _Message:
+    """One assistant message being spoken: its response, item, history entry, and the words said so far."""
+
+    resp: ActiveResponse
+    item: dict[str, Any]
+    hist: HistoryItem
+    audio_out: bool
+    said: list[str] = attrs.field(factory=list)
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        return {"response_id": self.resp.id, "item_id": self.hist.id}
+
+    def spacer(self) -> str:
+        """What goes before the latest word in a delta: nothing for the first."""
+        return "" if len(self.said) == 1 else " "
 
 
 class Replying(ConnectionState):
@@ -66,20 +86,9 @@ class Replying(ConnectionState):
     async def _run_response(self, resp: ActiveResponse, transcript: str | None, tool_output: str | None) -> None:
         try:
             if transcript is None and tool_output is None:
-                # response.create after a manual commit: answer the latest user turn once transcribed
-                with trio.move_on_after(self.settings.transcript_timeout_s):
-                    while any(u.committed for u in self.utterances):
-                        await trio.sleep(0.01)
-                # the oldest user turn not answered yet (one response per turn)
-                turn = next((h for h in self.history if h.role == "user" and h.status == "completed"
-                             and not h.answered), None)
-                transcript = turn.text if turn is not None else ""
-            for h in self.history:
-                if h.role == "user" and (transcript is None or h.text == transcript) and not h.answered:
-                    h.answered = True
-                    break
-            tools = [t.name for t in (self.proto.config.tools or ())]
-            rule = self.script.tool_for(transcript, tools) if transcript else None
+                transcript = await self._latest_turn()
+            self._mark_answered(transcript)
+            rule = self._tool_rule(transcript)
             if rule is not None:
                 await self._tool_call(resp, rule)
             else:
@@ -88,6 +97,31 @@ class Replying(ConnectionState):
             if self.response is resp:
                 self.response = None
             resp.done.set()
+
+    async def _latest_turn(self) -> str:
+        """response.create after a manual commit: the oldest user turn not answered yet (one response per
+        turn), once the committed audio is transcribed."""
+        with trio.move_on_after(self.settings.transcript_timeout_s):
+            while any(u.committed for u in self.utterances):
+                await trio.sleep(0.01)
+        turn = next((h for h in self._unanswered(None) if h.status == "completed"), None)
+        return turn.text if turn is not None else ""
+
+    def _unanswered(self, transcript: str | None) -> list[HistoryItem]:
+        """User turns not answered yet (with this text, if given)."""
+        return [h for h in self.history
+                if h.role == "user" and not h.answered and (transcript is None or h.text == transcript)]
+
+    def _mark_answered(self, transcript: str | None) -> None:
+        turn = next(iter(self._unanswered(transcript)), None)
+        if turn is not None:
+            turn.answered = True
+
+    def _tool_rule(self, transcript: str | None) -> ToolRule | None:
+        """The script's tool call for this transcript, among the tools the session declares."""
+        if not transcript:
+            return None
+        return self.script.tool_for(transcript, [t.name for t in (self.proto.config.tools or ())])
 
     async def _tool_call(self, resp: ActiveResponse, rule: ToolRule) -> None:
         item_id = self.ids("item")
@@ -124,68 +158,87 @@ class Replying(ConnectionState):
         return text
 
     async def _speak(self, resp: ActiveResponse, transcript: str | None, tool_output: str | None) -> None:
-        cfg = self.proto.config
-        audio_out = "audio" in (cfg.modalities or ("text", "audio"))
+        audio_out = "audio" in (self.proto.config.modalities or ("text", "audio"))
         text = self._reply_text(transcript, tool_output)
+        msg = await self._open_message(resp, audio_out)
+        with resp.scope:
+            if audio_out:
+                await self._say_audio(msg, text)
+            else:
+                await self._say_text(msg, text)
+        cancelled = resp.scope.cancelled_caught
+        if cancelled:
+            self.speaking_until = 0.0
+        with trio.CancelScope(shield=True):
+            await self._close_message(msg, cancelled)
+
+    async def _open_message(self, resp: ActiveResponse, audio_out: bool) -> _Message:
+        """The assistant message item: in the history, announced, with its (empty) content part."""
         item_id = self.ids("item")
         resp.item_id = item_id
         item: dict[str, Any] = {"id": item_id, "object": "realtime.item", "type": "message",
                                 "status": "in_progress", "role": "assistant", "content": []}
-        hist = HistoryItem(item_id, "assistant", "")
-        self.history.append(hist)
+        msg = _Message(resp, item, HistoryItem(item_id, "assistant", ""), audio_out)
+        self.history.append(msg.hist)
         await self.send(OutputItemAdded(response_id=resp.id, item=item))
         await self.send(ItemCreated(item=item, previous_item_id=self.last_item_id))
         self.last_item_id = item_id
-        part_type = "audio" if audio_out else "text"
-        ids: dict[str, Any] = {"response_id": resp.id, "item_id": item_id}
-        await self.send(ContentPartAdded(part={"type": part_type, "text": ""}, **ids))
-        said: list[str] = []
-        rate = cfg.output_rate(self.model)
+        await self.send(ContentPartAdded(part={"type": "audio" if audio_out else "text", "text": ""}, **msg.ids))
+        return msg
+
+    async def _say_audio(self, msg: _Message, text: str) -> None:
+        """The reply as audio, word by word with its transcript, at real-time pace if set."""
+        rate = self.proto.config.output_rate(self.model)
         chunk = rate * self.settings.audio_chunk_ms // 1000 * 2
         sent_ms = 0.0
         began = trio.current_time()
-        with resp.scope:
-            if audio_out:
-                for word, pcm in await self.voice.render(text, rate):
-                    hist.word_ms.append((round(sent_ms), word))
-                    said.append(word)
-                    await self.send(AudioTranscriptDelta(delta=("" if len(said) == 1 else " ") + word, **ids))
-                    for i in range(0, len(pcm), chunk):
-                        piece = pcm[i:i + chunk]
-                        await self.send(AudioDelta(delta=piece, **ids))
-                        sent_ms += len(piece) / 2 / rate * 1000
-                        if self.settings.pace:
-                            self.speaking_until = began + sent_ms / 1000 * self.settings.pace
-                        if self.settings.pace:
-                            ahead = sent_ms / 1000 - self.settings.audio_lead_s
-                            await trio.sleep_until(began + max(0.0, ahead) * self.settings.pace)
-            else:
-                for word in WORDS.findall(text):
-                    said.append(word)
-                    await self.send(TextDelta(delta=("" if len(said) == 1 else " ") + word, **ids))
-                    if self.settings.pace:
-                        await trio.sleep(0.02 * self.settings.pace)
-        cancelled = resp.scope.cancelled_caught
-        if cancelled:
-            self.speaking_until = 0.0
+        for word, pcm in await self.voice.render(text, rate):
+            msg.hist.word_ms.append((round(sent_ms), word))
+            msg.said.append(word)
+            await self.send(AudioTranscriptDelta(delta=msg.spacer() + word, **msg.ids))
+            for i in range(0, len(pcm), chunk):
+                piece = pcm[i:i + chunk]
+                await self.send(AudioDelta(delta=piece, **msg.ids))
+                sent_ms += len(piece) / 2 / rate * 1000
+                await self._pace(began, sent_ms)
+
+    async def _pace(self, began: float, sent_ms: float) -> None:
+        """Keep the audio sent at most ``audio_lead_s`` ahead of real time (scaled by ``pace``; 0: no pacing)."""
+        pace = self.settings.pace
+        if not pace:
+            return
+        self.speaking_until = began + sent_ms / 1000 * pace
+        ahead = sent_ms / 1000 - self.settings.audio_lead_s
+        await trio.sleep_until(began + max(0.0, ahead) * pace)
+
+    async def _say_text(self, msg: _Message, text: str) -> None:
+        for word in WORDS.findall(text):
+            msg.said.append(word)
+            await self.send(TextDelta(delta=msg.spacer() + word, **msg.ids))
+            if self.settings.pace:
+                await trio.sleep(0.02 * self.settings.pace)
+
+    async def _close_message(self, msg: _Message, cancelled: bool) -> None:
+        """What was said (all of it, or up to the cancel) as the done events of the part, item and response."""
         status = self.settings.cancelled_status if cancelled else "completed"
-        spoken = " ".join(said)
-        hist.text = spoken
-        hist.status = "completed" if not cancelled else status
+        spoken = " ".join(msg.said)
+        msg.hist.text = spoken
+        msg.hist.status = status
         self.record.setdefault("assistant", []).append(spoken)
-        with trio.CancelScope(shield=True):
-            if audio_out:
-                await self.send(AudioTranscriptDone(transcript=spoken, **ids))
-                await self.send(AudioDone(**ids))
-                part = {"type": "audio", "transcript": spoken}
-            else:
-                await self.send(TextDone(text=spoken, **ids))
-                part = {"type": "text", "text": spoken}
-            await self.send(ContentPartDone(part=part, **ids))
-            done_item = {**item, "status": "completed" if not cancelled else "incomplete", "content": [part]}
-            await self.send(OutputItemDone(response_id=resp.id, item=done_item))
-            await self.send(ResponseDone(response=self._response_obj(resp, status, [done_item],
-                                                                     self._usage(len(said)))))
+        part = await self._close_part(msg, spoken)
+        await self.send(ContentPartDone(part=part, **msg.ids))
+        done_item = {**msg.item, "status": "incomplete" if cancelled else "completed", "content": [part]}
+        await self.send(OutputItemDone(response_id=msg.resp.id, item=done_item))
+        await self.send(ResponseDone(response=self._response_obj(msg.resp, status, [done_item],
+                                                                 self._usage(len(msg.said)))))
+
+    async def _close_part(self, msg: _Message, spoken: str) -> dict[str, Any]:
+        if msg.audio_out:
+            await self.send(AudioTranscriptDone(transcript=spoken, **msg.ids))
+            await self.send(AudioDone(**msg.ids))
+            return {"type": "audio", "transcript": spoken}
+        await self.send(TextDone(text=spoken, **msg.ids))
+        return {"type": "text", "text": spoken}
 
     async def _item_create(self, event: ItemCreate) -> None:
         item = dict(event.item)

@@ -77,38 +77,57 @@ class TurnTaking(ConnectionState):
             await trio.sleep_forever()  # until the connection's nursery is cancelled
 
     async def _audio(self, data: bytes) -> None:
+        frame = self._input_frame(data)
+        if frame is None:
+            return
+        for fault in self.faults.advance(frame.duration):
+            await self._fault(fault.kind, fault.arg)
+        engine_frame = self._to_engine_rate(frame)
+        if engine_frame is None:
+            return
+        if self._turn_detection() is None:
+            self.manual_audio.append(engine_frame.pcm)
+            return
+        await self._endpoint(engine_frame)
+
+    def _input_frame(self, data: bytes) -> AudioFrame | None:
+        """The whole 16-bit samples received (an odd byte waits for the next append), timed on the input."""
         data = self.carry + data
         cut = len(data) // 2 * 2
         data, self.carry = data[:cut], data[cut:]
         if not data:
-            return
+            return None
         frame = AudioFrame(data, self.input_rate, 1, self.samples_in / self.input_rate)
         self.samples_in += frame.samples
-        for fault in self.faults.advance(frame.duration):
-            await self._fault(fault.kind, fault.arg)
-        if self.input_rate != ENGINE_RATE:
-            self.resampler = self.resampler or StreamResampler(self.input_rate, ENGINE_RATE)
-            out = self.resampler.process(frame)
-            if out is None:
-                return
-            frame = out
-        if self._turn_detection() is None:
-            self.manual_audio.append(frame.pcm)
-            return
+        return frame
+
+    def _to_engine_rate(self, frame: AudioFrame) -> AudioFrame | None:
+        if self.input_rate == ENGINE_RATE:
+            return frame
+        self.resampler = self.resampler or StreamResampler(self.input_rate, ENGINE_RATE)
+        return self.resampler.process(frame)
+
+    async def _endpoint(self, frame: AudioFrame) -> None:
+        """Server VAD: speech starts and ends, and the audio between them to the engine."""
         if self.endpointer is None:
             self.endpointer = self._make_endpointer()
+        endpointer = self.endpointer
         stream = await self._open_stream()
-        for item in list(self.endpointer.push(frame)):
+        for item in list(endpointer.push(frame)):
             if isinstance(item, SpeechStart):
                 await self._speech_start(stream, item)
             elif isinstance(item, SpeechEnd):
                 await self._speech_end(stream, item)
             else:
-                await stream.send_audio(item)
-                u = self.current
-                if u is not None:
-                    u.voiced_s = max(u.voiced_s, min(item.end, self.endpointer.last_voiced_end) - u.voiced_at)
-                await self._judge_duration()
+                await self._voiced(stream, item, endpointer.last_voiced_end)
+
+    async def _voiced(self, stream: Any, frame: AudioFrame, last_voiced_end: float) -> None:
+        """Audio of an utterance: to the engine, and counted as voiced speech of the current one."""
+        await stream.send_audio(frame)
+        u = self.current
+        if u is not None:
+            u.voiced_s = max(u.voiced_s, min(frame.end, last_voiced_end) - u.voiced_at)
+        await self._judge_duration()
 
     async def _fault(self, kind: str, arg: str | None) -> None:
         self.stats[f"rt_fault_{kind}"] = self.stats.get(f"rt_fault_{kind}", 0) + 1
@@ -225,36 +244,52 @@ class TurnTaking(ConnectionState):
         if not text or u.ignored:
             return
         u.partial = text
-        if u.held:
-            # never on one partial: the first partials of a short sound are often garbage
-            assert u.evidence is not None
-            if u.evidence.partial(text) and u.voiced_s >= self.settings.semantic_min_speech_s:
-                await self._interrupt(u, "words")
-            else:
-                return
+        if u.held and not await self._heard_words(u, text):
+            return
         words = text.split()
         confirmed = " ".join(words[:-1])
         stash = (" " if confirmed else "") + words[-1]
         await self.send(cls(item_id=u.item_id, text=confirmed, stash=stash, language=r.language or self._language(),
-                            emotion=r.emotion or ("neutral" if self.model.emotion else None)))
+                            emotion=self._emotion(r)))
+
+    def _emotion(self, r: TranscriptResult) -> str | None:
+        return r.emotion or ("neutral" if self.model.emotion else None)
+
+    async def _heard_words(self, u: Utterance, text: str) -> bool:
+        """Semantic mode: whether a held sound's partial makes it a real turn (then the reply stops)."""
+        # never on one partial: the first partials of a short sound are often garbage
+        assert u.evidence is not None
+        if not (u.evidence.partial(text) and u.voiced_s >= self.settings.semantic_min_speech_s):
+            return False
+        await self._interrupt(u, "words")
+        return True
 
     async def _final(self, u: Utterance, r: TranscriptResult) -> None:
         text = r.text.strip()
-        if u.held:
-            assert u.evidence is not None
-            if not u.evidence.final(text):  # a backchannel, a noise, or too short to be a request
-                self.stats["rt_backchannels_ignored"] = self.stats.get("rt_backchannels_ignored", 0) + 1
-                self.history.append(HistoryItem(u.item_id, "user", text, status="ignored"))
-                return
-            await self._interrupt(u, "final")
-            await self._stop_and_commit(u, stopped=self.settings.semantic_speech_started == "hold")
+        if u.held and not await self._heard_turn(u, text):
+            return
         if not u.committed:  # ended by session.finish
             await self._commit_item(u)
         self.history.append(HistoryItem(u.item_id, "user", text))
         self.record.setdefault("user", []).append(text)
         await self.send(TranscriptionCompleted(item_id=u.item_id, transcript=text,
-                                               language=r.language or self._language(),
-                                               emotion=r.emotion or ("neutral" if self.model.emotion else None)))
-        td = self._turn_detection()
-        if self.model.is_omni and td is not None and td.create_response is not False and text:
+                                               language=r.language or self._language(), emotion=self._emotion(r)))
+        if text and self._answers_turns():
             await self._start_response(transcript=text)
+
+    async def _heard_turn(self, u: Utterance, text: str) -> bool:
+        """Semantic mode: whether a held sound's final is a real turn (then the reply stops and it is
+        committed); a backchannel, a noise, or too short a request is recorded as ignored."""
+        assert u.evidence is not None
+        if not u.evidence.final(text):
+            self.stats["rt_backchannels_ignored"] = self.stats.get("rt_backchannels_ignored", 0) + 1
+            self.history.append(HistoryItem(u.item_id, "user", text, status="ignored"))
+            return False
+        await self._interrupt(u, "final")
+        await self._stop_and_commit(u, stopped=self.settings.semantic_speech_started == "hold")
+        return True
+
+    def _answers_turns(self) -> bool:
+        """An Omni model answers each user turn itself unless ``create_response`` is false or turns are manual."""
+        td = self._turn_detection()
+        return self.model.is_omni and td is not None and td.create_response is not False
