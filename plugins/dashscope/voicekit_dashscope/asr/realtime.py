@@ -95,6 +95,9 @@ class _RealtimeASR:
     capabilities: ASRCapabilities  # the class's default model; an instance's own chosen model
     options: ClassVar[tuple[Option, ...]]
     uses_response: bool = False  # the final transcript is a model response (Omni prompt-context mode)
+    # results a stream holds for a reader that is busy (its hand-over then waits). For tests: 0
+    # makes every hand-over wait for the reader, e.g. while a connection fails
+    result_queue: int = 512
 
     def __init__(self, model: str | None = None, *, api_key: str | ApiKey | None = None,
                  region: str = DEFAULT_REGION, workspace: str | None = None, base_url: str | None = None,

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 log = get_logger("voicekit.dashscope.realtime")
 MANUAL_LIMIT_S = 55.0  # the service refuses more than 60 s of audio per manual commit
+LEAD_IN_MS = 1000  # server VAD: audio re-sent before the end of the last final after a reconnect
+REPEAT_MARGIN_MS = 250  # how far a re-heard utterance's end may stray from the original's
 
 
 @attrs.define
@@ -69,27 +71,88 @@ class _Commit:
     marker: tuple[float | None, float | None]  # (speech start, speech end) in stream seconds
 
 
+@attrs.define
+class _Item:
+    """One utterance (server item) of the current session: its audio on the stream's timeline
+    (samples) and what became of it."""
+
+    frm: int | None = None  # its first sample (server VAD: speech start; manual: the previous commit)
+    to: int | None = None  # its last (server VAD: speech_stopped; manual: its commit)
+    times: list[float | None] = attrs.field(factory=lambda: [None, None])  # start, end shown (seconds)
+    meta: tuple[str | None, str | None] = (None, None)  # language, emotion
+    uid: int | None = None
+    suspect: bool = False  # starts in audio already finalised: a repeat until its end says otherwise
+    repeat: bool = False  # lies in finalised audio: nothing of it is passed on
+    said: str | None = None  # runs on from finalised audio: the words it may begin with (dropped)
+    said_to: int = 0  # where those words' audio ends
+    done: bool = False  # its final is in the result queue
+    failed: bool = False  # transcription.failed: no final will come
+
+    @property
+    def open(self) -> bool:
+        return not (self.done or self.repeat)
+
+
+@attrs.frozen
+class _Span:
+    """A delivered final: its audio, number and text."""
+
+    frm: int
+    to: int
+    uid: int
+    text: str
+
+
+def new_words(said: str, text: str) -> str:
+    """``text`` without its opening words that repeat the last words of ``said`` (characters for
+    text written without spaces); case and punctuation do not count."""
+    sep = " " if " " in said.strip() or " " in text.strip() else ""
+    old, new = (said.split(), text.split()) if sep else (list(said.strip()), list(text.strip()))
+
+    def norm(w: str) -> str:
+        return "".join(c for c in w.lower() if c.isalnum())
+
+    a, b = [norm(w) for w in old], [norm(w) for w in new]
+    for k in range(min(len(a), len(b)), 0, -1):
+        if a[-k:] == b[:k]:
+            return sep.join(new[k:])
+    return text
+
+
 class RealtimeASRStream:
     """An open realtime recognition stream (the voicekit ``ASRStream`` contract) that survives
     lost connections, like the Fun-ASR task client (:mod:`voicekit_dashscope.client.task`):
 
-    * everything sent (audio appends and, in manual mode, commits) is kept in a log until a
-      *final* transcript covers it (the end of its utterance);
+    * everything sent (audio appends and, in manual mode, commits) is kept in a log until
+      *finals* cover it: all utterances up to there have their final in the result queue (a
+      final that is handed over when the connection fails counts for nothing; one that comes
+      before an earlier utterance's covers nothing before that utterance);
     * when the connection drops, closes, stops answering pings, sends a malformed frame or a
       retryable ``error`` event, the stream waits (``RetryPolicy`` back-off), opens a new session
       with the same settings and re-sends the log — so the server hears the unfinished utterance
       again, and no final is lost or repeated;
-    * times and utterance numbers of the new session are shifted onto the stream's own timeline;
+    * with the server's VAD the re-sent audio starts ``lead_in_ms`` before the end of what finals
+      cover (never before the last final's start): a VAD that starts afresh just where an
+      utterance ended may hear its tail as an utterance. What the new session hears in audio
+      already finalised is dropped; an utterance that runs on past it loses its opening words
+      that repeat the final before (the protocol has no word times). In manual mode the commits
+      delimit utterances exactly: the re-sent audio starts at the last covered commit;
+    * a final with no ``speech_stopped`` time (the utterance the server closes at
+      ``session.finish``) covers up to the next utterance's start, or after ``session.finish``
+      all the audio sent;
+    * times and utterance numbers of the new session are shifted onto the stream's own timeline
+      (a dropped repeat takes no number);
     * permanent errors (bad key, bad parameter) end the stream at once.
     """
 
-    def __init__(self, plugin: _RealtimeASR, session: SessionConfig, rate: int) -> None:
+    def __init__(self, plugin: _RealtimeASR, session: SessionConfig, rate: int, *,
+                 lead_in_ms: int = LEAD_IN_MS) -> None:
         self.plugin = plugin
         self.session = session
         self.rate = rate
         self.manual = plugin.mode == "manual"
         self.conn: RealtimeConnection | None = None
-        self._send, self._recv = trio.open_memory_channel[TranscriptResult](512)
+        self._send, self._recv = trio.open_memory_channel[TranscriptResult](plugin.result_queue)
         self._lock = SendLock()  # one writer at a time: the caller's sends and a replay
         self._buf = b""
         self._step = rate * plugin.append_ms // 1000 * 2
@@ -99,7 +162,12 @@ class RealtimeASRStream:
         self._speech_start: float | None = None
         self._log: list[_Audio | _Commit] = []  # sent or to send, not yet covered by a final
         self._sent = 0  # index in _log of the next entry to send on the current connection
-        self._acked = 0  # samples covered by finals (never re-sent)
+        self._acked = 0  # samples covered by finals (every utterance before has its final delivered)
+        self._resume = 0  # where a new session's audio starts (a lead-in before _acked); never re-sent before
+        self._lead_in = 0 if self.manual else rate * max(0, lead_in_ms) // 1000
+        self._margin = rate * REPEAT_MARGIN_MS // 1000
+        self._delivered: list[_Span] = []  # finals whose audio a new session may hear again
+        self._max_uid = 0
         self._max_buffer = int(plugin.max_buffer_s * rate)
         self.dropped_samples = 0
         self._finished = False
@@ -111,18 +179,18 @@ class RealtimeASRStream:
 
     def _reset_connection_state(self, base: int) -> None:
         self._base = base  # absolute sample index of the connection's first audio sample
-        self._utterances: dict[str, int] = {}
-        self._next_uid = self._finals + 1
-        self._times: dict[str, list[float | None]] = {}
-        self._meta: dict[str, tuple[str | None, str | None]] = {}
+        # an utterance left unfinished keeps its number; else the next after the last delivered
+        unfinished = [i.uid for i in getattr(self, "_items", {}).values() if i.open and i.uid is not None]
+        self._next_uid = min([self._max_uid + 1, *unfinished])
+        self._items: dict[str, _Item] = {}
         self._committed: list[str] = []
-        self._commit_of: dict[str, _Commit] = {}
+        self._last_commit = base  # manual mode: where the next committed item's audio starts
         self._pending_commits: list[_Commit] = []
         self._response_item: dict[str, str] = {}
         self._response_text: dict[str, str] = {}
-        self._open_items: set[str] = set()
         self._wanted = 0
         self._creating = False
+        self._finish_sent = False
 
     # -- caller side
 
@@ -155,6 +223,7 @@ class RealtimeASRStream:
             if isinstance(first, _Audio):
                 self.dropped_samples += len(first.pcm) // 2
                 self._acked = max(self._acked, first.end)
+                self._resume = max(self._resume, first.end)
             self._log.pop(0)
             self._sent -= 1
 
@@ -184,7 +253,7 @@ class RealtimeASRStream:
             while self._sent < len(self._log):
                 entry = self._log[self._sent]
                 if isinstance(entry, _Audio):
-                    cut = max(0, self._acked - entry.start) * 2
+                    cut = max(0, self._resume - entry.start) * 2
                     if cut < len(entry.pcm):
                         await conn.send_audio(entry.pcm[cut:] if cut else entry.pcm)
                 else:
@@ -277,7 +346,8 @@ class RealtimeASRStream:
                     delay = retry.delay(failures)
                     self.reconnects += 1
                     log.warning("realtime_retry", error=str(exc), code=exc.code, attempt=failures,
-                                delay=round(delay, 3), resend_from_s=round(self._acked / self.rate, 3))
+                                delay=round(delay, 3), resend_from_s=round(self._resume / self.rate, 3),
+                                finalised_s=round(self._acked / self.rate, 3))
                     await trio.sleep(delay)
 
     async def _one_connection(self, ready: Any) -> None:
@@ -289,7 +359,7 @@ class RealtimeASRStream:
                     self._trim()
                     first = self._log[0] if self._log else None
                     base = self._logged if first is None else (
-                        max(self._acked, first.start) if isinstance(first, _Audio) else first.at)
+                        max(self._resume, first.start) if isinstance(first, _Audio) else first.at)
                     self._reset_connection_state(base)
                     self._sent = 0
                     self.conn = conn
@@ -302,19 +372,19 @@ class RealtimeASRStream:
         except BaseExceptionGroup as group:
             raise collapse_group(group) from None
         except ConnectionLostError:
-            if self._finished and not self._open_items and self._sent >= len(self._log):
+            if self._finished and not any(i.open for i in self._items.values()) and self._sent >= len(self._log):
                 return  # the server closed after everything was answered
             raise
         finally:
             self.conn = None
 
     def _trim(self, *, sent_only: bool = False) -> None:
-        """Forget log entries that finals cover (with ``sent_only``, only those already sent on
-        the current connection, so that a send in progress keeps its place)."""
+        """Forget log entries before the resume point (with ``sent_only``, only those already sent
+        on the current connection, so that a send in progress keeps its place)."""
         while self._log and (not sent_only or self._sent > 0):
             first = self._log[0]
             covered = first.end if isinstance(first, _Audio) else first.at
-            if covered > self._acked:
+            if covered > self._resume:
                 break
             self._log.pop(0)
             if sent_only:
@@ -340,20 +410,28 @@ class RealtimeASRStream:
             with trio.move_on_after(self.plugin.finish_timeout_s):
                 while conn.protocol.active_response is not None or self._wanted or self._creating:
                     await trio.sleep(0.05)
+        self._finish_sent = True  # what the server closes now without speech_stopped ends here
         await conn.finish()
 
     # -- server side
 
-    def _uid(self, item_id: str) -> int:
-        if item_id not in self._utterances:
-            self._utterances[item_id] = self._next_uid
+    def _item(self, item_id: str) -> _Item:
+        item = self._items.get(item_id)
+        if item is None:
+            item = self._items[item_id] = _Item()
+        return item
+
+    def _number(self, item: _Item) -> int:
+        if item.uid is None:
+            item.uid = self._next_uid
             self._next_uid += 1
-            self._times.setdefault(item_id, [None, None])
-            self._open_items.add(item_id)
-        return self._utterances[item_id]
+        return item.uid
 
     def _t(self, ms: int) -> float:
         return self._base / self.rate + ms / 1000
+
+    def _sample(self, ms: int) -> int:
+        return self._base + ms * self.rate // 1000
 
     async def _loop(self, conn: RealtimeConnection) -> None:
         finish_deadline: float | None = None
@@ -377,16 +455,18 @@ class RealtimeASRStream:
             case SpeechStarted() | SpeechStopped() | AudioCommitted():
                 self._on_input_event(event)
             case TranscriptionText():  # and TranscriptionDelta
-                self._meta[event.item_id] = (event.language, event.emotion)
+                self._item(event.item_id).meta = (event.language, event.emotion)
                 text = event.display.strip()
                 if text:
                     await self._emit(event.item_id, text, False)
             case TranscriptionCompleted():
-                self._meta[event.item_id] = (event.language, event.emotion)
+                self._item(event.item_id).meta = (event.language, event.emotion)
                 if not self.plugin.uses_response:
                     await self._emit(event.item_id, event.transcript.strip(), True)
             case TranscriptionFailed():
                 log.warning("realtime_transcription_failed", item=event.item_id, error=dict(event.error))
+                self._item(event.item_id).failed = True  # no final will come: it holds back no audio
+                self._advance()
             case ResponseCreated() | TextDelta() | TextDone() | ResponseDone():
                 await self._on_response_event(conn, event)
             case ErrorEvent():
@@ -398,20 +478,59 @@ class RealtimeASRStream:
         return False
 
     def _on_input_event(self, event: SpeechStarted | SpeechStopped | AudioCommitted) -> None:
-        """The server's VAD and commit events: the utterance's times on the stream's timeline."""
-        self._uid(event.item_id)
+        """The server's VAD and commit events: the utterance's audio and times on the stream's timeline."""
+        item = self._item(event.item_id)
         match event:
             case SpeechStarted():
-                self._times[event.item_id][0] = self._t(event.audio_start_ms)
+                item.frm = self._sample(event.audio_start_ms)
+                item.times[0] = self._t(event.audio_start_ms)
+                item.suspect = self._in_finalised(item.frm)
             case SpeechStopped():
-                self._times[event.item_id][1] = self._t(event.audio_end_ms)
+                item.to = self._sample(event.audio_end_ms)
+                item.times[1] = self._t(event.audio_end_ms)
+                self._judge(item)
             case AudioCommitted():
                 self._committed.append(event.item_id)
                 if self._pending_commits:
                     commit = self._pending_commits.pop(0)
-                    self._commit_of[event.item_id] = commit
+                    item.frm, item.to, self._last_commit = self._last_commit, commit.at, commit.at
                     if self.manual:
-                        self._times[event.item_id] = list(commit.marker)
+                        item.times = list(commit.marker)
+                    item.suspect = self._in_finalised(item.frm)
+                    self._judge(item)
+        if not (item.suspect or item.repeat):
+            self._number(item)
+
+    def _in_finalised(self, at: int) -> bool:
+        """Whether audio from ``at`` was heard before, and finals delivered cover it."""
+        return at < self._acked or any(d.frm - self._margin <= at < d.to for d in self._delivered)
+
+    def _judge(self, item: _Item) -> None:
+        """An utterance that begins in finalised audio, once its end is known: a repeat if it ends
+        there too (dropped, and its number is not given again), else one that runs on into new
+        speech (its opening words that repeat the finals before are dropped from its text)."""
+        if not item.suspect or item.frm is None or item.to is None:
+            return
+        item.suspect = False
+        m = self._margin
+        spans = sorted((d for d in self._delivered if d.to > item.frm - m), key=lambda d: d.frm)
+        if (item.frm < self._acked and item.to <= self._acked + m) or any(
+                d.frm - m <= item.frm and item.to <= d.to + m for d in spans):
+            item.repeat = True
+            self._next_uid = max([self._next_uid, *(d.uid + 1 for d in spans if d.frm - m <= item.to)])
+            log.debug("realtime_repeat_dropped", start_s=round(item.frm / self.rate, 3),
+                      end_s=round(item.to / self.rate, 3), finalised_s=round(self._acked / self.rate, 3))
+            return
+        if spans:
+            item.said = " ".join(d.text for d in spans)
+            item.said_to = max(d.to for d in spans)
+        self._number(item)
+
+    def _end_without_stop(self, item: _Item) -> int | None:
+        """Where an utterance with no speech_stopped time ends: at the next one's start, or (closed
+        by session.finish) at the end of the audio sent."""
+        later = [i.frm for i in self._items.values() if i.frm is not None and item.frm is not None and i.frm > item.frm]
+        return min(later) if later else (self._logged if self._finish_sent else None)
 
     async def _on_response_event(self, conn: RealtimeConnection,
                                  event: ResponseCreated | TextDelta | TextDone | ResponseDone) -> None:
@@ -435,16 +554,53 @@ class RealtimeASRStream:
                     await self._maybe_create(conn)
 
     async def _emit(self, item_id: str, text: str, final: bool) -> None:
-        uid = self._uid(item_id)
-        start, end = self._times.get(item_id, [None, None])
-        language, emotion = self._meta.get(item_id, (None, None))
-        if final:
-            self._finals += 1
-            self._open_items.discard(item_id)
-            commit = self._commit_of.get(item_id)
-            covered = commit.at if commit is not None else (round(end * self.rate) if end is not None else None)
-            if covered is not None and covered > self._acked:
-                self._acked = covered
-                self._trim(sent_only=True)
-        await self._send.send(TranscriptResult(text, final, uid, start, end if final else None,
+        item = self._item(item_id)
+        if final and item.suspect:  # no speech_stopped came: judged on where its audio must end
+            item.to = item.to if item.to is not None else self._end_without_stop(item)
+            self._judge(item)
+            if item.suspect:  # undecidable: passed on whole rather than lost
+                item.suspect = False
+        if item.suspect or item.repeat:
+            return  # a repeat, or (a partial) maybe one
+        start = item.times[0]
+        if item.said is not None:
+            kept = new_words(item.said, text)
+            if not kept:
+                if final:  # every word of it was delivered already
+                    item.repeat = True
+                    if item.uid is not None and item.uid == self._next_uid - 1:
+                        self._next_uid -= 1
+                return
+            if kept != text:
+                text, start = kept, max(start or 0.0, item.said_to / self.rate)
+        uid = self._number(item)
+        language, emotion = item.meta
+        await self._send.send(TranscriptResult(text, final, uid, start, item.times[1] if final else None,
                                                language=language, emotion=emotion))
+        if final:  # only now, in the result queue, does it cover its audio (a cancelled hand-over doesn't)
+            self._delivered_final(item, uid, text)
+
+    def _delivered_final(self, item: _Item, uid: int, text: str) -> None:
+        item.done = True
+        self._finals += 1
+        self._max_uid = max(self._max_uid, uid)
+        to = item.to if item.to is not None else self._end_without_stop(item)
+        if to is not None:
+            self._delivered.append(_Span(item.frm if item.frm is not None else to, to, uid, text))
+        self._advance()
+
+    def _advance(self) -> None:
+        """Finals cover the audio up to the first utterance still waiting for its final (at most
+        to the end of the last delivered); the resume point is a lead-in before that, never before
+        the start of the last final there."""
+        top = max((d.to for d in self._delivered), default=self._acked)
+        waiting = [i.frm for i in self._items.values() if i.open and not i.failed and i.frm is not None]
+        acked = min([top, *waiting])
+        if acked <= self._acked:
+            return
+        self._acked = acked
+        before = [d for d in self._delivered if d.to <= acked]
+        floor = max(before, key=lambda d: d.to).frm if before else self._resume
+        self._resume = max(self._resume, min(acked, max(acked - self._lead_in, floor)))
+        self._delivered = [d for d in self._delivered if d.to + self._margin > self._resume]
+        self._trim(sent_only=True)
