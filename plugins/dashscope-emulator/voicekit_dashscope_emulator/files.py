@@ -217,23 +217,9 @@ class FileTranscriptionService:
             return error_response(401, "InvalidApiKey", "Invalid API-key provided.")
         rest = request.path[len(TASKS_PATH) + 1:].strip("/")
         task_id, _, action = rest.partition("/")
-        task = self.tasks.get(task_id)
-        if task is not None and (task.owner != owner
-                                 or trio.current_time() - task.submitted_at > self.settings.retention):
-            task = None
+        task = self._visible_task(task_id, owner)
         if action == "cancel":
-            if request.method != "POST":
-                return error_response(405, "MethodNotAllowed", "cancel is a POST")
-            if task is None:
-                return error_response(400, "InvalidParameter", f"task {task_id} does not exist")
-            if task.status != "PENDING":
-                return error_response(400, "InvalidParameter",
-                                      f"only PENDING tasks can be cancelled (task is {task.status})")
-            task.status = "CANCELED"
-            task.ended = dt.datetime.now(dt.UTC)
-            self._count("file_cancels")
-            return HttpResponse.json(200, {"request_id": str(uuid.uuid4()),
-                                           "output": {"task_id": task_id, "task_status": "CANCELED"}})
+            return self._cancel(request, task_id, task)
         if action:
             return error_response(404, "NotFound", f"unknown task action {action!r}")
         self._count("file_queries")
@@ -241,6 +227,27 @@ class FileTranscriptionService:
             return HttpResponse.json(200, {"request_id": str(uuid.uuid4()),
                                            "output": {"task_id": task_id, "task_status": "UNKNOWN"}})
         return HttpResponse.json(200, task_view(task))
+
+    def _visible_task(self, task_id: str, owner: str) -> FileTask | None:
+        """The task, if it is ``owner``'s and still retained."""
+        task = self.tasks.get(task_id)
+        if task is None or task.owner != owner or trio.current_time() - task.submitted_at > self.settings.retention:
+            return None
+        return task
+
+    def _cancel(self, request: HttpRequest, task_id: str, task: FileTask | None) -> HttpResponse:
+        if request.method != "POST":
+            return error_response(405, "MethodNotAllowed", "cancel is a POST")
+        if task is None:
+            return error_response(400, "InvalidParameter", f"task {task_id} does not exist")
+        if task.status != "PENDING":
+            return error_response(400, "InvalidParameter",
+                                  f"only PENDING tasks can be cancelled (task is {task.status})")
+        task.status = "CANCELED"
+        task.ended = dt.datetime.now(dt.UTC)
+        self._count("file_cancels")
+        return HttpResponse.json(200, {"request_id": str(uuid.uuid4()),
+                                       "output": {"task_id": task_id, "task_status": "CANCELED"}})
 
     async def result_file(self, request: HttpRequest) -> HttpResponse:
         token = request.path.rsplit("/", 1)[-1].removesuffix(".json")
@@ -316,27 +323,21 @@ class FileTranscriptionService:
     def _options(self, task: FileTask, spec: FileModel, channel_count: int) -> ResultOptions:
         """What ``task``'s parameters ask of a file with ``channel_count`` channels."""
         p = task.params
-        channels = p.get("channel_id") or [0]
-        if not isinstance(channels, list) or any(not isinstance(c, int) or not 0 <= c < channel_count
-                                                 for c in channels):
-            raise FileError("InvalidParameter", f"channel_id {channels} does not fit a {channel_count}-channel file")
-        if spec.single_url:
-            language = p.get("language")
-        else:
-            hints = p.get("language_hints") or []
-            language = hints[0] if hints else None
-        hotwords: tuple[Any, ...] = ()
-        vid = p.get("vocabulary_id")
-        if isinstance(vid, str) and vid:
-            v = self.store.get(vid, task.owner)
-            if v is not None:  # a list for another model or owner is silently ignored, like the service
-                hotwords = tuple(v.words)
-        return ResultOptions(single_url=spec.single_url, channels=channels, language=language, hotwords=hotwords,
-                             diarize=bool(p.get("diarization_enabled")) and not spec.single_url,
+        single = spec.single_url
+        return ResultOptions(single_url=single, channels=_channels(p, channel_count),
+                             language=p.get("language") if single else _first_hint(p),
+                             hotwords=self._hotwords(task), diarize=bool(p.get("diarization_enabled")) and not single,
                              speaker_count=p.get("speaker_count"),
                              drop_fillers=bool(p.get("disfluency_removal_enabled")),
-                             words=not spec.single_url or bool(p.get("enable_words")),
-                             context=p.get("text") if spec.single_url else None)
+                             words=not single or bool(p.get("enable_words")),
+                             context=p.get("text") if single else None)
+
+    def _hotwords(self, task: FileTask) -> tuple[Any, ...]:
+        """The words of the task's vocabulary; a list for another model or owner is silently ignored, like
+        the service."""
+        vid = task.params.get("vocabulary_id")
+        v = self.store.get(vid, task.owner) if isinstance(vid, str) and vid else None
+        return () if v is None else tuple(v.words)
 
     def _engine_language(self) -> str | None:
         caps: Any = getattr(self.engine, "capabilities", None)
@@ -369,6 +370,21 @@ class FileTranscriptionService:
         duration_ms = round(audio.shape[0] * 1000 / rate)
         doc = result_document(url, spec.single_url, audio.shape[1], rate, duration_ms, transcripts)
         return doc, billed_seconds(spec.single_url, transcripts, duration_ms)
+
+
+def _channels(params: dict[str, Any], channel_count: int) -> list[int]:
+    """The ``channel_id`` list (default ``[0]``), each an index into the file's channels."""
+    channels = params.get("channel_id") or [0]
+    if not isinstance(channels, list) or any(not isinstance(c, int) or not 0 <= c < channel_count
+                                             for c in channels):
+        raise FileError("InvalidParameter", f"channel_id {channels} does not fit a {channel_count}-channel file")
+    return channels
+
+
+def _first_hint(params: dict[str, Any]) -> Any:
+    """``language_hints[0]`` (Fun-ASR and Paraformer take a list of hints; the emulator uses the first)."""
+    hints = params.get("language_hints") or []
+    return hints[0] if hints else None
 
 
 def add_file_routes(emulator: Any, settings: FilesSettings | dict[str, Any] | None) -> FileTranscriptionService:

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from typing import Any
 
+import h11
 import trio
 
 from voicekit.logging import get_logger
@@ -69,81 +70,55 @@ class UploadStore:
             "oss_access_key_id": "LTAI-emulator", "x_oss_object_acl": "private", "x_oss_forbid_overwrite": "true"}})
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
-        import h11
-
         conn = h11.Connection(h11.SERVER)
-        status, body = 500, b""
         try:
-            req: Any = None
-            fd, path = _mkstemp(self.directory)
-            size = 0
-            with open(fd, "wb") as out:
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        data = await stream.receive_some(1 << 20)
-                        if not data:
-                            return
-                        conn.receive_data(bytes(data))
-                        continue
-                    if isinstance(event, h11.Request):
-                        req = event
-                    elif isinstance(event, h11.Data):
-                        out.write(event.data)
-                        size += len(event.data)
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
-                    else:
-                        return
-            status, body = self._accept(req, path, size)
+            received = await self._receive(stream, conn)
+            if received is None:  # the peer left mid-request
+                return
+            status, body = self._accept(*received)
         except Exception as exc:  # a broken upload must not stop the emulator
             log.warning("emulator_upload_error", error=f"{type(exc).__name__}: {exc}")
             status, body = 400, b"<Error><Code>MalformedPOSTRequest</Code></Error>"
-        try:
-            await stream.send_all(conn.send(h11.Response(status_code=status, headers=[
-                ("content-type", "application/xml"), ("content-length", str(len(body))),
-                ("connection", "close")])) or b"")
-            await stream.send_all(conn.send(h11.Data(data=body)) or b"")
-            await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
-        except (trio.BrokenResourceError, trio.ClosedResourceError, Exception):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
+        await _reply(stream, conn, status, body)
+
+    async def _receive(self, stream: trio.abc.Stream, conn: h11.Connection) -> tuple[Any, str, int] | None:
+        """(request, temporary file, size) of one request, its body streamed to the file; ``None`` if the
+        peer leaves before the end."""
+        req: Any = None
+        fd, path = _mkstemp(self.directory)
+        size = 0
+        with open(fd, "wb") as out:
+            while (event := await _next_event(stream, conn)) is not None:
+                if isinstance(event, h11.Request):
+                    req = event
+                elif isinstance(event, h11.Data):
+                    out.write(event.data)
+                    size += len(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    return req, path, size
+                else:
+                    return None
+        return None
 
     def _accept(self, req: Any, path: str, size: int) -> tuple[int, bytes]:
-        ctype = dict((k.lower(), v) for k, v in req.headers).get(b"content-type", b"").decode()
-        m = re.search(r"boundary=\"?([^\";]+)", ctype)
-        if req.method != b"POST" or m is None:
+        """The answer to a PostObject whose body is in ``path``: the form fields before the file part, the file
+        part's bounds, then the policy's checks."""
+        sep = _boundary(req)
+        if sep is None:
             return 400, b"<Error><Code>InvalidArgument</Code><Message>multipart POST expected</Message></Error>"
-        sep = b"--" + m.group(1).encode()
         with open(path, "rb") as f:
             head = f.read(256 * 1024)
             f.seek(max(0, size - 512))
             tail = f.read()
-        fields: dict[str, str] = {}
-        pos = 0
-        file_start = None
-        while True:
-            i = head.find(sep, pos)
-            if i < 0:
-                break
-            hdr_end = head.find(b"\r\n\r\n", i)
-            if hdr_end < 0:
-                break
-            headers = head[i:hdr_end].decode("utf-8", "replace")
-            name = re.search(r'name="([^"]*)"', headers)
-            if name and name.group(1) == "file":
-                file_start = hdr_end + 4
-                break
-            j = head.find(b"\r\n" + sep, hdr_end)
-            if name and j >= 0:
-                fields[name.group(1)] = head[hdr_end + 4:j].decode("utf-8", "replace")
-            pos = j if j >= 0 else hdr_end
+        fields, file_start = _form_fields(head, sep)
         closing = tail.rfind(b"\r\n" + sep)
         if file_start is None or closing < 0:
             return 400, b"<Error><Code>InvalidArgument</Code><Message>no file part (it must come last)</Message>" \
                 b"</Error>"
-        file_end = size - len(tail) + closing
+        return self._store(fields, path, file_start, size - len(tail) + closing)
+
+    def _store(self, fields: dict[str, str], path: str, start: int, end: int) -> tuple[int, bytes]:
+        """Keep the file part ``[start, end)`` of ``path`` under the form's key, if the policy allows it."""
         pol = self.policies.get(fields.get("Signature", ""))
         if pol is None or trio.current_time() > pol[2]:
             return 403, (b"<Error><Code>AccessDenied</Code>"
@@ -153,11 +128,63 @@ class UploadStore:
         if not key.startswith(upload_dir + "/"):
             return 403, (b"<Error><Code>AccessDenied</Code>"
                          b"<Message>key outside the policy's upload_dir</Message></Error>")
-        if file_end - file_start > self.max_file_mb * 1024 * 1024:
+        if end - start > self.max_file_mb * 1024 * 1024:
             return 400, b"<Error><Code>EntityTooLarge</Code></Error>"
-        self.objects[key] = (owner, path, file_start, file_end)
+        self.objects[key] = (owner, path, start, end)
         return int(fields.get("success_action_status", "204")), b""
 
+
+async def _next_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
+    """The next h11 event, reading as needed; ``None`` when the peer closes first."""
+    while (event := conn.next_event()) is h11.NEED_DATA:
+        data = await stream.receive_some(1 << 20)
+        if not data:
+            return None
+        conn.receive_data(bytes(data))
+    return event
+
+
+async def _reply(stream: trio.abc.Stream, conn: h11.Connection, status: int, body: bytes) -> None:
+    """Send the (XML) answer and hang up."""
+    try:
+        await stream.send_all(conn.send(h11.Response(status_code=status, headers=[
+            ("content-type", "application/xml"), ("content-length", str(len(body))),
+            ("connection", "close")])) or b"")
+        await stream.send_all(conn.send(h11.Data(data=body)) or b"")
+        await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+    except (trio.BrokenResourceError, trio.ClosedResourceError, Exception):
+        pass
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+def _boundary(req: Any) -> bytes | None:
+    """The multipart separator (``--`` + boundary) of a POST; ``None`` for anything else."""
+    ctype = dict((k.lower(), v) for k, v in req.headers).get(b"content-type", b"").decode()
+    m = re.search(r"boundary=\"?([^\";]+)", ctype)
+    if req.method != b"POST" or m is None:
+        return None
+    return b"--" + m.group(1).encode()
+
+
+def _form_fields(head: bytes, sep: bytes) -> tuple[dict[str, str], int | None]:
+    """The form fields before the ``file`` part, and where the file's bytes start (``None``: no file part
+    in ``head``)."""
+    fields: dict[str, str] = {}
+    pos = 0
+    while (i := head.find(sep, pos)) >= 0:
+        hdr_end = head.find(b"\r\n\r\n", i)
+        if hdr_end < 0:
+            break
+        m = re.search(r'name="([^"]*)"', head[i:hdr_end].decode("utf-8", "replace"))
+        name = m.group(1) if m else None
+        if name == "file":
+            return fields, hdr_end + 4
+        j = head.find(b"\r\n" + sep, hdr_end)
+        if name is not None and j >= 0:
+            fields[name] = head[hdr_end + 4:j].decode("utf-8", "replace")
+        pos = j if j >= 0 else hdr_end
+    return fields, None
 
 
 def _mkstemp(directory: str) -> tuple[int, str]:
