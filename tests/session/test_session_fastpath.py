@@ -19,6 +19,7 @@ from voicekit.errors import ASRError
 from voicekit.handlers import Assistant, Turn
 from voicekit.session import Session, SessionConfig, VADInterruption
 from voicekit.testing import EnergyVAD, FakeASR, FakeTTS, ScriptedSource, Silence, Speech, collect
+from voicekit.testing.steps import StepCounter
 from voicekit.vad.endpointer import EndpointerConfig
 
 EP = EndpointerConfig(pre_roll_ms=200, start_ms=60, start_window_ms=100, end_silence_ms=600)
@@ -277,3 +278,69 @@ async def test_handler_is_called_in_the_round_after_the_end_of_speech(
         trio.lowlevel.remove_instrument(rounds)
     assert [e.text for e in tl.of(ev.TurnEnded)] == ["first", "second"]
     assert after == [hops, hops]
+
+
+class StepMarkedVAD(EnergyVAD):
+    """Notes the task step count at each VAD decision: the frame that ends the speech is decided in
+    the feeding task's step that emits SpeechEnded (the next frame comes 20 ms later)."""
+
+    def __init__(self, counter: StepCounter) -> None:
+        super().__init__(frame_ms=20)
+        self.counter = counter
+        self.last = 0
+
+    def is_speech(self, pcm: bytes) -> bool:
+        self.last = self.counter.steps
+        return super().is_speech(pcm)
+
+
+@pytest.mark.parametrize(("asr", "steps"), [(FakeASR, 1), (PlainASR, 3)])
+async def test_the_handler_takes_the_step_after_the_end_of_speech_alone(
+        autojump_clock: trio.testing.MockClock, asr: type[FakeASR], steps: int) -> None:
+    """Between the end of speech and the handler's first line no task takes a step that carries no
+    hand-off work: with an inline recognizer the handler's step is the very next one (a plain stream
+    adds the recognizer task's step and the event reader's step for SpeechEnded). The turn's events
+    reach a subscriber only after the handler's first step, so a subscriber (``collect`` reads every
+    event here) never runs ahead of it in the same round; their times stay exact."""
+    counter = StepCounter()
+    vad = StepMarkedVAD(counter)
+    between: list[int] = []
+    called: list[float] = []
+    seen_before_call: list[str] = []
+    a = Assistant("a")
+    texts = ["one", "two", "three", "four", "five", "six"]
+
+    @a.fallback
+    async def answer(turn: Turn) -> str:
+        between.append(counter.steps - vad.last)
+        called.append(trio.current_time())
+        return "ok"
+
+    script: list[object] = [Silence(0.5)]
+    for _ in texts:
+        script += [Speech(0.6), Silence(0.9)]
+    s = Session(ScriptedSource(script), asr=asr(texts, partial_every=0), vad=vad, assistant=a,
+                config=SessionConfig(endpointer=EP, realtime=True))
+    events: list[tuple[int, ev.Event]] = []
+    trio.lowlevel.add_instrument(counter)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(s.run)
+            async for event in s.events():
+                events.append((len(called), event))
+                if isinstance(event, ev.IntentMatched) and len(called) < event.turn_id:
+                    seen_before_call.append(f"turn {event.turn_id}")
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert [e.text for _, e in events if isinstance(e, ev.TurnEnded)] == texts
+    # trio runs the tasks of a round in either order: six turns would show a reader going first
+    assert between == [steps] * len(texts), between
+    if asr is FakeASR:
+        assert not seen_before_call, seen_before_call
+    # the held events keep their times: the end of speech, the turn and the call at one instant
+    ends = [e.t for _, e in events if isinstance(e, ev.SpeechEnded)]
+    matched = [e.t for _, e in events if isinstance(e, ev.IntentMatched)]
+    t0 = called[0] - matched[0]
+    assert [m + t0 for m in matched] == pytest.approx(called, abs=1e-9)
+    assert ends == pytest.approx(matched, abs=1e-9)
+    assert ends[0] == pytest.approx(0.5 + 0.6 + EP.end_silence_ms / 1000, abs=0.021)

@@ -38,6 +38,7 @@ class EventHub:
     def __init__(self) -> None:
         self._subscribers: list[BoundedChannel[ev.Event]] = []
         self._t0 = 0.0
+        self._held: list[ev.Event] | None = None  # see hold()
 
     def start(self) -> None:
         """The session starts: its clock reads 0 now."""
@@ -55,7 +56,31 @@ class EventHub:
     def dropped(self) -> int:
         return sum(s.dropped for s in self._subscribers)
 
+    def hold(self) -> bool:
+        """Keep the events emitted from now on until :meth:`release` (their ``t`` is still the
+        moment of ``emit``; only their delivery waits). The turn hand-off holds them so that the
+        handler takes the scheduler's next round alone: no subscriber woken alongside it, no log
+        line built before it. False when a hold is on already (then its owner releases)."""
+        if self._held is not None:
+            return False
+        self._held = []
+        return True
+
+    def release(self) -> None:
+        """Deliver the held events, in order, and stop holding."""
+        held, self._held = self._held, None
+        if held:
+            for event in held:
+                self._deliver(event)
+
     def emit(self, event: ev.Event) -> None:
+        held = self._held
+        if held is not None:
+            held.append(event)
+            return
+        self._deliver(event)
+
+    def _deliver(self, event: ev.Event) -> None:
         for sub in self._subscribers:
             sub.put_nowait(event)
         level = _LOG_LEVELS.get(type(event), "debug")
@@ -66,5 +91,6 @@ class EventHub:
 
     def close(self) -> None:
         """The stream ends: every subscriber's ``async for`` finishes after what it holds."""
+        self.release()
         for sub in self._subscribers:
             sub.send_channel.close()

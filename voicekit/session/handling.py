@@ -22,7 +22,7 @@ an ``Error`` event, the apology, and the session goes on.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -42,18 +42,24 @@ LATE_S = 0.1
 class RunningHandler:
     """A handler task the session started and has not seen finish."""
 
-    what: str
+    handler: Any
+    intent: str
     started: float
     done: trio.Event = attrs.Factory(trio.Event)
     began: trio.Event = attrs.Factory(trio.Event)  # its task took its first step
     gave_up_at: float | None = None  # when the session stopped waiting for it (timeout, barge-in)
 
+    @property
+    def what(self) -> str:
+        """Names the handler in messages (built only when one is written, off the hand-off path)."""
+        return describe(self.handler, self.intent)
 
-def describe(handler: Any, turn: Turn) -> str:
+
+def describe(handler: Any, intent: str) -> str:
     """``handler 'move' for intent 'go'``: names what an error event is about."""
     name = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None) \
         or type(handler).__name__
-    return f"handler {name!r} for intent {turn.intent!r}"
+    return f"handler {name!r} for intent {intent!r}"
 
 
 def is_async_handler(handler: Any) -> bool:
@@ -93,37 +99,39 @@ class _BadReply(Exception):
     pass
 
 
-async def _drive(handler: Any, turn: Turn, send: trio.MemorySendChannel[object], scope: trio.CancelScope,
-                 what: str, threads: trio.CapacityLimiter) -> None:
+async def _drive(handler: Any, turn: Turn, call: HandlerCall, threads: trio.CapacityLimiter) -> None:
     """Run ``handler(turn)`` and send its reply pieces (``str``) and at most one
-    :class:`HandlerError` to ``send``; the channel closes when the handler is done."""
+    :class:`HandlerError` to ``call``'s channel; the channel closes when the handler is done."""
     try:
-        with scope:
+        with call.scope:
             try:
                 failure: HandlerError | None = None
                 try:
-                    await _run(handler, turn, send, threads)
+                    await _run(handler, turn, call.send, threads)
                 except _BadReply as exc:
-                    failure = HandlerError(f"{what} {exc}")
+                    failure = HandlerError(f"{call.what} {exc}")
                     failure.__cause__ = TypeError(str(exc))
                 except BaseException as exc:
                     if _is_fatal(exc):
                         raise
                     kind, message = _describe_exception(exc)
+                    what = call.what
                     failure = HandlerError(f"{what} raised {kind}: {message}" if message else f"{what} raised {kind}")
                     failure.__cause__ = exc
                 if failure is not None:
-                    await send.send(failure)
+                    await call.send(failure)
             finally:
                 # closed without a checkpoint: a cancel arriving there (the reader has gone) would
                 # replace a KeyboardInterrupt on its way out, and the scope would swallow it
-                send.close()
+                call.channel()[0].close()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the session stopped listening (timeout or barge-in); the rest of the reply is dropped
 
 
-async def _run(handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
-               threads: trio.CapacityLimiter) -> None:
+Send = Callable[[object], Awaitable[None]]
+
+
+async def _run(handler: Any, turn: Turn, send: Send, threads: trio.CapacityLimiter) -> None:
     if is_async_handler(handler):
         result = handler(turn)
     else:
@@ -145,7 +153,7 @@ async def _run(handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
         return
     if isinstance(result, str):
         if result.strip():
-            await send.send(result)
+            await send(result)
         return
     if inspect.iscoroutine(result):
         result.close()
@@ -153,7 +161,7 @@ async def _run(handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
     raise _BadReply(f"returned {_type_name(result)}, not a str, a Reply, None or an async iterator of str")
 
 
-async def _stream(result: Any, send: trio.MemorySendChannel[object]) -> None:
+async def _stream(result: Any, send: Send) -> None:
     it = result.__aiter__()
     try:
         while True:
@@ -168,7 +176,7 @@ async def _stream(result: Any, send: trio.MemorySendChannel[object]) -> None:
             if not isinstance(item, str):
                 raise _BadReply(f"yielded {_type_name(item)}, not a str")
             if item.strip():
-                await send.send(item)
+                await send(item)
     finally:
         aclose: Callable[[], Any] | None = getattr(it, "aclose", None)
         if aclose is not None:
@@ -203,11 +211,11 @@ class HandlerRunner:
         self.running: set[RunningHandler] = set()
         self.on_late = on_late
 
-    async def _task(self, entry: RunningHandler, handler: Any, turn: Turn, send: trio.MemorySendChannel[object],
-                    scope: trio.CancelScope) -> None:
+    async def _task(self, call: HandlerCall, handler: Any, turn: Turn) -> None:
+        entry = call.entry
         entry.began.set()
         try:
-            await _drive(handler, turn, send, scope, entry.what, self.threads)
+            await _drive(handler, turn, call, self.threads)
         finally:
             entry.done.set()
             self.running.discard(entry)
@@ -221,11 +229,12 @@ class HandlerRunner:
     def start(self, handler: Any, turn: Turn) -> HandlerCall:
         """Start ``handler(turn)`` now, in a task of the handler nursery: it is called in the
         scheduler's next round, while the reply task that reads it starts alongside."""
-        what = describe(handler, turn)
-        send, recv = trio.open_memory_channel[object](0)
-        call = HandlerCall(what, recv, trio.CancelScope(), RunningHandler(what, trio.current_time()))
-        self.running.add(call.entry)
-        self.nursery.start_soon(self._task, call.entry, handler, turn, send, call.scope)
+        # only what the handler's first step needs is made here: its name (for messages) and the
+        # channel its reply goes through are made when first used, after that step
+        entry = RunningHandler(handler, turn.intent, trio.current_time())
+        call = HandlerCall(trio.CancelScope(), entry)
+        self.running.add(entry)
+        self.nursery.start_soon(self._task, call, handler, turn)
         return call
 
     async def pieces(self, handler: Any, turn: Turn, *, timeout: float, limit: int,
@@ -240,17 +249,31 @@ class HandlerRunner:
 class HandlerCall:
     """A handler that was started, and the end of the channel its reply comes through."""
 
-    what: str
-    recv: trio.MemoryReceiveChannel[object]
     scope: trio.CancelScope
     entry: RunningHandler
     complete: bool = False  # the whole reply (or the handler's error) was read
+    _send: trio.MemorySendChannel[object] | None = None
+    _recv: trio.MemoryReceiveChannel[object] | None = None
+
+    @property
+    def what(self) -> str:
+        return self.entry.what
+
+    def channel(self) -> tuple[trio.MemorySendChannel[object], trio.MemoryReceiveChannel[object]]:
+        """The unbuffered channel from the handler to the reply, made by whichever end uses it first."""
+        if self._send is None or self._recv is None:
+            self._send, self._recv = trio.open_memory_channel[object](0)
+        return self._send, self._recv
+
+    async def send(self, item: object) -> None:
+        """The handler's side: one reply piece (or its error); waits until the reply takes it."""
+        await self.channel()[0].send(item)
 
     def abandon(self) -> None:
         """The reply is over: stop the handler if it is still running (a reply cancelled before
         it read anything, say), and remember when the session gave up on it."""
         self.scope.cancel()
-        self.recv.close()
+        self.channel()[1].close()
         if not self.complete and not self.entry.done.is_set() and self.entry.gave_up_at is None:
             self.entry.gave_up_at = trio.current_time()
 
@@ -259,7 +282,7 @@ class HandlerCall:
         """The handler's reply, piece by piece, each within ``timeout`` seconds of asking for it (the
         time spent speaking a piece does not count against the next one), at most ``limit``
         characters in all. Raises :class:`HandlerError` for a failure, a wrong type, or an overrun."""
-        what, recv, scope, entry = self.what, self.recv, self.scope, self.entry
+        recv, scope, entry = self.channel()[1], self.scope, self.entry
         spoken = 0
         asked = entry.started  # the first piece is due within timeout of the handler's start
         try:
@@ -267,7 +290,7 @@ class HandlerCall:
                 while True:
                     late = trio.current_time() - asked
                     if late > timeout:  # the event loop was held past the deadline before we could wait
-                        raise HandlerError(_blocked(what, timeout, late))
+                        raise HandlerError(_blocked(self.what, timeout, late))
                     with trio.move_on_at(asked + timeout) as waiting:
                         try:
                             item = await recv.receive()
@@ -275,17 +298,17 @@ class HandlerCall:
                             self.complete = True
                             return
                     if waiting.cancelled_caught:
-                        raise HandlerError(f"{what} took longer than {timeout:g} s (handler_timeout); "
+                        raise HandlerError(f"{self.what} took longer than {timeout:g} s (handler_timeout); "
                                            f"it was cancelled")
                     late = trio.current_time() - asked
                     if late > timeout:
-                        raise HandlerError(_blocked(what, timeout, late))
+                        raise HandlerError(_blocked(self.what, timeout, late))
                     if isinstance(item, HandlerError):
                         self.complete = True
                         raise item
                     assert isinstance(item, str)
                     if spoken + len(item) > limit:
-                        on_cut(what, spoken + len(item), limit)
+                        on_cut(self.what, spoken + len(item), limit)
                         cut = cut_reply(item, max(0, limit - spoken))
                         if cut.strip():
                             yield cut

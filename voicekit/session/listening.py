@@ -296,17 +296,37 @@ class Listener:
                 await self._take_results()
         else:
             self._in_speech = False
-            hub.emit(ev.SpeechEnded(t=hub.now(), audio_t=item.t, duration=item.duration))
-            await stream.speech_ended(item.t)
-            turns.decide(turns.policy.on_speech_ended(item.t))
-            if self._inline is not None:
+            if self._inline is None:
+                hub.emit(ev.SpeechEnded(t=hub.now(), audio_t=item.t, duration=item.duration))
+                await stream.speech_ended(item.t)
+                turns.decide(turns.policy.on_speech_ended(item.t))
+                return
+            # the final comes inline: SpeechEnded and the turn's events reach subscribers once the
+            # handler has taken its first step (exact times all the same, see EventHub.hold)
+            held = hub.hold()
+            try:
+                hub.emit(ev.SpeechEnded(t=hub.now(), audio_t=item.t, duration=item.duration))
+                await stream.speech_ended(item.t)
+                turns.decide(turns.policy.on_speech_ended(item.t))
                 await self._take_results()
+            finally:
+                if held:
+                    hub.release()
 
     async def _recognize(self, stream: ASRStream) -> None:
-        turns = self._turns
+        turns, hub = self._turns, self._hub
         async for result in stream:
-            if turns.on_result(result):
-                await turns.start_turn(result)
+            held = hub.hold()  # the turn's events go out once its handler has begun
+            try:
+                if not turns.on_result(result):
+                    continue
+                if turns.turn_now(result):
+                    await turns.launch_reply()
+                    continue
+            finally:
+                if held:
+                    hub.release()
+            await turns.start_turn_after_reply(result)  # waits for the reply playing: events not held
 
     async def _recognize_queued(self, queue: trio.MemoryReceiveChannel[TranscriptResult]) -> None:
         """Inline results that had to wait (a request made during a reply), in order."""
@@ -330,17 +350,22 @@ class Listener:
         """``result`` and every further one the inline stream holds, as :meth:`_take_results`."""
         recv, queue, turns = self._inline, self._queue, self._turns
         assert recv is not None and queue is not None
-        while True:
-            if self._queued:  # an earlier turn waits: this result goes after it
-                self._queued += 1
-                await queue.send(result)
-            elif turns.on_result(result):
-                if turns.turn_now(result):
-                    await turns.launch_reply()
-                else:
+        held = self._hub.hold()  # a turn's events go out once its handler has begun
+        try:
+            while True:
+                if self._queued:  # an earlier turn waits: this result goes after it
                     self._queued += 1
                     await queue.send(result)
-            try:
-                result = recv.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                return
+                elif turns.on_result(result):
+                    if turns.turn_now(result):
+                        await turns.launch_reply()
+                    else:
+                        self._queued += 1
+                        await queue.send(result)
+                try:
+                    result = recv.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    return
+        finally:
+            if held:
+                self._hub.release()

@@ -72,9 +72,15 @@ class Turns:
 
     async def start_turn(self, result: TranscriptResult) -> None:
         """A final that :meth:`on_result` accepted: its turn now, or once the reply has finished."""
-        if not self.turn_now(result):
-            await self.wait_quiet()  # a real request: answer it once the reply has finished
-            self._open_turn(result)
+        if self.turn_now(result):
+            await self.launch_reply()
+        else:
+            await self.start_turn_after_reply(result)
+
+    async def start_turn_after_reply(self, result: TranscriptResult) -> None:
+        """A request made over a reply (:meth:`turn_now` said False): its turn once the reply has finished."""
+        await self.wait_quiet()
+        self._open_turn(result)
         await self.launch_reply()
 
     def turn_now(self, result: TranscriptResult) -> bool:
