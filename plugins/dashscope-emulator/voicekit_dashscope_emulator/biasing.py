@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from voicekit_dashscope.protocol.vocabulary import Hotword
 
@@ -33,28 +33,40 @@ def active_hotwords(words: Sequence[Hotword], language_hint: str | None) -> list
 
 
 def apply_hotwords(text: str, hotwords: Sequence[Hotword]) -> str:
+    """``text`` with each hotword (heaviest, then longest first) replacing the run of words most like it."""
     if not hotwords or not text:
         return text
     for hw in sorted(hotwords, key=lambda h: (-h.weight, -len(h.text))):
-        target = _norm(hw.text)
-        if not target:
-            continue
-        n = max(1, len(hw.text.split()))
-        tokens = list(_WORD.finditer(text))
-        best: tuple[float, int, int] | None = None
-        for size in {max(1, n - 1), n, n + 1}:
-            for i in range(0, len(tokens) - size + 1):
-                window = tokens[i:i + size]
-                cand = _norm("".join(m.group() for m in window))
-                if not cand:
-                    continue
-                score = difflib.SequenceMatcher(None, cand, target).ratio()
-                if score >= threshold(hw.weight) and (best is None or score > best[0]):
-                    best = (score, window[0].start(), window[-1].end())
-        if best is not None:
-            _, a, b = best
-            text = text[:a] + hw.text + text[b:]
+        text = _apply_one(text, hw)
     return text
+
+
+def _apply_one(text: str, hw: Hotword) -> str:
+    target = _norm(hw.text)
+    if not target:
+        return text
+    best: tuple[float, int, int] | None = None
+    bar = threshold(hw.weight)
+    for cand, a, b in _windows(text, max(1, len(hw.text.split()))):
+        score = difflib.SequenceMatcher(None, cand, target).ratio()
+        if score >= bar and (best is None or score > best[0]):
+            best = (score, a, b)
+    if best is None:
+        return text
+    _, a, b = best
+    spelled: str = hw.text
+    return text[:a] + spelled + text[b:]
+
+
+def _windows(text: str, n: int) -> Iterator[tuple[str, int, int]]:
+    """(normalized letters, start, end) of every run of ``n - 1`` to ``n + 1`` words of ``text``."""
+    tokens = list(_WORD.finditer(text))
+    for size in {max(1, n - 1), n, n + 1}:
+        for i in range(0, len(tokens) - size + 1):
+            window = tokens[i:i + size]
+            cand = _norm("".join(m.group() for m in window))
+            if cand:
+                yield cand, window[0].start(), window[-1].end()
 
 
 def split_words(text: str) -> list[tuple[str, str]]:

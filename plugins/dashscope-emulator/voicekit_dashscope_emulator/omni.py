@@ -168,25 +168,31 @@ def realtime_options(*, voice: str = "espeak", script_path: str | None = None, v
     a JSON file ``{"replies": [...], "default_reply": "...", "after_tool": "...",
     "tool_rules": [{"keyword": "...", "tool": "...", "arguments": {...}}]}``.
     """
-    script = OmniScript()
-    if script_path:
-        try:
-            with open(script_path, encoding="utf-8") as f:
-                data = json.load(f)
-            rules = tuple(ToolRule(r["keyword"], r["tool"], r.get("arguments", {})) for r in data.get("tool_rules", ()))
-            # keys left out keep OmniScript's defaults (a slotted attrs class has no class-level defaults to read)
-            given = {k: data[k] for k in ("default_reply", "after_tool") if k in data}
-            for k, v in given.items():
-                if not isinstance(v, str):
-                    raise TypeError(f"{k} must be a string, not {type(v).__name__}")
-            replies = tuple(data.get("replies", ()))
-            if not all(isinstance(r, str) for r in replies):
-                raise TypeError("replies must be a list of strings")
-            script = OmniScript(replies=replies, tool_rules=rules, **given)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"cannot read the Omni script {script_path}: {exc} — expected a JSON object with "
-                              "replies, default_reply, after_tool and tool_rules") from None
+    script = _read_script(script_path) if script_path else OmniScript()
     if voice not in ("espeak", "tone"):
         raise ConfigError(f"the emulator's Omni voice must be 'espeak' or 'tone', not {voice!r}")
     return {"settings": RealtimeSettings(vad=vad), "script": script,
             "voice": EspeakVoice() if voice == "espeak" else ToneVoice()}
+
+
+def _read_script(path: str) -> OmniScript:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _script_of(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"cannot read the Omni script {path}: {exc} — expected a JSON object with "
+                          "replies, default_reply, after_tool and tool_rules") from None
+
+
+def _script_of(data: Any) -> OmniScript:
+    """An Omni script's JSON object as an :class:`OmniScript`; TypeError, KeyError or AttributeError if malformed."""
+    rules = tuple(ToolRule(r["keyword"], r["tool"], r.get("arguments", {})) for r in data.get("tool_rules", ()))
+    # keys left out keep OmniScript's defaults (a slotted attrs class has no class-level defaults to read)
+    given = {k: data[k] for k in ("default_reply", "after_tool") if k in data}
+    for k, v in given.items():
+        if not isinstance(v, str):
+            raise TypeError(f"{k} must be a string, not {type(v).__name__}")
+    replies = tuple(data.get("replies", ()))
+    if not all(isinstance(r, str) for r in replies):
+        raise TypeError("replies must be a list of strings")
+    return OmniScript(replies=replies, tool_rules=rules, **given)

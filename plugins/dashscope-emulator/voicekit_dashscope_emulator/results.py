@@ -116,17 +116,26 @@ def sentence_text(text: str, opts: ResultOptions) -> str:
 def sentence(r: TranscriptResult, sentence_id: int, opts: ResultOptions, speaker: int | None,
              default_language: Callable[[], str | None]) -> dict[str, Any]:
     text = sentence_text(r.text, opts)
-    begin, end = round((r.start or 0) * 1000), round((r.end or r.start or 0) * 1000)
+    begin, end = _span_ms(r)
     s: dict[str, Any] = {"begin_time": begin, "end_time": end, "text": text, "sentence_id": sentence_id}
     if opts.single_url:
-        s["language"] = r.language or opts.language or default_language()
-        s["emotion"] = r.emotion or "neutral"
+        s.update(_audio_info(r, opts, default_language))
     if speaker is not None:
         s["speaker_id"] = speaker
     if opts.words:
         s["words"] = [{"begin_time": a, "end_time": b, "text": w, "punctuation": pu}
                       for a, b, w, pu in spread(split_words(text), begin, end)]
     return s
+
+
+def _span_ms(r: TranscriptResult) -> tuple[int, int]:
+    """(begin, end) in ms; a result without times starts at 0 and ends where it starts."""
+    return round((r.start or 0) * 1000), round((r.end or r.start or 0) * 1000)
+
+
+def _audio_info(r: TranscriptResult, opts: ResultOptions, default_language: Callable[[], str | None]) -> dict[str, Any]:
+    """A single-URL model's language (the engine's, else the one asked, else the engine's default) and emotion."""
+    return {"language": r.language or opts.language or default_language(), "emotion": r.emotion or "neutral"}
 
 
 def channel_transcript(channel: int, sentences: list[dict[str, Any]], single_url: bool) -> dict[str, Any]:

@@ -59,23 +59,33 @@ def cluster_speakers(prints: list[np.ndarray], speaker_count: int | None, thresh
     n = len(prints)
     if n == 0:
         return []
-    x = np.stack(prints)
-    x = x - x.mean(axis=0)
-    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-9
-    dist = 1.0 - x @ x.T
+    dist = _cosine_distances(prints)
     groups: list[list[int]] = [[i] for i in range(n)]
     target = min(speaker_count, n) if speaker_count else 1
     while len(groups) > target:
-        best, pair = math.inf, (0, 1)
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
-                d = float(dist[np.ix_(groups[i], groups[j])].mean())
-                if d < best:
-                    best, pair = d, (i, j)
+        best, (i, j) = _closest_pair(groups, dist)
         if speaker_count is None and best > threshold:
             break
-        i, j = pair
         groups[i] += groups.pop(j)
     label_of = {m: g for g, members in enumerate(groups) for m in members}
     order: dict[int, int] = {}
     return [order.setdefault(label_of[i], len(order)) for i in range(n)]
+
+
+def _cosine_distances(prints: list[np.ndarray]) -> np.ndarray:
+    """Pairwise cosine distances of the prints, centred on their mean."""
+    x = np.stack(prints)
+    x = x - x.mean(axis=0)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-9
+    return np.asarray(1.0 - x @ x.T)
+
+
+def _closest_pair(groups: list[list[int]], dist: np.ndarray) -> tuple[float, tuple[int, int]]:
+    """The two groups with the least average distance between their members (the first such pair)."""
+    best, pair = math.inf, (0, 1)
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            d = float(dist[np.ix_(groups[i], groups[j])].mean())
+            if d < best:
+                best, pair = d, (i, j)
+    return best, pair
