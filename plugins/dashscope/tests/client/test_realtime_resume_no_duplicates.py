@@ -32,6 +32,7 @@ from voicekit_dashscope.client.task import RetryPolicy, Timeouts
 from voicekit_dashscope.errors import ConnectionLostError
 from voicekit_dashscope.protocol.realtime import (
     AudioAppend,
+    AudioCommit,
     AudioCommitted,
     ServerRealtimeProtocol,
     SessionCreated,
@@ -180,7 +181,8 @@ class _ToyServer:
     end of its last speech frame, then committed and completed with its words). ``session.finish``
     closes an utterance under way without speech_stopped, as the service does. Faults: ``lose_at``
     (ms heard: the connection is lost), ``hold`` (item numbers whose ``completed`` waits until
-    ``session.finish``), ``deaf_after_finish`` (no session.finished, no pongs)."""
+    ``session.finish``), ``deaf_after_finish`` (no session.finished, no pongs). In manual mode
+    (no turn detection) there is no VAD: a commit makes the words since the last one an item."""
 
     def __init__(self, *, lose_at: int | None = None, hold: tuple[int, ...] = (), silence_ms: int = 300,
                  deaf_after_finish: bool = False) -> None:
@@ -219,6 +221,13 @@ class _ToyServer:
         ms = self.frames * 10
         self.frames += 1
         word = int(np.abs(values).max()) // 1000
+        if self.proto.config.manual:
+            if word and (self.current is None or self.current["words"][-1:] != [word]):
+                if self.current is None:
+                    self.items += 1
+                    self.current = {"item": f"item_{self.items}", "n": self.items, "words": [], "end": ms}
+                self.current["words"].append(word)
+            return
         if word:
             self.silent_for = 0
             if self.current is None:
@@ -251,6 +260,8 @@ class _ToyServer:
                     self.lost = True
                     self.send_q.send_nowait("LOST")
                     return
+        elif isinstance(event, AudioCommit) and self.current is not None:
+            self._close_utterance(stopped=False)
         elif isinstance(event, SessionFinish):
             if self.current is not None:
                 self._close_utterance(stopped=False)
@@ -283,12 +294,13 @@ def toy_connector(servers: list[_ToyServer]) -> tuple[Any, list[_ToyServer]]:
     return connect, opened
 
 
-async def _toy_run(audio: bytes, servers: list[_ToyServer], **kw: Any) -> tuple[list[TranscriptResult], list[Any]]:
+async def _toy_run(audio: bytes, servers: list[_ToyServer], *, markers: list[tuple[float, float]] | None = None,
+                   **kw: Any) -> tuple[list[TranscriptResult], list[Any]]:
     connect, opened = toy_connector(servers)
     asr = Qwen3ASRRealtime(connector=connect, retry=RETRY,
                            timeouts=Timeouts(ping_interval=0.05, ping_timeout=0.2, start=5), **kw)
     with trio.fail_after(20):
-        results = await transcribe(asr, audio, pace=0.001)
+        results = await transcribe(asr, audio, pace=0.001, markers=markers)
     return results, opened
 
 
@@ -312,6 +324,18 @@ async def test_an_earlier_utterance_finished_after_a_later_one_is_not_lost_on_a_
     assert sorted(got) == [("four five", 3), ("one two", 1), ("six", 4), ("three", 2)]
     assert got[0] == ("three", 2)  # as the server sent it
     assert {r.utterance_id for r in results if r.text.startswith("one")} == {1}
+
+
+async def test_in_manual_mode_an_earlier_commit_finished_after_a_later_one_is_not_lost() -> None:
+    """The same with the session's own endpointing: each marker commits an utterance."""
+    markers = [(0.5, 1.6), (2.2, 2.9), (3.5, 4.5), (5.0, 5.7)]
+    results, opened = await _toy_run(toy_audio(LAYOUT, 6.5), [_ToyServer(hold=(1,), lose_at=3200)],
+                                     mode="manual", markers=markers)
+    assert len(opened) == 2
+    got = [(r.text, r.utterance_id) for r in finals(results)]
+    assert got[0] == ("three", 2)
+    assert sorted(got) == [("four five", 3), ("one two", 1), ("six", 4), ("three", 2)]
+    assert [r.start for r in finals(results)][1:] == [0.5, 3.5, 5.0]
 
 
 async def test_a_resumed_session_that_runs_the_tail_into_new_speech_keeps_only_the_new_words() -> None:

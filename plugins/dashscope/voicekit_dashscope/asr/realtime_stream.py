@@ -180,7 +180,8 @@ class RealtimeASRStream:
     def _reset_connection_state(self, base: int) -> None:
         self._base = base  # absolute sample index of the connection's first audio sample
         # an utterance left unfinished keeps its number; else the next after the last delivered
-        unfinished = [i.uid for i in getattr(self, "_items", {}).values() if i.open and i.uid is not None]
+        numbered = [i for i in getattr(self, "_items", {}).values() if i.uid is not None]
+        unfinished = [i.uid for i in numbered if i.open] if numbered else [getattr(self, "_next_uid", 1)]
         self._next_uid = min([self._max_uid + 1, *unfinished])
         self._items: dict[str, _Item] = {}
         self._committed: list[str] = []
