@@ -4,8 +4,9 @@ DevTools protocol (read ``window.voicekit``, press Start/Stop, wait for the page
 
 A test then reads as its journey::
 
-    async with serving([...], rb"at (http://127\\.0\\.0\\.1:\\d+/)") as (server, url), \\
-            chromium(f"{url}?autostart=1", tmp_path, speech_microphone(tmp_path / "mic.wav")), \\
+    async with running([...], rb"at (http://127\\.0\\.0\\.1:\\d+/)") as (server, url), \\
+            chromium(f"{url}?autostart=1", tmp_path, speech_microphone(tmp_path / "mic.wav"),
+                     within=40), \\
             devtools_page(tmp_path / "profile", url) as page:
         shown = await page.until(page.shown, lambda s: ...)
         stopped = await page.stop()
@@ -35,8 +36,8 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from voicekit.testing.data import speech
 
-__all__ = ["CHROMIUM", "CHROMIUM_MISSING", "DevToolsPage", "chromium", "clean_env", "devtools_page",
-           "needs_chromium", "serving", "silent_microphone", "speech_microphone", "stop_process"]
+__all__ = ["CHROMIUM", "CHROMIUM_MISSING", "START", "DevToolsPage", "chromium", "clean_env", "devtools_page",
+           "needs_chromium", "running", "silent_microphone", "speech_microphone", "stop_process"]
 
 T = TypeVar("T")
 
@@ -83,7 +84,7 @@ def clean_env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def serving(command: list[str], pattern: bytes, *, timeout: float = 60,
+async def running(command: list[str], pattern: bytes, *, timeout: float = 60,
                   env: dict[str, str] | None = None) -> AsyncIterator[tuple[trio.Process, str]]:
     """``command`` running until the block ends (then SIGINT, and SIGKILL if it has not exited in
     10 s), with the first match of ``pattern`` (group 1) in its output, e.g. the URL it serves at.

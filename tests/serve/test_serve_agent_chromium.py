@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import trio
-from browserkit import DevToolsPage, chromium, devtools_page, needs_chromium, serving, speech_microphone  # type: ignore[import-not-found]
+from browserkit import DevToolsPage, chromium, devtools_page, needs_chromium, running, speech_microphone  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.slow, pytest.mark.realspeech, needs_chromium]
 
@@ -28,9 +28,9 @@ async def test_the_page_talks_to_an_agent(tmp_path: Path) -> None:
         "tool_rules": [{"keyword": "forward", "tool": "move", "arguments": {"direction": "forward", "distance": 10}}],
     }))
     with trio.fail_after(80):
-        async with serving([VOICEKIT, "emulate", "dashscope", "--port", "0", "--omni-script", str(script)],
+        async with running([VOICEKIT, "emulate", "dashscope", "--port", "0", "--omni-script", str(script)],
                            rb"(ws://127\.0\.0\.1:\d+)") as (_, base), \
-                serving([VOICEKIT, "serve", "robot", "--agent", "qwen3.5-omni-plus-realtime", "--port", "0",
+                running([VOICEKIT, "serve", "robot", "--agent", "qwen3.5-omni-plus-realtime", "--port", "0",
                          "--agent-option", f"base_url={base}", "--agent-option", f"api_key={KEY}"],
                         rb"at (http://127\.0\.0\.1:\d+/)") as (_, url), \
                 chromium(f"{url}?autostart=1", tmp_path, speech_microphone(tmp_path / "mic.wav"), within=50), \

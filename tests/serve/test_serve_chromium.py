@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 import trio
-from browserkit import START, DevToolsPage, chromium, devtools_page, needs_chromium, serving, speech_microphone  # type: ignore[import-not-found]
+from browserkit import START, DevToolsPage, chromium, devtools_page, needs_chromium, running, speech_microphone  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.slow, pytest.mark.realspeech, needs_chromium]
 
 
 async def test_browser_talks_to_the_robot(tmp_path: Path) -> None:
     with trio.fail_after(55):
-        async with serving([sys.executable, "-m", "voicekit.cli.main", "serve", "robot", "--port", "0"],
+        async with running([sys.executable, "-m", "voicekit.cli.main", "serve", "robot", "--port", "0"],
                            rb"at (http://127\.0\.0\.1:\d+/)", timeout=30) as (_, url), \
                 chromium(f"{url}?autostart=1", tmp_path, speech_microphone(tmp_path / "mic.wav"), within=40), \
                 devtools_page(tmp_path / "profile", url) as page:
