@@ -4,10 +4,12 @@ One live session: scripted audio (``--turns`` utterances of 1 s, 0.8 s apart) re
 on trio's real clock, the energy VAD, a scripted recognizer that answers at each end of speech (no
 partials), an intent handler that notes when it is called, a tone for the reply and a null sink.
 The figure is from the ``SpeechEnded`` event (the endpointer's decision) to the handler's first
-line, split at the final ``Transcript`` and ``IntentMatched`` events; and the CPU seconds the
-process spent per second of audio.
+line, split at the final ``Transcript`` and ``IntentMatched`` events (each event's ``t`` is the
+moment it was emitted, although subscribers receive a turn's events only after its handler's first
+step); and the CPU seconds the process spent per second of audio. ``--raw`` also prints every
+turn's figure, to pool several runs (the machine is noisy: compare medians of runs, interleaved).
 
-    .venv/bin/python bench/bench_handoff.py [--turns 20]
+    .venv/bin/python bench/bench_handoff.py [--turns 20] [--raw]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def summary(name: str, xs: list[float]) -> str:
     return f"{name}: median {statistics.median(s):.3f} ms, p99 {p99:.3f} ms, max {s[-1]:.3f} ms (n={len(s)})"
 
 
-async def run(turns: int) -> None:
+async def run(turns: int, raw: bool = False) -> None:
     called: list[float] = []
     a = Assistant("bench")
 
@@ -65,12 +67,15 @@ async def run(turns: int) -> None:
     intents = [t for t, e in events if isinstance(e, ev.IntentMatched)]
     if not (len(ends) == len(finals) == len(intents) == len(called) == turns):
         raise SystemExit(f"bench_handoff: expected {turns} turns, got {len(ends)} ends, {len(called)} handler calls")
-    print(summary("end of speech -> handler called", [(h - e) * 1000 for e, h in zip(ends, called, strict=True)]))
+    handoff = [(h - e) * 1000 for e, h in zip(ends, called, strict=True)]
+    print(summary("end of speech -> handler called", handoff))
     for name, xs, ys in (("  end of speech -> final transcript event", ends, finals),
                          ("  final -> IntentMatched event", finals, intents),
                          ("  IntentMatched -> handler called", intents, called)):
         print(summary(name, [(y - x) * 1000 for x, y in zip(xs, ys, strict=True)]))
     print(f"CPU s per audio s: {used / audio_s:.4f} ({audio_s:.0f} s of audio, whole session)")
+    if raw:
+        print("raw ms:", " ".join(f"{x:.4f}" for x in handoff))
 
 
 def main() -> None:
@@ -79,8 +84,9 @@ def main() -> None:
     voicekit.logging.configure("warning")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--raw", action="store_true", help="also print each turn's end of speech -> handler (ms)")
     args = parser.parse_args()
-    trio.run(run, args.turns)
+    trio.run(run, args.turns, args.raw)
 
 
 if __name__ == "__main__":
