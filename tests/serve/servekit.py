@@ -15,12 +15,12 @@ import h11
 import trio
 from trio_websocket import WebSocketConnection
 
-from voicekit.asr.base import ASRConfig
+from voicekit.asr.base import ASRConfig, ASRStream
 from voicekit.audio.frame import AudioFrame
 from voicekit.serve.agent import AgentRecipe
 from voicekit.serve.config import ServeConfig, SessionRecipe
 from voicekit.serve.server import VoiceServer
-from voicekit.testing.fakes import FakeASR, _FakeStream
+from voicekit.testing.fakes import FakeASR
 
 __all__ = ["CHUNK", "SlowASR", "conversation_starts", "get", "serving", "speak_when_told", "upgrade"]
 
@@ -46,7 +46,7 @@ class SlowASR(FakeASR):
         self.cost = cost
 
     @asynccontextmanager
-    async def open_stream(self, config: ASRConfig) -> AsyncIterator[_FakeStream]:
+    async def open_stream(self, config: ASRConfig) -> AsyncIterator[ASRStream]:
         async with super().open_stream(config) as stream:
             plain = stream.send_audio
 
