@@ -361,3 +361,17 @@ async def test_a_final_without_speech_stopped_covers_its_audio() -> None:
     results, opened = await _toy_run(audio, [_ToyServer(deaf_after_finish=True)])
     assert len(opened) == 2, "the silent server was left and the stream resumed"
     assert [(r.text, r.utterance_id) for r in finals(results)] == [("one", 1), ("three", 2), ("five six", 3)]
+
+
+async def test_an_utterance_never_finished_holds_back_the_replay_at_most_30_seconds() -> None:
+    """A server that never sends the first utterance's ``completed`` (while it finalises the later
+    ones) must not make the stream keep, and re-send after a reconnect, everything since: past
+    LATE_FINAL_S of later finals it is given up on."""
+    layout = [(0.5 + 3 * k, 1.0 + 3 * k, 1 + k % 9) for k in range(15)]  # a word every 3 s, 45 s
+    servers = [_ToyServer(hold=(1,), lose_at=44_000), _ToyServer()]
+    results, opened = await _toy_run(toy_audio(layout, 45.5), servers)
+    assert len(opened) == 2
+    replayed_s = len(opened[1].heard) / 2 / RATE
+    assert replayed_s < 30, replayed_s  # without the limit: 45.5 s, the whole stream again
+    texts = [r.text for r in finals(results)]
+    assert len(texts) == len(set(r.utterance_id for r in finals(results))) == 14  # each once; "one" gave up

@@ -53,6 +53,7 @@ log = get_logger("voicekit.dashscope.realtime")
 MANUAL_LIMIT_S = 55.0  # the service refuses more than 60 s of audio per manual commit
 LEAD_IN_MS = 1000  # server VAD: audio re-sent before the end of the last final after a reconnect
 REPEAT_MARGIN_MS = 250  # how far a re-heard utterance's end may stray from the original's
+LATE_FINAL_S = 30.0  # an utterance whose final is this far behind later finals no longer holds the log
 
 
 @attrs.define
@@ -166,6 +167,7 @@ class RealtimeASRStream:
         self._resume = 0  # where a new session's audio starts (a lead-in before _acked); never re-sent before
         self._lead_in = 0 if self.manual else rate * max(0, lead_in_ms) // 1000
         self._margin = rate * REPEAT_MARGIN_MS // 1000
+        self._late = int(LATE_FINAL_S * rate)
         self._delivered: list[_Span] = []  # finals whose audio a new session may hear again
         self._max_uid = 0
         self._max_buffer = int(plugin.max_buffer_s * rate)
@@ -592,10 +594,11 @@ class RealtimeASRStream:
 
     def _advance(self) -> None:
         """Finals cover the audio up to the first utterance still waiting for its final (at most
-        to the end of the last delivered); the resume point is a lead-in before that, never before
-        the start of the last final there."""
+        to the end of the last delivered; one that ended ``LATE_FINAL_S`` before that is given
+        up on); the resume point is a lead-in before that, never before the last final's start."""
         top = max((d.to for d in self._delivered), default=self._acked)
-        waiting = [i.frm for i in self._items.values() if i.open and not i.failed and i.frm is not None]
+        waiting = [i.frm for i in self._items.values() if i.open and not i.failed and i.frm is not None
+                   and (i.to is None or i.to + self._late > top)]
         acked = min([top, *waiting])
         if acked <= self._acked:
             return
