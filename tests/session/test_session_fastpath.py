@@ -280,6 +280,17 @@ async def test_handler_is_called_in_the_round_after_the_end_of_speech(
     assert after == [hops, hops]
 
 
+class SpawnCounter(StepCounter):
+    """StepCounter that also counts the tasks spawned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.spawned += 1
+
+
 class StepMarkedVAD(EnergyVAD):
     """Notes the task step count at each VAD decision: the frame that ends the speech is decided in
     the feeding task's step that emits SpeechEnded (the next frame comes 20 ms later)."""
@@ -288,9 +299,12 @@ class StepMarkedVAD(EnergyVAD):
         super().__init__(frame_ms=20)
         self.counter = counter
         self.last = 0
+        self.spawned = 0
 
     def is_speech(self, pcm: bytes) -> bool:
         self.last = self.counter.steps
+        if isinstance(self.counter, SpawnCounter):
+            self.spawned = self.counter.spawned
         return super().is_speech(pcm)
 
 
@@ -301,10 +315,12 @@ async def test_the_handler_takes_the_step_after_the_end_of_speech_alone(
     hand-off work: with an inline recognizer the handler's step is the very next one (a plain stream
     adds the recognizer task's step and the event reader's step for SpeechEnded). The turn's events
     reach a subscriber only after the handler's first step, so a subscriber (``collect`` reads every
-    event here) never runs ahead of it in the same round; their times stay exact."""
-    counter = StepCounter()
+    event here) never runs ahead of it in the same round; their times stay exact. And no task is
+    spawned on the way: a task started ahead, already in its cancel scope, takes the handler."""
+    counter = SpawnCounter()
     vad = StepMarkedVAD(counter)
     between: list[int] = []
+    spawned: list[int] = []
     called: list[float] = []
     seen_before_call: list[str] = []
     a = Assistant("a")
@@ -313,6 +329,7 @@ async def test_the_handler_takes_the_step_after_the_end_of_speech_alone(
     @a.fallback
     async def answer(turn: Turn) -> str:
         between.append(counter.steps - vad.last)
+        spawned.append(counter.spawned - vad.spawned)
         called.append(trio.current_time())
         return "ok"
 
@@ -335,6 +352,7 @@ async def test_the_handler_takes_the_step_after_the_end_of_speech_alone(
     assert [e.text for _, e in events if isinstance(e, ev.TurnEnded)] == texts
     # trio runs the tasks of a round in either order: six turns would show a reader going first
     assert between == [steps] * len(texts), between
+    assert spawned == [0] * len(texts), spawned
     if asr is FakeASR:
         assert not seen_before_call, seen_before_call
     # the held events keep their times: the end of speech, the turn and the call at one instant

@@ -26,6 +26,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import attrs
+import outcome
 import trio
 
 from voicekit.errors import HandlerError
@@ -100,32 +101,37 @@ class _BadReply(Exception):
 
 
 async def _drive(handler: Any, turn: Turn, call: HandlerCall, threads: trio.CapacityLimiter) -> None:
-    """Run ``handler(turn)`` and send its reply pieces (``str``) and at most one
-    :class:`HandlerError` to ``call``'s channel; the channel closes when the handler is done."""
+    """Run ``handler(turn)`` in ``call.scope`` (see :func:`_answer`)."""
     try:
         with call.scope:
-            try:
-                failure: HandlerError | None = None
-                try:
-                    await _run(handler, turn, call.send, threads)
-                except _BadReply as exc:
-                    failure = HandlerError(f"{call.what} {exc}")
-                    failure.__cause__ = TypeError(str(exc))
-                except BaseException as exc:
-                    if _is_fatal(exc):
-                        raise
-                    kind, message = _describe_exception(exc)
-                    what = call.what
-                    failure = HandlerError(f"{what} raised {kind}: {message}" if message else f"{what} raised {kind}")
-                    failure.__cause__ = exc
-                if failure is not None:
-                    await call.send(failure)
-            finally:
-                # closed without a checkpoint: a cancel arriving there (the reader has gone) would
-                # replace a KeyboardInterrupt on its way out, and the scope would swallow it
-                call.channel()[0].close()
+            await _answer(handler, turn, call, threads)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the session stopped listening (timeout or barge-in); the rest of the reply is dropped
+
+
+async def _answer(handler: Any, turn: Turn, call: HandlerCall, threads: trio.CapacityLimiter) -> None:
+    """Run ``handler(turn)`` (inside ``call.scope``) and send its reply pieces (``str``) and at
+    most one :class:`HandlerError` to ``call``'s channel; the channel closes when it is done."""
+    try:
+        failure: HandlerError | None = None
+        try:
+            await _run(handler, turn, call.send, threads)
+        except _BadReply as exc:
+            failure = HandlerError(f"{call.what} {exc}")
+            failure.__cause__ = TypeError(str(exc))
+        except BaseException as exc:
+            if _is_fatal(exc):
+                raise
+            kind, message = _describe_exception(exc)
+            what = call.what
+            failure = HandlerError(f"{what} raised {kind}: {message}" if message else f"{what} raised {kind}")
+            failure.__cause__ = exc
+        if failure is not None:
+            await call.send(failure)
+    finally:
+        # closed without a checkpoint: a cancel arriving there (the reader has gone) would
+        # replace a KeyboardInterrupt on its way out, and the scope would swallow it
+        call.channel()[0].close()
 
 
 Send = Callable[[object], Awaitable[None]]
@@ -210,28 +216,71 @@ class HandlerRunner:
         self.threads = trio.CapacityLimiter(SYNC_HANDLER_THREADS)
         self.running: set[RunningHandler] = set()
         self.on_late = on_late
+        # a task started ahead, waiting inside a cancel scope of its own for the next handler
+        # (see spare()): the hand-off then wakes it instead of spawning a task and entering a scope
+        self._spare: tuple[trio.lowlevel.Task, trio.CancelScope] | None = None
+        self._spare_coming = False
 
     async def _task(self, call: HandlerCall, handler: Any, turn: Turn) -> None:
-        entry = call.entry
-        entry.began.set()
+        call.entry.began.set()
         try:
             await _drive(handler, turn, call, self.threads)
         finally:
-            entry.done.set()
-            self.running.discard(entry)
-            if entry.gave_up_at is not None and trio.current_time() - entry.gave_up_at >= LATE_S:
-                self.on_late(entry)  # it ignored the cancel for a while: a thread trio cannot cancel
+            self._finished(call.entry)
+
+    def _finished(self, entry: RunningHandler) -> None:
+        entry.done.set()
+        self.running.discard(entry)
+        if entry.gave_up_at is not None and trio.current_time() - entry.gave_up_at >= LATE_S:
+            self.on_late(entry)  # it ignored the cancel for a while: a thread trio cannot cancel
+
+    def spare(self) -> None:
+        """Have a task wait for the next handler (no-op when one waits or is on its way). The
+        session calls this at its start and after each handler's first step, off the hand-off."""
+        if self._spare is None and not self._spare_coming:
+            self._spare_coming = True
+            self.nursery.start_soon(self._spare_task)
+
+    async def _spare_task(self) -> None:
+        job: tuple[HandlerCall, Any, Turn] | None = None
+        scope = trio.CancelScope()
+        try:
+            with scope:
+                task = trio.lowlevel.current_task()
+                self._spare, self._spare_coming = (task, scope), False
+
+                def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+                    if self._spare is not None and self._spare[0] is task:
+                        self._spare = None  # the session is ending: no handler for this task
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                job = await trio.lowlevel.wait_task_rescheduled(abort)
+                call, handler, turn = job
+                call.entry.began.set()
+                await _answer(handler, turn, call, self.threads)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # as in _drive
+        finally:
+            if job is not None:
+                self._finished(job[0].entry)
 
     def stuck(self) -> list[RunningHandler]:
         """Handlers the session gave up on that are still running."""
         return [e for e in self.running if e.gave_up_at is not None]
 
     def start(self, handler: Any, turn: Turn) -> HandlerCall:
-        """Start ``handler(turn)`` now, in a task of the handler nursery: it is called in the
-        scheduler's next round, while the reply task that reads it starts alongside."""
+        """Start ``handler(turn)`` now: it is called in the scheduler's next round, by the spare
+        task (:meth:`spare`) or else by a task started for it, in a cancel scope of its own."""
         # only what the handler's first step needs is made here: its name (for messages) and the
         # channel its reply goes through are made when first used, after that step
         entry = RunningHandler(handler, turn.intent, trio.current_time())
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            task, scope = spare
+            call = HandlerCall(scope, entry)
+            self.running.add(entry)
+            trio.lowlevel.reschedule(task, outcome.Value((call, handler, turn)))
+            return call
         call = HandlerCall(trio.CancelScope(), entry)
         self.running.add(entry)
         self.nursery.start_soon(self._task, call, handler, turn)

@@ -130,11 +130,12 @@ class Turns:
         if launch is None:
             return
         state, call = launch
-        assert self._replies is not None
+        assert self._replies is not None and self._handlers is not None
         try:
             await call.entry.began.wait()
         finally:
             self._replies.start_soon(self._run_reply, state, call)
+        self._handlers.spare()  # a task waits for the next handler (started now, off the hand-off)
 
     async def wait_quiet(self) -> None:
         """Until no reply is playing (a reply that starts meanwhile is waited for too)."""
