@@ -89,7 +89,10 @@ def _options(models: tuple[str, ...], default_model: str, default_mode: str) -> 
     )
 
 
-class _RealtimeASR:
+class RealtimeASRBase:
+    """What the realtime ASR plugins share: options, the model and its region, the session they
+    ask for; :meth:`open_stream` gives a :class:`~voicekit_dashscope.asr.realtime_stream.RealtimeASRStream`."""
+
     family: ClassVar[str]
     default_model: ClassVar[str]
     capabilities: ASRCapabilities  # the class's default model; an instance's own chosen model
@@ -191,7 +194,7 @@ class _RealtimeASR:
             raise
 
 
-class Qwen3ASRRealtime(_RealtimeASR):
+class Qwen3ASRRealtime(RealtimeASRBase):
     """Qwen3-ASR-Flash real-time transcription (27 languages, emotion, context biasing)."""
 
     family = "qwen3-asr"
@@ -220,7 +223,7 @@ def _omni_options(default_model: str) -> tuple[Option, ...]:
                    choices=("response", "input")))
 
 
-class OmniRealtimeASR(_RealtimeASR):
+class OmniRealtimeASR(RealtimeASRBase):
     """A Qwen-Omni realtime model used for transcription with prompt context injection."""
 
     family = "omni"

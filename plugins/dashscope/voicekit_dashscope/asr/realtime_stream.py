@@ -47,7 +47,7 @@ from voicekit_dashscope.protocol.realtime import (
 )
 
 if TYPE_CHECKING:
-    from voicekit_dashscope.asr.realtime import _RealtimeASR
+    from voicekit_dashscope.asr.realtime import RealtimeASRBase
 
 log = get_logger("voicekit.dashscope.realtime")
 MANUAL_LIMIT_S = 55.0  # the service refuses more than 60 s of audio per manual commit
@@ -146,7 +146,7 @@ class RealtimeASRStream:
     * permanent errors (bad key, bad parameter) end the stream at once.
     """
 
-    def __init__(self, plugin: _RealtimeASR, session: SessionConfig, rate: int, *,
+    def __init__(self, plugin: RealtimeASRBase, session: SessionConfig, rate: int, *,
                  lead_in_ms: int = LEAD_IN_MS) -> None:
         self.plugin = plugin
         self.session = session
