@@ -80,7 +80,9 @@ class TurnTaking(ConnectionState):
         frame = self._input_frame(data)
         if frame is None:
             return
-        for fault in self.faults.advance(frame.duration):
+        # the bytes and this connection: audio a resuming client re-sends (found again in what an
+        # earlier connection received) does not move the fault clock, as on the task endpoint
+        for fault in self.faults.advance(frame.duration, frame.pcm, self):
             await self._fault(fault.kind, fault.arg)
         engine_frame = self._to_engine_rate(frame)
         if engine_frame is None:
