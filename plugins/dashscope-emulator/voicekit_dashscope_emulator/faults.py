@@ -4,7 +4,8 @@ A spec is a comma-separated list of rules, each ``KIND[=ARG]@SECONDS`` (once, wh
 emulator has received that many seconds of *first-seen* audio in total, over all connections) or
 ``KIND[=ARG]/SECONDS`` (every that many seconds of first-seen audio).
 
-The fault clock counts first-seen audio only. A client that resumes after a fault re-sends the
+The fault clock counts first-seen audio only (the task and the realtime endpoint both give it the
+bytes and the connection). A client that resumes after a fault re-sends the
 audio no final covered yet; those bytes are the same an earlier connection already received, so
 they do not move the clock. A new connection's opening audio is compared with what the last few
 connections received (:data:`REPLAY_WINDOW_S` each); as long as it repeats one of them it is
@@ -37,6 +38,7 @@ from collections import OrderedDict
 from typing import Any
 
 import attrs
+import numpy as np
 
 from voicekit.errors import ConfigError
 
@@ -61,6 +63,34 @@ class FaultRule:
 
     def __attrs_post_init__(self) -> None:
         self.next_at = self.at if self.at is not None else (self.every or 0.0)
+
+
+def _parse_rule(item: str) -> FaultRule:
+    """One ``KIND[=ARG]@SECONDS`` or ``KIND[=ARG]/SECONDS`` rule, checked."""
+    m = _RULE.match(item)
+    if m is None or m["kind"] not in KINDS:
+        raise ConfigError(
+            f"bad fault rule {item!r}: write KIND@SECONDS or KIND/SECONDS with KIND one of "
+            f"{', '.join(KINDS)} (e.g. 'drop@5,close1011/7')")
+    t = float(m["t"])
+    if t <= 0:
+        raise ConfigError(f"fault rule {item!r}: the time must be more than 0 seconds")
+    fault = Fault(m["kind"], m["arg"])
+    _check_arg(item, fault)
+    once = m["op"] == "@"
+    return FaultRule(fault, at=t if once else None, every=None if once else t)
+
+
+def _check_arg(item: str, fault: Fault) -> None:
+    if fault.arg is None:
+        return
+    if fault.kind in ("slow", "stall"):
+        try:
+            float(fault.arg)
+        except ValueError:
+            raise ConfigError(f"fault rule {item!r}: {fault.kind}=SECONDS needs a number") from None
+    if fault.kind in ("close", "reject") and not fault.arg.isdigit():
+        raise ConfigError(f"fault rule {item!r}: {fault.kind}=CODE needs a number")
 
 
 REPLAY_WINDOW_S = 60.0  # how much of each connection's latest audio a resuming client may re-send
@@ -88,24 +118,66 @@ class _Source:
             del self.history[:extra]
             self.base += extra
 
+    @property
+    def end(self) -> int:
+        """Absolute byte index just past what this connection has sent."""
+        return self.base + len(self.history)
+
     def find(self, needle: bytes | bytearray) -> int | None:
         """Absolute position of ``needle`` in this history, or where the history ends in a prefix
-        of ``needle`` (a replay that has just run past what this connection received)."""
+        of ``needle`` (a replay that has just run past what this connection received): the longest
+        such prefix. Linear in the lengths, periodic audio (silence, tones) included."""
         at = self.history.find(needle)
         if at >= 0:
             return self.base + at
-        # the needle may begin with this history's tail and go on with new audio: look for the
-        # longest suffix of the history that starts the needle (a long enough one, to be sure)
         size = len(self.history)
-        first = max(0, size - len(needle) + 1)
-        probe = bytes(needle[: min(len(needle), max(2, int(_DECIDE_S * self.bytes_per_s)))])
-        hist, need = memoryview(self.history), memoryview(needle)
-        start = self.history.find(probe[: size - first], first) if size > first else -1
-        while 0 <= start < size:
-            if hist[start:] == need[: size - start]:
-                return self.base + start
-            start = self.history.find(probe[: size - start - 2], start + 2)
+        tail = memoryview(self.history)[max(0, size - len(needle) + 1):]
+        for k in _overlaps(tail, needle)[:_MAX_VERIFY]:
+            if tail[len(tail) - k:] == memoryview(needle)[:k]:
+                return self.end - int(k)
         return None
+
+
+_MOD = 2_147_483_647  # 2**31 - 1, a prime: the product of two residues fits in an int64
+_BASE = 1_000_003
+_MAX_VERIFY = 4  # hash matches checked byte by byte (more than one only on a hash collision)
+
+
+def _powers(n: int) -> np.ndarray:
+    """``_BASE ** i % _MOD`` for ``i`` in ``range(n)``, by doubling (a few vector steps)."""
+    pw = np.ones(max(n, 1), dtype=np.int64)
+    filled = 1
+    while filled < n:
+        m = min(filled, n - filled)
+        pw[filled:filled + m] = pw[:m] * pow(_BASE, filled, _MOD) % _MOD
+        filled += m
+    return pw
+
+
+def _overlaps(tail: memoryview, needle: bytes | bytearray) -> np.ndarray:
+    """The lengths ``k``, longest first, for which the last ``k`` bytes of ``tail`` and the first
+    ``k`` of ``needle`` have the same polynomial hash (so are, barring a collision, equal).
+
+    One pass over each, whatever the audio: comparing at every place where the needle's opening
+    bytes occur instead costs a comparison per period on periodic audio (every two bytes of
+    digital silence), quadratic in the overlap."""
+    n = len(tail)
+    count = min(n, len(needle))
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    pw = _powers(n)
+    x = np.frombuffer(tail, dtype=np.uint8).astype(np.int64)
+    y = np.frombuffer(needle, dtype=np.uint8, count=count).astype(np.int64)
+    # S[j] = sum(x[u] * B**u for u < j); the tail's last k bytes hash, times B**(n-k), to S[n] - S[n-k]
+    prefix = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(x * pw % _MOD, out=prefix[1:])
+    prefix %= _MOD
+    # G[k] = sum(y[i] * B**i for i < k)
+    g = np.cumsum(y * pw[:count] % _MOD) % _MOD
+    k = np.arange(1, count + 1)
+    same = g * pw[n - k] % _MOD == (prefix[n] - prefix[n - k]) % _MOD
+    found: np.ndarray = k[same]
+    return found[::-1]
 
 
 @attrs.define
@@ -119,32 +191,8 @@ class FaultPlan:
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultPlan:
-        plan = cls()
-        if not spec:
-            return plan
-        for raw in spec.split(","):
-            item = raw.strip()
-            if not item:
-                continue
-            m = _RULE.match(item)
-            if m is None or m["kind"] not in KINDS:
-                raise ConfigError(
-                    f"bad fault rule {item!r}: write KIND@SECONDS or KIND/SECONDS with KIND one of "
-                    f"{', '.join(KINDS)} (e.g. 'drop@5,close1011/7')")
-            t = float(m["t"])
-            if t <= 0:
-                raise ConfigError(f"fault rule {item!r}: the time must be more than 0 seconds")
-            fault = Fault(m["kind"], m["arg"])
-            if fault.kind in ("slow", "stall") and fault.arg is not None:
-                try:
-                    float(fault.arg)
-                except ValueError:
-                    raise ConfigError(f"fault rule {item!r}: {fault.kind}=SECONDS needs a number") from None
-            if fault.kind in ("close", "reject") and fault.arg is not None and not fault.arg.isdigit():
-                raise ConfigError(f"fault rule {item!r}: {fault.kind}=CODE needs a number")
-            plan.rules.append(FaultRule(fault, at=t if m["op"] == "@" else None,
-                                        every=t if m["op"] == "/" else None))
-        return plan
+        items = [raw.strip() for raw in (spec or "").split(",")]
+        return cls(rules=[_parse_rule(item) for item in items if item])
 
     def advance(self, seconds: float, audio: bytes | None = None, source: Any = None) -> list[Fault]:
         """Count ``seconds`` more audio; return the faults that are now due (in order).
@@ -187,20 +235,30 @@ class FaultPlan:
         """Place the connection's opening audio in an earlier connection's history; return how
         many of the last ``unjudged`` bytes are new."""
         opening = src.opening
+        repeated, ref, at = self._best_match(key, src)
+        if ref is not None and repeated == len(opening):
+            src.state, src.ref, src.pos = "replay", ref, at + len(opening)
+            return 0
+        src.state, src.ref, src.opening = "fresh", None, bytearray()
+        return min(unjudged, len(opening) - repeated)
+
+    def _best_match(self, key: Any, src: _Source) -> tuple[int, _Source | None, int]:
+        """(bytes repeated, connection, position) of the earlier connection that the opening audio
+        repeats the most of: the latest that holds all of it, else the longest overlap (a chance
+        overlap of a few bytes with one connection must not hide a whole replay of another)."""
+        best: tuple[int, _Source | None, int] = (0, None, 0)
         for other_key, other in reversed(self._sources.items()):
             if other_key is key or other.bytes_per_s != src.bytes_per_s:
                 continue
-            at = other.find(opening)
+            at = other.find(src.opening)
             if at is None:
                 continue
-            repeated = min(len(opening), other.base + len(other.history) - at)
-            if repeated == len(opening):
-                src.state, src.ref, src.pos = "replay", other, at + len(opening)
-                return 0
-            src.state, src.ref, src.opening = "fresh", None, bytearray()
-            return min(unjudged, len(opening) - repeated)
-        src.state, src.ref, src.opening = "fresh", None, bytearray()
-        return unjudged
+            repeated = min(len(src.opening), other.end - at)
+            if repeated > best[0]:
+                best = (repeated, other, at)
+            if repeated == len(src.opening):
+                break
+        return best
 
     def _tick(self, seconds: float) -> list[Fault]:
         self.audio_seconds += seconds

@@ -82,6 +82,7 @@ async def test_qwen3_asr_realtime_resumes_without_losing_or_repeating_finals(fau
     assert [r.text for r in clean] == script.order
     faulty, emu = await run(faults)
     assert emu.faults.injected, "no fault was injected"
+    assert emu.faults.replayed_seconds > 0, "the realtime endpoint's fault clock counted re-sent audio"
     assert [r.text for r in faulty] == [r.text for r in clean]
     assert [r.utterance_id for r in faulty] == [r.utterance_id for r in clean]
     for a, b in zip(clean, faulty, strict=True):
