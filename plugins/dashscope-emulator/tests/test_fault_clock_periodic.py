@@ -96,3 +96,17 @@ def test_a_resume_into_silence_moves_the_clock_by_its_new_audio_only() -> None:
     for i in range(11 * BPS, 14 * BPS, chunk):
         kinds += [f.kind for f in plan.advance(0.1, recording[i:i + chunk], second)]
     assert plan.audio_seconds == pytest.approx(14.0) and plan.replayed_seconds == pytest.approx(6.0)
+
+
+def test_a_resume_whose_first_piece_is_a_few_samples_is_recognised() -> None:
+    """The connection's rate is taken from its first piece: 9 samples last 9 / 16000 s, and
+    18 bytes over that is not exactly 32000 bytes per second in floating point."""
+    recording = tone(2) + tone(2, 523.0)
+    plan = FaultPlan.parse("drop@3")
+    first, second = object(), object()
+    assert plan.advance(2.0, recording[: 2 * BPS], first) == []
+    resume = BPS  # the next connection re-sends from 1 s, beginning with a piece of 9 samples
+    plan.advance(9 / RATE, recording[resume: resume + 18], second)
+    plan.advance(1.0 - 9 / RATE, recording[resume + 18: 2 * BPS], second)
+    assert plan.replayed_seconds == pytest.approx(1.0) and plan.audio_seconds == pytest.approx(2.0)
+    assert [f.kind for f in plan.advance(1.0, recording[2 * BPS: 3 * BPS], second)] == ["drop"]

@@ -200,7 +200,9 @@ class FaultPlan:
         With the ``audio`` bytes and the connection (``source``, any object that stands for it),
         audio the connection re-sends from an earlier connection does not count."""
         if audio and source is not None and seconds > 0:
-            fresh = self._fresh_bytes(source, audio, len(audio) / seconds)
+            # whole bytes per second: len / duration is 31999.999... for some chunk sizes, and
+            # connections are compared only at the same rate
+            fresh = self._fresh_bytes(source, audio, float(round(len(audio) / seconds)))
             self.replayed_seconds += (len(audio) - fresh) * seconds / len(audio)
             seconds = fresh * seconds / len(audio)
             if seconds <= 0:
