@@ -163,12 +163,7 @@ class Conversation:
                         loop_lag=round(server.loop_lag, 4), active=server.active)
             text = (f"this conversation fell {backlog:.1f} s behind real time (over the server's --max-backlog of "
                     f"{bound:g} s): the server is overloaded")
-            warning = WarningEvent(t=session.now(), where="serve", message=text)
-            with trio.move_on_after(server.config.close_timeout):
-                try:
-                    await self.ws.send_message(encode(EventMessage(warning.to_dict())))
-                except ConnectionClosed:
-                    pass
+            await self._warn(session, text)
             self.finish(CloseCode.TRY_AGAIN_LATER, "fell behind real time",
                         ErrorMessage(code="overloaded", message=f"{text}; reconnect to carry on"))
             return
@@ -185,8 +180,12 @@ class Conversation:
         text = (f"this conversation fell {backlog:.1f} s behind real time (over the server's --vad-fallback-backlog "
                 f"of {server.config.vad_fallback_backlog:g} s): voice activity detection switched from "
                 f"{vad.primary_name} to the cheaper {vad.fallback_name}")
+        await self._warn(session, text)
+
+    async def _warn(self, session: Session | AgentSession, text: str) -> None:
+        """A ``warning`` event to the client, given up after the close timeout (it may be gone)."""
         warning = WarningEvent(t=session.now(), where="serve", message=text)
-        with trio.move_on_after(server.config.close_timeout):
+        with trio.move_on_after(self.server.config.close_timeout):
             try:
                 await self.ws.send_message(encode(EventMessage(warning.to_dict())))
             except ConnectionClosed:
