@@ -14,42 +14,18 @@ from typing import Any
 import pytest
 import trio
 from testkit.common import assert_same_words, tone_script
+from testkit.realtime import transcribe
 from voicekit_dashscope.asr.realtime import OmniRealtimeASR, Qwen3ASRRealtime
 from voicekit_dashscope.client.task import RetryPolicy, Timeouts
 from voicekit_dashscope.errors import RetriesExhaustedError
 from voicekit_dashscope_emulator import FixtureEngine, running_emulator
 from voicekit_dashscope_emulator.omni import OmniScript, RealtimeSettings
 
-from voicekit.asr.base import ASRConfig, TranscriptResult
-from voicekit.audio.frame import AudioFrame
+from voicekit.asr.base import TranscriptResult
 
 KEY = "sk-test-realtime-resume-not-a-real-key"  # a made-up key: the emulator accepts any
 FAST = dict(retry=RetryPolicy(backoff_initial=0.01, backoff_max=0.05),
             timeouts=Timeouts(ping_interval=0.3, ping_timeout=2.0, start=10))
-
-
-async def transcribe(asr: Any, audio: bytes, *, pace: float = 0.0,
-                     markers: list[tuple[float, float]] | None = None) -> list[TranscriptResult]:
-    out: list[TranscriptResult] = []
-    async with asr.open_stream(ASRConfig(sample_rate=16000)) as stream:
-        async def feed() -> None:
-            pending = list(markers or [])
-            t = 0.0
-            for frame in AudioFrame(audio, 16000).split(1600):
-                await stream.send_audio(frame)
-                t += frame.duration
-                while pending and t >= pending[0][1]:
-                    start, end = pending.pop(0)
-                    await stream.speech_started(start)
-                    await stream.speech_ended(end)
-                await trio.sleep(pace)
-            await stream.finish()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(feed)
-            async for r in stream:
-                out.append(r)
-    return out
 
 
 def _emulator(script: Any, faults: str | None) -> Any:

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import trio
 from testkit.common import noisy_tone_script
+from testkit.realtime import transcribe
 from voicekit_dashscope.asr.realtime import OmniRealtimeASR, Qwen3ASRRealtime
 from voicekit_dashscope.client.task import RetryPolicy, Timeouts
 from voicekit_dashscope.errors import ConnectionLostError
@@ -49,38 +50,11 @@ from voicekit_dashscope.protocol.realtime import (
 from voicekit_dashscope_emulator import FixtureEngine, running_emulator
 from voicekit_dashscope_emulator.omni import OmniScript, RealtimeSettings
 
-from voicekit.asr.base import ASRConfig, TranscriptResult
-from voicekit.audio.frame import AudioFrame
+from voicekit.asr.base import TranscriptResult
 
 KEY = "sk-test-realtime-no-duplicates-not-a-real-key"  # made up: the emulator accepts any
 RETRY = RetryPolicy(backoff_initial=0.01, backoff_max=0.05, max_retries=6)
 STALL = dict(retry=RETRY, timeouts=Timeouts(ping_interval=0.1, ping_timeout=0.3, start=10))
-
-
-async def transcribe(asr: Any, audio: bytes, *, busy: Any = None, pace: float = 0.0,
-                     markers: list[tuple[float, float]] | None = None) -> list[TranscriptResult]:
-    """Stream ``audio`` (100 ms frames) and return every result; ``busy(result)`` may take its time."""
-    out: list[TranscriptResult] = []
-    async with asr.open_stream(ASRConfig(sample_rate=16000)) as stream:
-        async def feed() -> None:
-            pending, t = list(markers or []), 0.0
-            for frame in AudioFrame(audio, 16000).split(1600):
-                await stream.send_audio(frame)
-                t += frame.duration
-                while pending and t >= pending[0][1]:
-                    start, end = pending.pop(0)
-                    await stream.speech_started(start)
-                    await stream.speech_ended(end)
-                await trio.sleep(pace)
-            await stream.finish()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(feed)
-            async for r in stream:
-                out.append(r)
-                if busy is not None:
-                    await busy(r)
-    return out
 
 
 def finals(results: list[TranscriptResult]) -> list[TranscriptResult]:
