@@ -200,7 +200,8 @@ class Session:
         try:
             async with trio.open_nursery() as handlers:
                 self._handlers = HandlerRunner(handlers, on_late=self._handler_returned_late)
-                self._handlers.spare()
+                if self.assistant is not None:
+                    self._handlers.spare()  # a task waits for the first handler (see HandlerRunner.spare)
                 async with trio.open_nursery() as replies, trio.open_nursery() as scheduled:
                     self._turns.begin(self._handlers, replies, scheduled)
                     async with self.asr.open_stream(self._asr_config()) as stream:
