@@ -153,3 +153,13 @@ def test_batch_window_must_be_a_short_wait() -> None:
     for bad in (-1, 101, True, "10"):
         with pytest.raises(ConfigError, match="batch_window_ms"):
             SileroVAD(batch_window_ms=bad)
+
+
+def test_batch_window_from_the_command_line_options() -> None:
+    """``--vad-option batch_window_ms=10`` (run, serve) reaches the backend as a number."""
+    from voicekit.plugins.options import coerce_options
+
+    opts = coerce_options("silero", SileroVAD, {"batch_window_ms": "10"})
+    assert SileroVAD(**opts).batch_window_ms == 10.0
+    with pytest.raises(ConfigError, match="batch_window_ms"):
+        coerce_options("silero", SileroVAD, {"batch_window_ms": "500"})
