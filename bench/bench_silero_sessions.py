@@ -22,13 +22,14 @@ batches formed:
 ``--live N`` (N comma-separated) measures the live row instead: N real-time sessions in one
 process on trio's real clock, starts spread over 3 s (golden-ratio offsets, as the peers
 harness does), each hearing about ``--seconds`` of real commands with pauses, Silero at 32 ms
-→ FakeASR → a one-intent assistant → FakeTTS → NullSink, barge-in at speech start. It prints
-CPU per session per audio second, the real-time factor (wall time over audio time plus the
-largest start offset: 1.00 keeps real time), how late each VAD decision comes after the frame
-that completed its window arrived (p50/p99/max: the lag), speech start (its first frame
-delivered) → SpeechStarted, barge-in (SpeechStarted → ReplyInterrupted), the batches, and the
-load average. ``--batch-window-ms`` sets SileroVAD's ``batch_window_ms`` (default 0: off);
-several values are run interleaved:
+→ FakeASR → a one-intent assistant → FakeTTS → NullSink, barge-in at speech start. It prints:
+CPU per session per audio second; the real-time factor (for the slowest session, its first
+frame to its last VAD decision, over its audio time: 1.00 keeps real time); the VAD lag (how
+long after the frame that completes a window the endpointer gets its decision, p50/p99/max);
+speech start → SpeechStarted (speech start: the frame holding the first window Silero, alone,
+scores as speech, delivered); barge-in (SpeechStarted → ReplyInterrupted); the batches; the load
+average. ``--batch-window-ms`` sets SileroVAD's ``batch_window_ms`` (default 0: off); several
+values are run interleaved:
 
     .venv/bin/python bench/bench_silero_sessions.py --live 20,100 --seconds 60 --rounds 1
     .venv/bin/python bench/bench_silero_sessions.py --live 100 --batch-window-ms 0,10 --rounds 2
