@@ -71,7 +71,11 @@ def utterance() -> bytes:
         return b"\0" * 16000 + w.readframes(w.getnframes()) + b"\0" * 48000  # a turn every ~4.5 s
 
 
-async def caller(url: str, pcm: bytes, until: float, latencies: list[float], problems: list[str]) -> None:
+async def caller(url: str, pcm: bytes, until: float, latencies: list[float], problems: list[str],
+                 turn_done: int | None = None, expected: list[int] | None = None) -> None:
+    """One browser-protocol caller saying ``pcm`` over and over in real time until ``until``; the end of
+    speech -> intent latencies go to ``latencies``. With ``turn_done`` (the byte offset by which a turn
+    should be answered) each turn sent counts in ``expected[0]``."""
     await trio.sleep(random.uniform(0, 4.5))  # callers do not all start at the same moment
     try:
         async with open_websocket_url(url) as ws:
@@ -108,6 +112,8 @@ async def caller(url: str, pcm: bytes, until: float, latencies: list[float], pro
                         await trio.sleep_until(start + n * 0.02)
                         await ws.send_message(pcm[i:i + CHUNK])
                         n += 1
+                        if expected is not None and turn_done is not None and i <= turn_done < i + CHUNK:
+                            expected[0] += 1  # a turn the server should have answered by now
                 await ws.send_message(json.dumps({"type": "end"}))
                 await trio.sleep(2)  # the last turn's events
                 nursery.cancel_scope.cancel()

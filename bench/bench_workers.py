@@ -22,9 +22,7 @@ floors; the ratio is the result. Figures are printed, not asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
 import re
 import signal
 import statistics
@@ -36,7 +34,7 @@ import wave
 from pathlib import Path
 
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from bench_capacity import caller as capacity_caller  # bench/ is the script's folder, on sys.path
 
 CHUNK = 640  # 20 ms at 16 kHz, int16
 TARGET = 0.050
@@ -107,51 +105,7 @@ def utterance() -> tuple[bytes, int]:
 async def caller(url: str, clip: tuple[bytes, int], until: float, latencies: list[float], problems: list[str],
                  expected: list[int]) -> None:
     pcm, turn_done = clip
-    await trio.sleep(random.uniform(0, 4.5))
-    try:
-        async with open_websocket_url(url) as ws:
-            await ws.send_message(json.dumps({"type": "hello", "sample_rate": 16000}))
-            ready = json.loads(await ws.get_message())
-            if ready["type"] != "ready":
-                problems.append(f"refused: {ready.get('message')}")
-                return
-
-            async def read() -> None:
-                speech_end: float | None = None
-                while True:
-                    message = await ws.get_message()
-                    if not isinstance(message, str):
-                        continue
-                    m = json.loads(message)
-                    if m["type"] == "error":
-                        problems.append(f"{m['code']}: {m['message']}")
-                    if m["type"] != "event":
-                        continue
-                    e = m["event"]
-                    if e["event"] == "speech_ended":
-                        speech_end = e["t"]
-                    elif e["event"] == "intent_matched" and speech_end is not None:
-                        latencies.append(e["t"] - speech_end)
-                        speech_end = None
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read)
-                start = trio.current_time()
-                n = 0
-                while trio.current_time() < until:
-                    for i in range(0, len(pcm), CHUNK):
-                        await trio.sleep_until(start + n * 0.02)
-                        await ws.send_message(pcm[i:i + CHUNK])
-                        n += 1
-                        if i <= turn_done < i + CHUNK:
-                            expected[0] += 1  # a turn the server should have answered by now
-                await ws.send_message(json.dumps({"type": "end"}))
-                await trio.sleep(2)
-                nursery.cancel_scope.cancel()
-    except* ConnectionClosed as group:
-        for closed in group.exceptions:
-            if isinstance(closed, ConnectionClosed) and closed.reason.code != 1000:
-                problems.append(f"closed {closed.reason.code} {closed.reason.reason}")
+    await capacity_caller(url, pcm, until, latencies, problems, turn_done, expected)
 
 
 def p99(values: list[float]) -> float:
