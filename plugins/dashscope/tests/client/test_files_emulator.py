@@ -92,6 +92,7 @@ async def test_fun_asr_states_results_and_per_file_failure() -> None:
     assert 0.2 <= results[0].start <= 0.45
 
 
+@pytest.mark.slow  # over a second
 async def test_qwen3_filetrans_emotion_language_and_words_switch() -> None:
     script = tone_script(2, seed=4)
     sentences = {f: {"text": t, "emotion": "happy"} for f, t in script.sentences.items()}
@@ -128,6 +129,7 @@ async def test_stereo_channels_are_transcribed_separately() -> None:
                                                       ("channel_1", "the right side answers")]
 
 
+@pytest.mark.slow  # over a second
 async def test_all_files_failed_is_a_typed_error() -> None:
     port = await closed_port()
     async with running_emulator(FixtureEngine([]), files=FAST) as emu, \

@@ -146,6 +146,7 @@ async def test_one_reset_loses_no_sentence_of_real_speech() -> None:
     assert_same_words(clean, faulty)
 
 
+@pytest.mark.slow  # over a second
 async def test_a_server_that_falls_behind_is_resumed_without_an_utterance_twice() -> None:
     """The server stops reading (no pongs) for longer than the ping timeout after the first
     final; on a faint noise floor, the resumed session must not add a copy of a sentence (before:

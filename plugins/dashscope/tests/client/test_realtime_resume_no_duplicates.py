@@ -78,7 +78,8 @@ async def _emulated(script: Any, faults: str | None, asr_cls: Any = Qwen3ASRReal
         return results, emu
 
 
-@pytest.mark.parametrize("stall_at", [3.0, 5.0, 8.0])  # after the 1st, 2nd and 3rd final
+@pytest.mark.parametrize("stall_at", [3.0, pytest.param(5.0, marks=pytest.mark.slow),
+                                      pytest.param(8.0, marks=pytest.mark.slow)])  # after the 1st, 2nd, 3rd final
 async def test_a_stalled_qwen3_asr_session_is_resumed_without_an_utterance_twice(stall_at: float) -> None:
     script = noisy_tone_script(4)
     clean, _ = await _emulated(script, None)
@@ -93,6 +94,7 @@ async def test_a_stalled_qwen3_asr_session_is_resumed_without_an_utterance_twice
     assert {r.utterance_id for r in faulty} == {r.utterance_id for r in clean}
 
 
+@pytest.mark.slow  # over a second
 async def test_a_stalled_omni_session_answering_with_responses_is_resumed_without_an_utterance_twice() -> None:
     """transcript_source="response" (the default) in manual mode (the default): a final is the
     model's response to a committed utterance, and covers the audio up to that commit. The
@@ -118,6 +120,7 @@ def tone_markers(pcm: bytes) -> list[tuple[float, float]]:
     return [(a / 100, b / 100 + 0.3) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
+@pytest.mark.slow  # over a second
 async def test_a_final_handed_over_when_the_connection_fails_is_not_lost() -> None:
     """The caller is busy with the first utterance's last partial when its final comes (a result
     queue of 0: every hand-over waits for the reader), and the server stalls meanwhile: the

@@ -69,6 +69,7 @@ async def test_a_server_that_falls_behind_is_resumed_without_a_sentence_twice(st
         assert b.start == pytest.approx(a.start, abs=0.35)
 
 
+@pytest.mark.slow  # over a second
 async def test_a_final_handed_over_when_the_connection_fails_is_not_lost() -> None:
     """The reader is busy when the first final comes, and the server stalls meanwhile: the
     connection fails with the final still in hand. It must come on the next connection (before:
