@@ -64,11 +64,14 @@ def serve(vad: str, fallback: str, fallback_backlog: float) -> None:
     trio.run(main)
 
 
-def utterance() -> bytes:
+def utterance() -> tuple[bytes, int]:
+    """The clip a caller repeats (a turn every ~4.5 s) and the byte offset by which its turn must
+    have ended (the end of the speech + 1 s: the endpointer needs 0.6 s of silence)."""
     from voicekit.testing.data import speech
 
     with wave.open(str(speech("goforward"))) as w:
-        return b"\0" * 16000 + w.readframes(w.getnframes()) + b"\0" * 48000  # a turn every ~4.5 s
+        words = w.readframes(w.getnframes())
+    return b"\0" * 16000 + words + b"\0" * 48000, 16000 + len(words) + 32000
 
 
 async def caller(url: str, pcm: bytes, until: float, latencies: list[float], problems: list[str],
@@ -146,7 +149,7 @@ def p99(values: list[float]) -> float:
 
 
 async def ramp(port: int, levels: list[int], seconds: float, fallbacks: bool = False, stop: bool = True) -> None:
-    pcm = utterance()
+    pcm, turn_done = utterance()
     url = f"ws://127.0.0.1:{port}/ws"
     held = 0
     print(f"{'sessions':>8} {'turns':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'loop lag ms':>11}"
@@ -156,15 +159,19 @@ async def ramp(port: int, levels: list[int], seconds: float, fallbacks: bool = F
         latencies: list[float] = []
         problems: list[str] = []
         lag = 0.0
+        expected = [0]
         async with trio.open_nursery() as nursery:
             until = trio.current_time() + seconds
             for _ in range(n):
-                nursery.start_soon(caller, url, pcm, until, latencies, problems)
+                nursery.start_soon(caller, url, pcm, until, latencies, problems, turn_done, expected)
             await trio.sleep(seconds * 0.75)
             lag = await metric(port, "voicekit_serve_event_loop_lag_recent_seconds")
         if not latencies:
             print(f"{n:>8} {0:>6}  no turn completed; problems: {problems[:3]}")
             break
+        missed = max(0, expected[0] - len(latencies))
+        if missed > 0.05 * expected[0]:  # a server behind real time answers the turns it does answer fast
+            problems.append(f"{missed} of {expected[0]} turns unanswered")
         worst = p99(latencies)
         extra = ""
         if fallbacks:

@@ -30,11 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import trio
-from bench_capacity import caller as capacity_caller  # bench/ is the script's folder, on sys.path
+from bench_capacity import caller as capacity_caller
+from bench_capacity import utterance  # bench/ is the script's folder, on sys.path
 
 CHUNK = 640  # 20 ms at 16 kHz, int16
 TARGET = 0.050
@@ -90,16 +90,6 @@ def supervise(count: int, vad: str, inference: str) -> None:
         for sock in held:
             sock.close()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def utterance() -> tuple[bytes, int]:
-    """The clip a caller repeats (a turn every ~4.5 s) and the byte offset by which its turn must
-    have ended (the end of the speech + 1 s: the endpointer needs 0.6 s of silence)."""
-    from voicekit.testing.data import speech
-
-    with wave.open(str(speech("goforward"))) as w:
-        words = w.readframes(w.getnframes())
-    return b"\0" * 16000 + words + b"\0" * 48000, 16000 + len(words) + 32000
 
 
 async def caller(url: str, clip: tuple[bytes, int], until: float, latencies: list[float], problems: list[str],
