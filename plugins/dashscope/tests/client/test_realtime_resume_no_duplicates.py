@@ -352,3 +352,13 @@ async def test_an_utterance_never_finished_holds_back_the_replay_at_most_30_seco
     assert replayed_s < 30, replayed_s  # without the limit: 45.5 s, the whole stream again
     texts = [r.text for r in finals(results)]
     assert len(texts) == len(set(r.utterance_id for r in finals(results))) == 14  # each once; "one" gave up
+
+
+async def test_omni_with_server_vad_falls_back_to_the_input_transcription_when_a_response_is_cut() -> None:
+    """transcript_source="response" with server VAD: the service interrupts the response in flight
+    when the next utterance starts (interrupt_response), so a final would be cut short ("sentence");
+    the built-in transcription of the same audio stands in for it."""
+    script = noisy_tone_script(4)
+    results, emu = await _emulated(script, None, asr_cls=OmniRealtimeASR, mode="server_vad")
+    assert [r.text for r in finals(results)] == script.order
+    assert [r.utterance_id for r in finals(results)] == sorted({r.utterance_id for r in finals(results)})

@@ -88,6 +88,8 @@ class _Item:
     said_to: int = 0  # where those words' audio ends
     done: bool = False  # its final is in the result queue
     failed: bool = False  # transcription.failed: no final will come
+    heard: str | None = None  # response mode: the built-in transcription, the fallback of a cut response
+    cut: str | None = None  # response mode: an interrupted response's text, while the fallback is awaited
 
     @property
     def open(self) -> bool:
@@ -463,12 +465,20 @@ class RealtimeASRStream:
                 if text:
                     await self._emit(event.item_id, text, False)
             case TranscriptionCompleted():
-                self._item(event.item_id).meta = (event.language, event.emotion)
+                item = self._item(event.item_id)
+                item.meta = (event.language, event.emotion)
                 if not self.plugin.uses_response:
                     await self._emit(event.item_id, event.transcript.strip(), True)
+                else:
+                    item.heard = event.transcript.strip()
+                    if item.cut is not None:  # its response was cut short before this came
+                        await self._emit(event.item_id, item.heard or item.cut, True)
             case TranscriptionFailed():
                 log.warning("realtime_transcription_failed", item=event.item_id, error=dict(event.error))
-                self._item(event.item_id).failed = True  # no final will come: it holds back no audio
+                item = self._item(event.item_id)
+                if item.cut is not None:  # no fallback will come: the cut response is all there is
+                    await self._emit(event.item_id, item.cut, True)
+                item.failed = True  # no final will come: it holds back no audio
                 self._advance()
             case ResponseCreated() | TextDelta() | TextDone() | ResponseDone():
                 await self._on_response_event(conn, event)
@@ -552,9 +562,25 @@ class RealtimeASRStream:
             case ResponseDone():
                 item = self._response_item.get(event.response_id)
                 if item is not None and self.plugin.uses_response:
-                    await self._emit(item, self._response_text.pop(event.response_id, "").strip(), True)
+                    await self._response_final(item, event, self._response_text.pop(event.response_id, "").strip())
                 if self.plugin.uses_response:
                     await self._maybe_create(conn)
+
+    async def _response_final(self, item_id: str, event: ResponseDone, text: str) -> None:
+        """A response is the utterance's final transcript, unless the service cut it short (with
+        server VAD a new utterance interrupts the response in flight): then the built-in
+        transcription of the same audio stands in, now or when it comes."""
+        if event.status in ("", "completed"):
+            await self._emit(item_id, text, True)
+            return
+        item = self._item(item_id)
+        log.warning("realtime_response_cut", item=item_id, status=event.status, fallback="input transcription")
+        if item.heard is not None:
+            await self._emit(item_id, item.heard or text, True)
+        elif item.failed:
+            await self._emit(item_id, text, True)
+        else:
+            item.cut = text
 
     async def _emit(self, item_id: str, text: str, final: bool) -> None:
         item = self._item(item_id)
