@@ -53,11 +53,13 @@ START = "document.getElementById('start').click()"  # the Start/Stop button
 
 def speech_microphone(path: Path) -> Path:
     """"go forward ten meters" as Chromium's fake capture device likes it: 16-bit PCM at 48 kHz,
-    with 1 s of silence before and 3 s after (so the endpointer hears the utterance end)."""
+    with 4 s of silence before and 3 s after (so the endpointer hears the utterance end). The page opens
+    the microphone before it connects and drops audio until the server's ``ready``: on a loaded machine
+    that took over a second, and the first words were lost with 1 s of lead-in."""
     with wave.open(str(speech("goforward"))) as w:
         x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
         rate = w.getframerate()
-    x = np.concatenate([np.zeros(rate, np.float32), x, np.zeros(3 * rate, np.float32)])
+    x = np.concatenate([np.zeros(4 * rate, np.float32), x, np.zeros(3 * rate, np.float32)])
     y = soxr.resample(x, rate, 48000)
     return _write_wav(path, (np.clip(y, -1, 1) * 32767).astype("<i2").tobytes())
 

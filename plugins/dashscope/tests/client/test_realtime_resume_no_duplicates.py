@@ -359,6 +359,6 @@ async def test_omni_with_server_vad_falls_back_to_the_input_transcription_when_a
     when the next utterance starts (interrupt_response), so a final would be cut short ("sentence");
     the built-in transcription of the same audio stands in for it."""
     script = noisy_tone_script(4)
-    results, emu = await _emulated(script, None, asr_cls=OmniRealtimeASR, mode="server_vad")
+    results, _ = await _emulated(script, None, asr_cls=OmniRealtimeASR, mode="server_vad")
     assert [r.text for r in finals(results)] == script.order
     assert [r.utterance_id for r in finals(results)] == sorted({r.utterance_id for r in finals(results)})
