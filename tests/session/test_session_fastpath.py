@@ -146,18 +146,10 @@ async def test_pause_off_keeps_playing_over_short_sounds(autojump_clock: trio.te
 # -- hops per frame ------------------------------------------------------------------------------
 
 
-class Steps(trio.abc.Instrument):
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.steps += 1
-
-
 async def test_a_paced_input_costs_about_one_task_step_per_frame(autojump_clock: trio.testing.MockClock) -> None:
     """The source's frames are endpointed and fed to the recognizer in the task that reads them,
     and the reply player writes at the input's ticks: no task switch that carries no work."""
-    steps = Steps()
+    steps = StepCounter()
     s = make([Silence(1.0), Speech(1.5), Silence(12.0)], ["tell me a story"])
     trio.lowlevel.add_instrument(steps)
     try:
@@ -200,21 +192,11 @@ def test_keyboard_interrupt_from_a_handler_always_propagates() -> None:
 # -- the hand-off from the end of speech to the handler ------------------------------------------
 
 
-class Rounds(trio.abc.Instrument):
-    """Counts the scheduler's rounds (one I/O wait each)."""
-
-    def __init__(self) -> None:
-        self.rounds = 0
-
-    def after_io_wait(self, timeout: float) -> None:
-        self.rounds += 1
-
-
 class MarkedVAD(EnergyVAD):
     """Notes the scheduler round of each VAD decision: the frame that ends the speech is decided
     in the round that emits SpeechEnded (the next frame comes 20 ms later)."""
 
-    def __init__(self, rounds: Rounds) -> None:
+    def __init__(self, rounds: StepCounter) -> None:
         super().__init__(frame_ms=20)
         self.rounds = rounds
         self.last = 0
@@ -258,7 +240,7 @@ async def test_handler_is_called_in_the_round_after_the_end_of_speech(
         autojump_clock: trio.testing.MockClock, asr: type[FakeASR], hops: int) -> None:
     """A recognizer that delivers inline hands its final to the turn in the feeding task: the
     handler runs in the very next scheduler round (a plain stream costs one round more)."""
-    rounds = Rounds()
+    rounds = StepCounter()
     vad = MarkedVAD(rounds)
     after: list[int] = []
     a = Assistant("a")
