@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from voicekit import errors as core
 from voicekit.errors import ASRError, ConfigError
-from voicekit_dashscope.auth import excerpt
+from voicekit_dashscope.auth import excerpt, scrub
 
 MAX_MESSAGE = 1000  # characters of an error message (masked first, then cut): one readable line
 
@@ -210,3 +210,13 @@ def http_error(status: int, code: str | None, message: str | None, what: str, *,
     if status in (429, 500, 502, 503, 504):
         return ServiceUnavailableError(text, code=code, server_message=message, status=status)
     return DashScopeError(text, code=code, server_message=message, status=status)
+
+
+def transport_problem(exc: Exception) -> str:
+    """What went wrong on the wire, in words, for an httpx ``TransportError`` (httpx's timeouts have
+    no message of their own)."""
+    import httpx  # loaded already by every caller; not at this module's import
+
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer in time ({type(exc).__name__}); check the network or raise the timeout"
+    return scrub(str(exc)) or type(exc).__name__

@@ -21,8 +21,12 @@ import trio
 
 from voicekit.logging import get_logger
 from voicekit_dashscope.auth import ApiKey, resolve_api_key
-from voicekit_dashscope.client.files import transport_problem
-from voicekit_dashscope.errors import ServiceUnavailableError, VocabularyError, VocabularyValidationError
+from voicekit_dashscope.errors import (
+    ServiceUnavailableError,
+    VocabularyError,
+    VocabularyValidationError,
+    transport_problem,
+)
 from voicekit_dashscope.protocol.vocabulary import (
     DEFAULT_PREFIX_MAX,
     MAX_LISTS,

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from voicekit_dashscope.auth import ApiKey, excerpt, resolve_api_key
-from voicekit_dashscope.client.files import decode_json, transport_problem
-from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error
+from voicekit_dashscope.client.files import decode_json
+from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error, transport_problem
 from voicekit_dashscope.protocol._util import ProtocolError
 from voicekit_dashscope.protocol.compat import (
     COMPAT_PATH,

@@ -26,8 +26,8 @@ import httpx
 import trio
 
 from voicekit.logging import get_logger
-from voicekit_dashscope.auth import ApiKey, excerpt, resolve_api_key, scrub
-from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error
+from voicekit_dashscope.auth import ApiKey, excerpt, resolve_api_key
+from voicekit_dashscope.errors import DashScopeError, ServiceUnavailableError, http_error, transport_problem
 from voicekit_dashscope.protocol.files import (
     TASKS_PATH,
     TRANSCRIPTION_PATH,
@@ -60,13 +60,6 @@ class FileResult:
     @property
     def ok(self) -> bool:
         return self.transcript is not None
-
-
-def transport_problem(exc: httpx.TransportError) -> str:
-    """What went wrong on the wire, in words (httpx's timeouts have no message of their own)."""
-    if isinstance(exc, httpx.TimeoutException):
-        return f"no answer in time ({type(exc).__name__}); check the network or raise the timeout"
-    return scrub(str(exc)) or type(exc).__name__
 
 
 def decode_json(resp: httpx.Response, what: str) -> Any:
