@@ -33,18 +33,15 @@ import time
 from pathlib import Path
 
 import trio
-from bench_capacity import caller as capacity_caller
-from bench_capacity import utterance  # bench/ is the script's folder, on sys.path
+from bench_capacity import TARGET, caller, p99, utterance  # bench/ is the script's folder, on sys.path
 
-CHUNK = 640  # 20 ms at 16 kHz, int16
-TARGET = 0.050
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def build_server(vad: str, inference: str) -> object:
     from voicekit.plugins.build import load_assistant, make_vad
     from voicekit.serve import ServeConfig, SessionRecipe
-    from voicekit.serve.workers import make_server
+    from voicekit.serve.workers import WORKER_ENV, make_server
     from voicekit.testing.fakes import FakeASR
 
     options = {"inference": inference} if inference != "inline" else {}
@@ -52,7 +49,7 @@ def build_server(vad: str, inference: str) -> object:
     recipe = SessionRecipe(asr=FakeASR(["go forward ten meters"] * 100_000, partial_every=0.3),
                            vad_factory=lambda: make_vad(vad, sample_rate=16000, **options),
                            assistant=load_assistant("robot"), names={"vad": vad})
-    config = ServeConfig(port=0 if "VOICEKIT_SERVE_WORKER" not in os.environ else int(os.environ["BENCH_PORT"]),
+    config = ServeConfig(port=0 if WORKER_ENV not in os.environ else int(os.environ["BENCH_PORT"]),
                          max_sessions=10_000, max_pending=10_000, max_pending_per_address=10_000,
                          max_backlog=60, max_loop_lag=60)
     return make_server(recipe, config)
@@ -92,17 +89,6 @@ def supervise(count: int, vad: str, inference: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def caller(url: str, clip: tuple[bytes, int], until: float, latencies: list[float], problems: list[str],
-                 expected: list[int]) -> None:
-    pcm, turn_done = clip
-    await capacity_caller(url, pcm, until, latencies, problems, turn_done, expected)
-
-
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-
-
 def tree_cpu(root: int) -> float:
     """CPU seconds (user + system) of ``root`` and its descendants, from /proc."""
     children: dict[int, list[int]] = {}
@@ -126,7 +112,7 @@ def tree_cpu(root: int) -> float:
 
 
 async def ramp(port: int, pid: int, levels: list[int], seconds: float) -> int:
-    clip = utterance()
+    pcm, turn_done = utterance()
     url = f"ws://127.0.0.1:{port}/ws"
     held = 0
     print(f"    {'sessions':>8} {'turns':>6} {'missed':>6} {'p50 ms':>7} {'p99 ms':>7} {'server CPU':>10} "
@@ -139,7 +125,7 @@ async def ramp(port: int, pid: int, levels: list[int], seconds: float) -> int:
         async with trio.open_nursery() as nursery:
             until = trio.current_time() + seconds
             for _ in range(n):
-                nursery.start_soon(caller, url, clip, until, latencies, problems, expected)
+                nursery.start_soon(caller, url, pcm, until, latencies, problems, turn_done, expected)
         wall = time.monotonic() - wall
         server, client = (tree_cpu(pid) - server) / wall, (time.process_time() - client) / wall
         if not latencies:
@@ -184,11 +170,6 @@ def run_config(config: str, levels: list[int], seconds: float) -> int:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _all_up(log: object, count: int) -> bool:
-    log.seek(0)  # type: ignore[attr-defined]
-    return f"{count} workers serving".encode() in log.read()  # type: ignore[attr-defined]
 
 
 def main() -> None:
