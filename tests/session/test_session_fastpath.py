@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -162,6 +163,34 @@ async def test_a_paced_input_costs_about_one_task_step_per_frame(autojump_clock:
     # chunk: 2.05 steps a frame; before issue 11 it took 5.05 (source task, listener task, their
     # channel, the player's own timer, its channel)
     assert steps.steps / frames < 2.5, steps.steps / frames
+
+
+def test_a_reply_paced_on_the_players_own_clock_raises_no_cancelled_per_chunk() -> None:
+    """Once the input has ended the player keeps time itself, a wait per 20 ms chunk: it uses
+    voicekit.audio._clock.sleep_until like the sources (same deadlines, so the writes stay 20 ms
+    apart on MockClock), not trio.sleep_until, which raises and catches Cancelled at each wake."""
+    sink = StampedSink()
+    cancelled = 0
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        nonlocal cancelled
+        if event == "exception" and isinstance(arg[1], trio.Cancelled) and frame.f_code.co_name == "sleep_until":
+            cancelled += 1
+        return tracer
+
+    async def main() -> None:
+        # the input ends 1 s after the request: the 7.2 s reply plays on the player's own clock
+        await collect(make([Silence(0.5), Speech(1.0), Silence(1.0)], ["tell me a story"], sink=sink))
+
+    sys.settrace(tracer)
+    try:
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    finally:
+        sys.settrace(None)
+    assert sink.samples == round(7.2 * 16000)
+    gaps = [b - a for a, b in itertools.pairwise(sink.at)]
+    assert len(gaps) > 300 and all(abs(g - 0.02) < 1e-9 for g in gaps[-300:]), gaps[-300:]
+    assert cancelled == 0
 
 
 # -- a handler's Ctrl-C ------------------------------------------------------------------------

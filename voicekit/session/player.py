@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, Callable
 
 import trio
 
+from voicekit.audio._clock import sleep_until
 from voicekit.audio.frame import AudioFrame
 from voicekit.audio.resample import StreamResampler
 from voicekit.audio.sinks import AudioSink
@@ -111,7 +112,7 @@ class ReplyPlayer:
                 self._tick = tick = trio.Event()
                 await tick.wait()
                 continue
-            await trio.sleep_until(due)
+            await sleep_until(due)  # no Cancelled raised per chunk (see voicekit.audio._clock)
             if not self.paused:  # a pause that came while waiting holds this chunk back too
                 break
         await self.sink.write(piece)
