@@ -173,10 +173,6 @@ class SileroBatcher:
         self._pending: list[_Request] = []
         self._running = False
         self._limiter = trio.CapacityLimiter(1)
-        try:
-            self.token: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()  # its run
-        except RuntimeError:  # built outside a run: never taken for a run's own (see batcher())
-            self.token = None
         #: the streams that have prepared audio in this run and are still alive
         self.streams: weakref.WeakSet[SileroVAD] = weakref.WeakSet()
         self.batches = 0
@@ -396,7 +392,6 @@ class SileroVAD:
         # one reused input row: no buffer, no queue
         self._per_frame = self._frame_samples // self._window if self._frame_samples % self._window == 0 else 0
         self._inp: F32 = np.zeros((1, self._context + self._window), dtype=np.float32)
-        self._batcher: SileroBatcher | None = None  # of the trio run prepare() last ran in
         self.reset()
 
     @property
@@ -473,15 +468,13 @@ class SileroVAD:
             self._last = best
         return self._last
 
-    def _score_backlog(self) -> int:
-        """Score the windows taken but not scored yet, in order, one call each; how many there were."""
-        rate, n = self.sample_rate, 0
+    def _score_backlog(self) -> None:
+        """Score the windows taken but not scored yet, in order, one call each."""
+        rate = self.sample_rate
         while self._backlog:
             end, window = self._backlog[0]
             prob, state = self._model.run(np.concatenate((self._ctx, window))[None, :], self._state, rate)
             self._commit(window, float(prob[0]), state, end)
-            n += 1
-        return n
 
     def _score_frame(self, pcm: bytes) -> float:
         """Inline, nothing buffered or scored ahead, a frame of whole windows: score them in place."""
@@ -520,11 +513,8 @@ class SileroVAD:
                                "before the next (one instance serves one audio stream)")
         if len(pcm) % 2:
             raise FrameSizeError(f"silero VAD expects whole int16 samples, got {len(pcm)} bytes")
-        b = self._batcher
-        if b is None or b.token is not trio.lowlevel.current_trio_token():
-            self._batcher = b = batcher(self._model, self.sample_rate, self.inference,
-                                        self.batch_window_ms / 1000.0)  # this run's
-            b.streams.add(self)
+        b = batcher(self._model, self.sample_rate, self.inference, self.batch_window_ms / 1000.0)  # this run's
+        b.streams.add(self)
         start = self._seen
         self._seen = start + len(pcm) // 2
         if start and b.inference == "inline" and b.alone():
