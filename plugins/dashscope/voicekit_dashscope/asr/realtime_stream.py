@@ -14,11 +14,7 @@ from voicekit.asr.base import TranscriptResult
 from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ASRError
 from voicekit.logging import get_logger
-from voicekit_dashscope.client.realtime import (
-    RealtimeConnection,
-    SendLock,
-    acquire,
-)
+from voicekit_dashscope.client.realtime import RealtimeConnection, SendLock
 from voicekit_dashscope.client.task import collapse_group
 from voicekit_dashscope.errors import (
     ConnectionLostError,
@@ -245,12 +241,9 @@ class RealtimeASRStream:
     async def _flush(self) -> None:
         if self.conn is None:
             return  # the next connection replays the log
-        await acquire(self._lock)
-        try:
+        async with self._lock:  # free: taken without a scheduler trip
             if self.conn is not None:
                 await self._send_pending(self.conn)
-        finally:
-            self._lock.release()
 
     async def _send_pending(self, conn: RealtimeConnection) -> None:
         """Send the log entries the connection has not had yet (call with the lock held)."""

@@ -147,17 +147,6 @@ def websocket_connector(api_key: ApiKey, *, base: str, workspace: str | None = N
     return connect
 
 
-async def acquire(lock: trio.Lock | SendLock) -> None:
-    """Take ``lock``; when it is free, without a trip through the scheduler. For locks around a
-    send, which checkpoints anyway: one scheduler trip per message instead of two."""
-    if lock.locked():
-        await lock.acquire()
-    elif isinstance(lock, SendLock):
-        lock._held = True
-    else:
-        lock.acquire_nowait()
-
-
 class SendLock:
     """A first-come-first-served lock around a send path, at a fraction of ``trio.Lock``'s cost:
     taken without a scheduler trip when free, no owner bookkeeping (release it in the task that
@@ -230,22 +219,16 @@ class RealtimeConnection:
         if self._ordered:
             await self.transport.send(self.protocol.send(event))
             return
-        await acquire(self.send_lock)
-        try:
+        async with self.send_lock:
             await self.transport.send(self.protocol.send(event))
-        finally:
-            self.send_lock.release()
 
     async def send_audio(self, pcm: bytes) -> None:
         """``send(AudioAppend(audio=pcm))`` without building the event (the per-chunk hot path)."""
         if self._ordered:
             await self.transport.send(self.protocol.append_audio(pcm))
             return
-        await acquire(self.send_lock)
-        try:
+        async with self.send_lock:
             await self.transport.send(self.protocol.append_audio(pcm))
-        finally:
-            self.send_lock.release()
 
     async def receive(self) -> ServerEvent:
         return self.protocol.receive(await self.transport.receive())
