@@ -293,3 +293,24 @@ def test_streams_batch_again_in_a_second_trio_run() -> None:
             vad.reset()
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert largest == [2, 2]
+
+
+def test_without_onnxruntimes_private_binding_the_public_call_gives_the_same_scores() -> None:
+    """SileroModel.run calls ONNX Runtime's binding under ``InferenceSession.run`` when it is there;
+    an onnxruntime without it (``_raw_run`` is None) takes the public call: the same numbers, bit for bit."""
+    from voicekit_silero.vad import SileroModel
+
+    fast, public = SileroModel(bundled_model_path()), SileroModel(bundled_model_path())
+    assert fast._raw_run is not None  # this onnxruntime has the binding: the fast path is the one in use
+    public._raw_run = None
+    x = np.frombuffer(goforward(), dtype="<i2").astype(np.float32) / np.float32(32768.0)
+    rows = [x[i : i + 576] for i in range(0, x.size - 575, 512)]
+    states = [np.zeros((2, 1, 128), dtype=np.float32)] * 2
+    for row in rows[:40]:
+        (p1, s1), (p2, s2) = fast.run(row[None, :], states[0], 16000), public.run(row[None, :], states[1], 16000)
+        assert p1.tobytes() == p2.tobytes() and s1.tobytes() == s2.tobytes()
+        states = [s1, s2]
+    batch = np.stack(rows[40:44])
+    zeros = np.zeros((2, 4, 128), dtype=np.float32)
+    assert fast.run(batch, zeros, 16000)[0].tobytes() == public.run(batch, zeros, 16000)[0].tobytes()
+    assert public.calls == fast.calls == 41

@@ -106,7 +106,7 @@ class SileroModel:
         feeds = {"input": inputs, "state": state, "sr": self._sr[sample_rate]}
         if self._raw_run is not None:
             out, new_state = self._raw_run(self._outputs, feeds, None)
-        else:  # pragma: no cover - an onnxruntime without the private binding
+        else:  # an onnxruntime without the private binding
             out, new_state = self._session.run(None, feeds)
         self.calls += 1
         self.windows += inputs.shape[0]
