@@ -15,7 +15,7 @@ from voicekit.audio.frame import AudioFrame
 from voicekit.errors import ASRError
 from voicekit.logging import get_logger
 from voicekit_dashscope.client.realtime import RealtimeConnection, SendLock
-from voicekit_dashscope.client.task import collapse_group
+from voicekit_dashscope.client.task import LEAD_IN_MS, collapse_group, resume_point
 from voicekit_dashscope.errors import (
     ConnectionLostError,
     DashScopeError,
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 log = get_logger("voicekit.dashscope.realtime")
 MANUAL_LIMIT_S = 55.0  # the service refuses more than 60 s of audio per manual commit
-LEAD_IN_MS = 1000  # server VAD: audio re-sent before the end of the last final after a reconnect
 REPEAT_MARGIN_MS = 250  # how far a re-heard utterance's end may stray from the original's
 LATE_FINAL_S = 30.0  # an utterance whose final is this far behind later finals no longer holds the log
 
@@ -175,15 +174,17 @@ class RealtimeASRStream:
         self._finals = 0
         self.reconnects = 0
         self.error: BaseException | None = None
+        self._items: dict[str, _Item] = {}  # the current session's utterances
+        self._next_uid = 1
         self._reset_connection_state(0)
 
     def _reset_connection_state(self, base: int) -> None:
         self._base = base  # absolute sample index of the connection's first audio sample
         # an utterance left unfinished keeps its number; else the next after the last delivered
-        numbered = [i for i in getattr(self, "_items", {}).values() if i.uid is not None]
-        unfinished = [i.uid for i in numbered if i.open] if numbered else [getattr(self, "_next_uid", 1)]
+        numbered = [i for i in self._items.values() if i.uid is not None]
+        unfinished = [i.uid for i in numbered if i.open] if numbered else [self._next_uid]
         self._next_uid = min([self._max_uid + 1, *unfinished])
-        self._items: dict[str, _Item] = {}
+        self._items = {}
         self._committed: list[str] = []
         self._last_commit = base  # manual mode: where the next committed item's audio starts
         self._pending_commits: list[_Commit] = []
@@ -624,6 +625,6 @@ class RealtimeASRStream:
         self._acked = acked
         before = [d for d in self._delivered if d.to <= acked]
         floor = max(before, key=lambda d: d.to).frm if before else self._resume
-        self._resume = max(self._resume, min(acked, max(acked - self._lead_in, floor)))
+        self._resume = resume_point(self._resume, acked, floor, self._lead_in)
         self._delivered = [d for d in self._delivered if d.to + self._margin > self._resume]
         self._trim(sent_only=True)

@@ -245,6 +245,14 @@ def sentence_to_result(s: Sentence, *, offset_ms: int, utterance_id: int) -> Tra
                             emotion=s.emo_tag, confidence=None)
 
 
+def resume_point(resumed: int, covered: int, floor: int, lead_in: int) -> int:
+    """Where a new connection's audio starts, once finals cover the audio up to ``covered``:
+    ``lead_in`` before it, never before ``floor`` (the last final's start), never after
+    ``covered``, never back before ``resumed`` (the resume point so far). Any one unit (ms, samples).
+    Shared with the realtime stream (:mod:`voicekit_dashscope.asr.realtime_stream`)."""
+    return max(resumed, min(covered, max(covered - lead_in, floor)))
+
+
 @attrs.define
 class _TaskView:
     """One task's place on the stream's timeline: its audio starts at ``base_ms``, and the
@@ -471,7 +479,7 @@ class Recognizer:
         if abs_ms <= self._acked_ms:
             return
         self._acked_ms = abs_ms
-        resume_ms = max(self._resume_ms, min(abs_ms, max(abs_ms - self.lead_in_ms, begin_ms)))
+        resume_ms = resume_point(self._resume_ms, abs_ms, begin_ms, self.lead_in_ms)
         if self._bytes_per_ms is None:
             self._resume_ms = resume_ms
             return
