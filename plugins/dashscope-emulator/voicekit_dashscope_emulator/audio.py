@@ -15,17 +15,8 @@ from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.asr.feed import forward
 from voicekit.audio.frame import AudioFrame
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig
+from voicekit_dashscope_emulator.errors import Refused
 from voicekit_dashscope_emulator.task import ENGINE_RATE, TaskSettings, make_engine_vad
-
-
-class FileError(Exception):
-    """A file or request the service refuses: ``code`` and ``message`` as the service words them."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
 
 
 def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -33,11 +24,11 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     try:
         with wave.open(io.BytesIO(data), "rb") as w:
             if w.getsampwidth() != 2:
-                raise FileError("DECODE_ERROR", f"only 16-bit PCM WAV is decoded (got {8 * w.getsampwidth()}-bit)")
+                raise Refused("DECODE_ERROR", f"only 16-bit PCM WAV is decoded (got {8 * w.getsampwidth()}-bit)")
             rate, ch = w.getframerate(), w.getnchannels()
             pcm = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as exc:
-        raise FileError("DECODE_ERROR", f"the audio could not be decoded: {exc}") from None
+        raise Refused("DECODE_ERROR", f"the audio could not be decoded: {exc}") from None
     return np.frombuffer(pcm, "<i2").reshape(-1, ch), rate
 
 

@@ -42,7 +42,8 @@ from voicekit_dashscope.protocol.compat import (
 from voicekit_dashscope.protocol.compat import audio_of as _audio_of
 from voicekit_dashscope.protocol.compat import text_of as _text_of
 from voicekit_dashscope.regions import emulator_refuses
-from voicekit_dashscope_emulator.audio import FileError, decode_wav, resample_to_engine, transcribe_channel
+from voicekit_dashscope_emulator.audio import decode_wav, resample_to_engine, transcribe_channel
+from voicekit_dashscope_emulator.errors import Refused
 from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope_emulator.task import ENGINE_RATE
 from voicekit_dashscope_emulator.urls import UrlPolicy
@@ -147,21 +148,11 @@ def _native_event(n: int, data: str) -> str:
     return f"id:{n}\nevent:result\n:HTTP_STATUS/200\ndata:{data}\n\n"
 
 
-class _Refused(Exception):
-    """A request the service answers with an error: HTTP status, code and message as it words them."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def _json_body(request: HttpRequest, code: str) -> Any:
     try:
         return request.json()
     except ValueError:
-        raise _Refused(400, code, "request body is not valid JSON") from None
+        raise Refused(code, "request body is not valid JSON") from None
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -171,7 +162,7 @@ def _object(value: Any) -> dict[str, Any]:
 
 def _checked_messages(messages: Any) -> list[Any]:
     if not isinstance(messages, list) or not messages:
-        raise FileError("InvalidParameter", "messages must be a non-empty list")
+        raise Refused("InvalidParameter", "messages must be a non-empty list")
     return messages
 
 
@@ -198,19 +189,19 @@ def _data_url_bytes(ref: str) -> bytes:
     try:
         return base64.b64decode(b64, validate=False)
     except ValueError:
-        raise FileError("InvalidParameter", "input_audio data is not valid Base64") from None
+        raise Refused("InvalidParameter", "input_audio data is not valid Base64") from None
 
 
 async def _download(ref: str, policy: UrlPolicy) -> bytes:
     if not policy.allows(ref):
-        raise FileError("InvalidParameter", policy.refusal(ref))
+        raise Refused("InvalidParameter", policy.refusal(ref))
     try:
         async with httpx.AsyncClient(timeout=10, follow_redirects=False, trust_env=False) as client:
             resp = await client.get(ref)
     except httpx.HTTPError:
-        raise FileError("InvalidParameter", "The audio URL cannot be downloaded.") from None
+        raise Refused("InvalidParameter", "The audio URL cannot be downloaded.") from None
     if resp.status_code != 200:
-        raise FileError("InvalidParameter", f"The audio URL answered HTTP {resp.status_code}.")
+        raise Refused("InvalidParameter", f"The audio URL answered HTTP {resp.status_code}.")
     return resp.content
 
 
@@ -218,7 +209,7 @@ def _engine_samples(data: bytes) -> np.ndarray:
     """A WAV file's first channel at the engine's rate; refused above the service's duration limit."""
     audio, rate = decode_wav(data)
     if audio.shape[0] / rate > MAX_ASR_SECONDS:
-        raise FileError("AUDIO_DURATION_TOO_LONG",
+        raise Refused("AUDIO_DURATION_TOO_LONG",
                          f"audio duration ({audio.shape[0] * 1000 / rate:.1f}ms) over service process (300s)")
     return resample_to_engine(audio[:, 0], rate)
 
@@ -237,7 +228,7 @@ class CompatService:
         if ref.startswith(("http://", "https://")):
             policy = getattr(self, "url_policy", None) or UrlPolicy()  # loopback only unless allowed
             return _engine_samples(await _download(ref, policy))
-        raise FileError("InvalidParameter", "input_audio data must be a data: URL or an http(s) URL")
+        raise Refused("InvalidParameter", "input_audio data must be a data: URL or an http(s) URL")
 
     def _engine_language(self) -> str | None:
         caps = getattr(self.engine, "capabilities", None)
@@ -248,7 +239,7 @@ class CompatService:
         context = _system_context(messages)
         ref = _audio_ref(messages)
         if ref is None:
-            raise FileError("InvalidParameter", "no input_audio in the user message")
+            raise Refused("InvalidParameter", "no input_audio in the user message")
         samples = await self._load(ref)
         finals = await transcribe_channel(self.engine, samples, vad=self.vad, end_silence_ms=400, language=language,
                                           context=context)
@@ -264,10 +255,8 @@ class CompatService:
             body, model, omni = self._chat_request(request)
             language = _object(body.get("asr_options")).get("language")
             answer = await self._chat_answer(body.get("messages"), omni, language)
-        except _Refused as exc:
+        except Refused as exc:
             return _compat_error(exc.status, exc.code, exc.message)
-        except FileError as exc:
-            return _compat_error(400, exc.code, exc.message)
         self.stats["compat_requests"] = self.stats.get("compat_requests", 0) + 1
         reply = _ChatReply(model, omni, *answer)
         if not body.get("stream"):
@@ -279,16 +268,16 @@ class CompatService:
     def _chat_request(self, request: HttpRequest) -> tuple[dict[str, Any], str, bool]:
         """The checked request: (body, model, whether the model is an Omni model)."""
         if self.owner(request.header("authorization")) is None:
-            raise _Refused(401, "invalid_api_key", "Incorrect API key provided.")
+            raise Refused("invalid_api_key", "Incorrect API key provided.", 401)
         body = _json_body(request, "invalid_parameter_error")
         model = body.get("model") if isinstance(body, dict) else None
         known = model in ASR_MODELS or model in OMNI_MODELS
         if not known or emulator_refuses(str(model), self.region, openai_compatible=True):
-            raise _Refused(404, "model_not_found", f"The model `{model}` does not exist or you do not have "
-                                                   "access to it.")
+            raise Refused("model_not_found", f"The model `{model}` does not exist or you do not have access to it.",
+                          404)
         omni = model in OMNI_MODELS
         if omni and not body.get("stream"):
-            raise _Refused(400, "invalid_parameter_error", OMNI_STREAM_ONLY)
+            raise Refused("invalid_parameter_error", OMNI_STREAM_ONLY)
         return body, str(model), omni
 
     async def _chat_answer(self, messages: Any, omni: bool,
@@ -307,10 +296,8 @@ class CompatService:
             inp, params = self._native_request(request)
             opts = _object(params.get("asr_options"))
             answer = await self._recognize(inp.get("messages"), opts.get("language"))
-        except _Refused as exc:
+        except Refused as exc:
             return _native_error(exc.status, exc.code, exc.message)
-        except FileError as exc:
-            return _native_error(400, exc.code, exc.message)
         reply = _NativeReply(*answer)
         if (request.header("x-dashscope-sse") or "").lower() != "enable":
             return HttpResponse.json(200, reply.payload(reply.text, "stop"))
@@ -320,14 +307,14 @@ class CompatService:
     def _native_request(self, request: HttpRequest) -> tuple[dict[str, Any], dict[str, Any]]:
         """The checked request's ``input`` and ``parameters``, in the order the service checks them."""
         if self.owner(request.header("authorization")) is None:
-            raise _Refused(401, "InvalidApiKey", "Invalid API-key provided.")
+            raise Refused("InvalidApiKey", "Invalid API-key provided.", 401)
         body = _json_body(request, "InvalidParameter")
         if not isinstance(body, dict) or not body.get("model"):
-            raise _Refused(400, "BadRequest.EmptyModel", "Required parameter 'model' missing from request.")
+            raise Refused("BadRequest.EmptyModel", "Required parameter 'model' missing from request.")
         if body["model"] not in ASR_MODELS or emulator_refuses(str(body["model"]), self.region):
-            raise _Refused(400, "InvalidParameter", f"Model not found: {body['model']}")
+            raise Refused("InvalidParameter", f"Model not found: {body['model']}")
         if not isinstance(body.get("input"), dict):
-            raise _Refused(400, "BadRequest.EmptyInput", "Required parameter 'input' missing from request.")
+            raise Refused("BadRequest.EmptyInput", "Required parameter 'input' missing from request.")
         return body["input"], _object(body.get("parameters"))
 
 

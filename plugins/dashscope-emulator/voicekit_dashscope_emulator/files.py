@@ -36,7 +36,8 @@ from voicekit.asr.base import TranscriptResult
 from voicekit.logging import get_logger
 from voicekit_dashscope.protocol.files import FILE_MODELS, TASKS_PATH, UPLOADS_PATH, FileModel, file_model
 from voicekit_dashscope.regions import emulator_refuses
-from voicekit_dashscope_emulator.audio import FileError, decode_wav, resample_to_engine, transcribe_channel
+from voicekit_dashscope_emulator.audio import decode_wav, resample_to_engine, transcribe_channel
+from voicekit_dashscope_emulator.errors import Refused
 from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse
 from voicekit_dashscope_emulator.results import (
     FileTask,
@@ -73,13 +74,6 @@ class FilesSettings:
     upload_max_file_mb: float = 1024.0  # the temporary store's per-file cap (S8: 1 GB)
     upload_policy_ttl: float = 300.0
 
-
-class _Refused(Exception):
-    """A submission the service refuses, with the answer to send."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.response = error_response(status, code, message)
 
 
 @attrs.frozen
@@ -138,8 +132,8 @@ class FileTranscriptionService:
     async def submit(self, request: HttpRequest) -> HttpResponse:
         try:
             sub = self._submission(request)
-        except _Refused as exc:
-            return exc.response
+        except Refused as exc:
+            return error_response(exc.status, exc.code, exc.message)
         now = dt.datetime.now(dt.UTC)
         task = FileTask(str(uuid.uuid4()), sub.owner, sub.model, sub.urls, sub.params, sub.oss_ok, now,
                         trio.current_time())
@@ -151,23 +145,23 @@ class FileTranscriptionService:
                                        "output": {"task_id": task.task_id, "task_status": "PENDING"}})
 
     def _submission(self, request: HttpRequest) -> _Submission:
-        """The checked submission, in the order the service checks it; :class:`_Refused` if refused."""
+        """The checked submission, in the order the service checks it; :class:`Refused` if refused."""
         owner = self.owner(request.header("authorization"))
         if owner is None:
-            raise _Refused(401, "InvalidApiKey", "Invalid API-key provided.")
+            raise Refused("InvalidApiKey", "Invalid API-key provided.", 401)
         if self.settings.require_async_header and (request.header("x-dashscope-async") or "").lower() != "enable":
-            raise _Refused(403, "AccessDenied", "current user api does not support synchronous calls")
+            raise Refused("AccessDenied", "current user api does not support synchronous calls", 403)
         try:
             body = request.json()
         except ValueError:
-            raise _Refused(400, "InvalidParameter", "request body is not valid JSON") from None
+            raise Refused("InvalidParameter", "request body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise _Refused(400, "InvalidParameter", "request body must be a JSON object")
+            raise Refused("InvalidParameter", "request body must be a JSON object")
         model = body.get("model")
         if not model:
-            raise _Refused(400, "BadRequest.EmptyModel", "Required parameter 'model' missing from request.")
+            raise Refused("BadRequest.EmptyModel", "Required parameter 'model' missing from request.")
         if not isinstance(body.get("input"), dict):
-            raise _Refused(400, "BadRequest.EmptyInput", "Required parameter 'input' missing from request.")
+            raise Refused("BadRequest.EmptyInput", "Required parameter 'input' missing from request.")
         urls = self._urls(self._model(str(model)), str(model), body["input"])
         oss_ok = (request.header("x-dashscope-ossresourceresolve") or "").lower() == "enable"
         return _Submission(owner, str(model), urls, self._params(body, urls, oss_ok), oss_ok)
@@ -178,7 +172,7 @@ class FileTranscriptionService:
             if emulator_refuses(model, self.region):
                 raise ValueError(model)
         except Exception:
-            raise _Refused(400, "InvalidParameter", f"Model not found: {model} (file transcription knows "
+            raise Refused("InvalidParameter", f"Model not found: {model} (file transcription knows "
                                                     f"{', '.join(FILE_MODELS)})") from None
         return spec
 
@@ -186,13 +180,13 @@ class FileTranscriptionService:
         if spec.single_url:
             url = inp.get("file_url")
             if not isinstance(url, str) or not url:
-                raise _Refused(400, "InvalidParameter", f"{model} needs input.file_url (one string)")
+                raise Refused("InvalidParameter", f"{model} needs input.file_url (one string)")
             return [url]
         urls = inp.get("file_urls")
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
-            raise _Refused(400, "InvalidParameter", f"{model} needs input.file_urls (an array of URLs)")
+            raise Refused("InvalidParameter", f"{model} needs input.file_urls (an array of URLs)")
         if len(urls) > self.settings.max_urls:
-            raise _Refused(400, "InvalidParameter",
+            raise Refused("InvalidParameter",
                            f"too many file_urls: {len(urls)} (at most {self.settings.max_urls} per request)")
         return list(urls)
 
@@ -200,13 +194,13 @@ class FileTranscriptionService:
     def _params(body: dict[str, Any], urls: list[str], oss_ok: bool) -> dict[str, Any]:
         params = body.get("parameters") or {}
         if not isinstance(params, dict):
-            raise _Refused(400, "InvalidParameter", "parameters must be an object")
+            raise Refused("InvalidParameter", "parameters must be an object")
         if any(u.startswith("oss://") for u in urls) and not oss_ok:
-            raise _Refused(400, "InvalidParameter.DataInspection",
+            raise Refused("InvalidParameter.DataInspection",
                            "oss:// URLs need the header X-DashScope-OssResourceResolve: enable")
         sc = params.get("speaker_count")
         if sc is not None and (not isinstance(sc, int) or not 2 <= sc <= 100):
-            raise _Refused(400, "InvalidParameter", "speaker_count must be an integer from 2 to 100")
+            raise Refused("InvalidParameter", "speaker_count must be an integer from 2 to 100")
         return params
 
     # -- query / cancel
@@ -282,7 +276,7 @@ class FileTranscriptionService:
                                                         f"{int(dt.datetime.now(dt.UTC).timestamp() + s.retention)}"
                                                         f"&Signature={sig}"}
                 task.billed += billed
-            except FileError as exc:
+            except Refused as exc:
                 task.results[i] = {"file_url": url, "subtask_status": "FAILED", "code": exc.code,
                                    "message": exc.message}
             except Exception as exc:  # an engine failure fails the file, not the emulator
@@ -299,26 +293,26 @@ class FileTranscriptionService:
         if url.startswith("oss://"):
             data = self.uploads.open(task.owner, url[len("oss://"):]) if self.uploads is not None else None
             if data is None:
-                raise FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
+                raise Refused("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
             return bytes(data)
         if not re.match(r"https?://", url):
-            raise FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
+            raise Refused("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
         if not self.url_policy.allows(url):
             self._count("file_urls_refused")
-            raise FileError("InvalidFile.DownloadFailed", self.url_policy.refusal(url))
+            raise Refused("InvalidFile.DownloadFailed", self.url_policy.refusal(url))
         try:
             async with httpx.AsyncClient(timeout=self.settings.download_timeout, follow_redirects=False,
                                          trust_env=False) as client, client.stream("GET", url) as resp:
                 if resp.status_code != 200:
-                    raise FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
+                    raise Refused("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.")
                 buf = bytearray()
                 async for chunk in resp.aiter_bytes():
                     buf += chunk
                     if len(buf) > self.settings.max_download_bytes:
-                        raise FileError("InvalidFile.TooLarge", "The audio file is larger than 2 GB.")
+                        raise Refused("InvalidFile.TooLarge", "The audio file is larger than 2 GB.")
                 return bytes(buf)
         except httpx.HTTPError:
-            raise FileError("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.") from None
+            raise Refused("InvalidFile.DownloadFailed", "The audio file cannot be downloaded.") from None
 
     def _options(self, task: FileTask, spec: FileModel, channel_count: int) -> ResultOptions:
         """What ``task``'s parameters ask of a file with ``channel_count`` channels."""
@@ -377,7 +371,7 @@ def _channels(params: dict[str, Any], channel_count: int) -> list[int]:
     channels = params.get("channel_id") or [0]
     if not isinstance(channels, list) or any(not isinstance(c, int) or not 0 <= c < channel_count
                                              for c in channels):
-        raise FileError("InvalidParameter", f"channel_id {channels} does not fit a {channel_count}-channel file")
+        raise Refused("InvalidParameter", f"channel_id {channels} does not fit a {channel_count}-channel file")
     return channels
 
 

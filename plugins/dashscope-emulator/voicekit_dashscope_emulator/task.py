@@ -37,6 +37,7 @@ from voicekit_dashscope.protocol.task import (
 from voicekit_dashscope.protocol.vocabulary import Hotword
 from voicekit_dashscope.regions import emulator_refuses
 from voicekit_dashscope_emulator.biasing import active_hotwords, apply_hotwords, split_words, spread
+from voicekit_dashscope_emulator.errors import Refused
 from voicekit_dashscope_emulator.faults import Fault, FaultPlan
 from voicekit_dashscope_emulator.http import ServerWebSocket, WebSocketClosed
 from voicekit_dashscope_emulator.vocabulary import VocabularyStore
@@ -71,14 +72,6 @@ def make_engine_vad(settings: TaskSettings) -> Any:
 
     return WebRTCVAD(ENGINE_RATE, 30, settings.vad_mode)
 
-
-class _Refused(Exception):
-    """What the service refuses with ``task-failed`` (a ``run-task``, a bad WAV): its error code and message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class _Fault(Exception):
@@ -176,7 +169,7 @@ class TaskConnectionHandler:
                     return
 
     def _check(self, run: RunTask) -> tuple[ModelSpec | None, tuple[Hotword, ...]]:
-        """The task's model and hotwords, checked in the service's order; :class:`_Refused` if refused."""
+        """The task's model and hotwords, checked in the service's order; :class:`Refused` if refused."""
         spec = self._model(run)
         _check_audio(run, spec)
         return spec, self._hotwords(run)
@@ -185,7 +178,7 @@ class TaskConnectionHandler:
         spec = MODELS.get(run.model)
         unknown = spec is None and not self.settings.accept_unknown_models
         if unknown or emulator_refuses(run.model, self.settings.region):
-            raise _Refused("ModelNotFound", "Model not exist.")
+            raise Refused("ModelNotFound", "Model not exist.")
         return spec
 
     def _hotwords(self, run: RunTask) -> tuple[Hotword, ...]:
@@ -195,7 +188,7 @@ class TaskConnectionHandler:
             return ()
         v = self.store.get(vid, self.owner)
         if v is None and self.settings.unknown_vocabulary == "fail":
-            raise _Refused("InvalidParameter", f"vocabulary_id {vid} does not exist")
+            raise Refused("InvalidParameter", f"vocabulary_id {vid} does not exist")
         if v is None or v.target_model != run.model or v.status() != "OK":
             return ()
         return v.words
@@ -203,7 +196,7 @@ class TaskConnectionHandler:
     async def _run_task(self, run: RunTask) -> bool:
         try:
             spec, hotwords = self._check(run)
-        except _Refused as exc:
+        except Refused as exc:
             await self.fail_and_close(exc.code, exc.message)
             return False
         self.stats["tasks"] = self.stats.get("tasks", 0) + 1
@@ -216,10 +209,10 @@ def _check_audio(run: RunTask, spec: ModelSpec | None) -> None:
     """The audio formats the emulator decodes, and the 8 kHz-only models' rate."""
     p = run.parameters
     if p.format not in ("pcm", "wav"):
-        raise _Refused("NO_VALID_AUDIO_ERROR", f"the emulator decodes format 'pcm' and 'wav' only, not {p.format!r}")
+        raise Refused("NO_VALID_AUDIO_ERROR", f"the emulator decodes format 'pcm' and 'wav' only, not {p.format!r}")
     only_8k = spec is not None and not spec.any_rate and spec.sample_rates == (8000,)
     if only_8k and p.sample_rate != 8000:
-        raise _Refused("InvalidParameter", f"model {run.model} only supports sample_rate 8000")
+        raise Refused("InvalidParameter", f"model {run.model} only supports sample_rate 8000")
 
 
 class _Task:
@@ -296,11 +289,11 @@ class _Task:
 
     def _pcm(self, data: bytes) -> bytes:
         """Whole 16-bit samples of the task's audio (a ``wav`` task's header stripped; its rate applies if it
-        comes before any sample); an odd byte waits for the next message. :class:`_Refused` for a bad WAV."""
+        comes before any sample); an odd byte waits for the next message. :class:`Refused` for a bad WAV."""
         if self.wav is not None:
             data = self.wav.push(data)
             if self.wav.error is not None:
-                raise _Refused("NO_VALID_AUDIO_ERROR", self.wav.error)
+                raise Refused("NO_VALID_AUDIO_ERROR", self.wav.error)
             if self.wav.rate is not None and self.wav.rate != self.rate and self.samples == 0:
                 self._set_rate(self.wav.rate)
         data = self.carry + data
@@ -311,7 +304,7 @@ class _Task:
     async def _feed(self, stream: Any, raw: bytes) -> bool:
         try:
             data = self._pcm(raw)
-        except _Refused as exc:
+        except Refused as exc:
             await self.conn.fail_and_close(exc.code, exc.message)
             return False
         if not data:

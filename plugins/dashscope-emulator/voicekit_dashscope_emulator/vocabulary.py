@@ -28,6 +28,7 @@ from voicekit_dashscope.protocol.vocabulary import (
     validate_prefix,
     validate_words,
 )
+from voicekit_dashscope_emulator.errors import Refused
 from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse
 
 
@@ -49,14 +50,6 @@ def _stamp(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 class VocabularyStore:
     def __init__(self, *, max_lists: int = MAX_LISTS, max_words: int = MAX_WORDS,
                  prefix_max_len: int = DEFAULT_PREFIX_MAX, deploy_delay: float = 0.0,
@@ -76,30 +69,30 @@ class VocabularyStore:
 
     def _owned(self, owner: str, vocabulary_id: Any) -> StoredVocabulary:
         if not isinstance(vocabulary_id, str) or not vocabulary_id:
-            raise ApiError(400, "InvalidParameter", "Missing required parameter 'input.vocabulary_id'")
+            raise Refused("InvalidParameter", "Missing required parameter 'input.vocabulary_id'")
         v = self.get(vocabulary_id, owner)
         if v is None:
-            raise ApiError(400, "InvalidParameter", f"vocabulary {vocabulary_id} does not exist")
+            raise Refused("InvalidParameter", f"vocabulary {vocabulary_id} does not exist")
         return v
 
     def _words(self, raw: Any) -> tuple[Hotword, ...]:
         if not isinstance(raw, list):
-            raise ApiError(400, "InvalidParameter", "input.vocabulary must be a list of {text, weight}")
+            raise Refused("InvalidParameter", "input.vocabulary must be a list of {text, weight}")
         try:
             words: tuple[Hotword, ...] = validate_words(raw, max_words=self.max_words)
         except VocabularyValidationError as exc:
             code_msg = "vocabulary is too large" if len(raw) > self.max_words else str(exc)
-            raise ApiError(400, "InvalidParameter", code_msg) from None
+            raise Refused("InvalidParameter", code_msg) from None
         except (TypeError, ValueError) as exc:
-            raise ApiError(400, "InvalidParameter", f"bad vocabulary item: {exc}") from None
+            raise Refused("InvalidParameter", f"bad vocabulary item: {exc}") from None
         return words
 
     def handle(self, owner: str, inp: dict[str, Any]) -> dict[str, Any]:
-        """The ``output`` of one call; :class:`ApiError` for a refused one."""
+        """The ``output`` of one call; :class:`Refused` for a refused one."""
         action = inp.get("action")
         run = self._actions().get(action) if isinstance(action, str) else None
         if run is None:
-            raise ApiError(400, "InvalidParameter", f"unknown action {action!r}")
+            raise Refused("InvalidParameter", f"unknown action {action!r}")
         return run(owner, inp)
 
     def _actions(self) -> dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]]:
@@ -111,7 +104,7 @@ class VocabularyStore:
         try:
             prefix: str = validate_prefix(raw, max_len=self.prefix_max_len)
         except VocabularyValidationError:
-            raise ApiError(400, "InvalidParameter",
+            raise Refused("InvalidParameter",
                            f"prefix should be english letter and number and not longer than "
                            f"{self.prefix_max_len} characters") from None
         return prefix
@@ -119,11 +112,11 @@ class VocabularyStore:
     def _create(self, owner: str, inp: dict[str, Any]) -> dict[str, Any]:
         target = inp.get("target_model")
         if not isinstance(target, str) or not target:
-            raise ApiError(400, "InvalidParameter", "Missing required parameter 'input.target_model'")
+            raise Refused("InvalidParameter", "Missing required parameter 'input.target_model'")
         prefix = self._prefix(inp.get("prefix"))
         words = self._words(inp.get("vocabulary"))
         if sum(1 for v in self.lists.values() if v.owner == owner) >= self.max_lists:
-            raise ApiError(400, "InvalidParameter",
+            raise Refused("InvalidParameter",
                            f"vocabulary quota exceeded: at most {self.max_lists} lists per account")
         vid = f"vocab-{prefix}-{uuid.uuid4().hex}"
         now = self._now()
@@ -138,7 +131,7 @@ class VocabularyStore:
         try:
             validate_page(page_index, page_size)
         except VocabularyValidationError as exc:
-            raise ApiError(400, "InvalidParameter", str(exc)) from None
+            raise Refused("InvalidParameter", str(exc)) from None
         mine = [v for v in self.lists.values() if v.owner == owner
                 and (not wanted or v.vocabulary_id.startswith(f"vocab-{wanted}-"))]
         mine.sort(key=lambda v: v.created, reverse=True)
@@ -169,12 +162,12 @@ class VocabularyStore:
             try:
                 body = request.json()
             except ValueError:
-                raise ApiError(400, "InvalidParameter", "request body is not valid JSON") from None
+                raise Refused("InvalidParameter", "request body is not valid JSON") from None
             refusal = request_error(body)
             if refusal is not None:
-                raise ApiError(400, "InvalidParameter", refusal)
+                raise Refused("InvalidParameter", refusal)
             output = self.handle(owner, body["input"])
-        except ApiError as exc:
+        except Refused as exc:
             return HttpResponse.json(exc.status, {"code": exc.code, "message": exc.message,
                                                   "request_id": request_id})
         return HttpResponse.json(200, {"output": output, "usage": {"count": 1}, "request_id": request_id})
