@@ -56,15 +56,15 @@ def scripts() -> list[list[Any]]:
     ]
 
 
-def run_sessions(frame_ms: int, realtime: bool, batched: bool) -> tuple[list[list[dict[str, Any]]], dict[str, int]]:
-    """Four sessions at once on one trio run; their events (minus session ids) and the batcher's counts."""
-    vads = [SileroVAD(frame_ms=frame_ms) for _ in range(4)]
+def run_together(sources: list[ScriptedSource], vads: list[SileroVAD], batched: bool,
+                 realtime: bool) -> tuple[list[list[dict[str, Any]]], dict[str, int]]:
+    """One session per source and VAD, all at once on one trio run (MockClock); their events (minus
+    session ids) and the counts of the run's batcher."""
     sessions = [
-        Session(ScriptedSource(script, realtime=realtime),
-                asr=FakeASR(["go forward", "one two three", "something else"] * 4, partial_every=0.0),
+        Session(source, asr=FakeASR(["go forward", "one two three", "something else"] * 4, partial_every=0.0),
                 vad=vad if batched else Unbatched(vad),
                 config=SessionConfig(endpointer=EndpointerConfig(end_silence_ms=300), realtime=realtime))
-        for vad, script in zip(vads, scripts(), strict=True)
+        for vad, source in zip(vads, sources, strict=True)
     ]
     logs: list[list[dict[str, Any]]] = [[] for _ in sessions]
     stats: dict[str, int] = {}
@@ -82,12 +82,18 @@ def run_sessions(frame_ms: int, realtime: bool, batched: bool) -> tuple[list[lis
             for s, out in zip(sessions, logs, strict=True):
                 nursery.start_soon(s.run)
                 nursery.start_soon(read, s, out)
-        b = batcher(vads[0].model, 16000, "inline")
+        b = batcher(vads[0].model, 16000, "inline", vads[0].batch_window_ms / 1000)
         stats.update(batches=b.batches, windows=b.windows, largest=b.largest)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    windows = sum(round(ScriptedSource(s).duration * 16000) // 512 for s in scripts())
-    stats["expected_windows"] = windows
+    return logs, stats
+
+
+def run_sessions(frame_ms: int, realtime: bool, batched: bool) -> tuple[list[list[dict[str, Any]]], dict[str, int]]:
+    """Four sessions at once on one trio run; their events (minus session ids) and the batcher's counts."""
+    vads = [SileroVAD(frame_ms=frame_ms) for _ in range(4)]
+    logs, stats = run_together([ScriptedSource(s, realtime=realtime) for s in scripts()], vads, batched, realtime)
+    stats["expected_windows"] = sum(round(ScriptedSource(s).duration * 16000) // 512 for s in scripts())
     return logs, stats
 
 
@@ -155,34 +161,8 @@ class LateSource(ScriptedSource):
 def run_staggered(batched: bool, batch_window_ms: float = 0.0) -> tuple[list[list[dict[str, Any]]], dict[str, int]]:
     """Four live sessions whose sources start 0, 3, 6 and 9 ms apart (MockClock)."""
     vads = [SileroVAD(frame_ms=32, batch_window_ms=batch_window_ms) for _ in range(4)]
-    sessions = [
-        Session(LateSource(script, 0.003 * i),
-                asr=FakeASR(["go forward", "one two three", "something else"] * 4, partial_every=0.0),
-                vad=vad if batched else Unbatched(vad),
-                config=SessionConfig(endpointer=EndpointerConfig(end_silence_ms=300), realtime=True))
-        for i, (vad, script) in enumerate(zip(vads, scripts(), strict=True))
-    ]
-    logs: list[list[dict[str, Any]]] = [[] for _ in sessions]
-    stats: dict[str, int] = {}
-
-    async def read(session: Session, out: list[dict[str, Any]]) -> None:
-        async for e in session.events():
-            d = attrs.asdict(e, recurse=True)
-            d.pop("session_id", None)
-            if d.get("vad") == "Unbatched":
-                d["vad"] = "SileroVAD"
-            out.append({"kind": type(e).__name__, **d})
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            for s, out in zip(sessions, logs, strict=True):
-                nursery.start_soon(s.run)
-                nursery.start_soon(read, s, out)
-        b = batcher(vads[0].model, 16000, "inline", batch_window_ms / 1000)
-        stats.update(batches=b.batches, windows=b.windows, largest=b.largest)
-
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    return logs, stats
+    sources = [LateSource(script, 0.003 * i) for i, script in enumerate(scripts())]
+    return run_together(sources, vads, batched, realtime=True)
 
 
 def test_sessions_out_of_phase_batch_only_with_a_batch_window() -> None:
