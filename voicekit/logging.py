@@ -79,6 +79,13 @@ def configure(level: str = "warning", *, json: bool = False, stream: TextIO | No
     )
 
 
+def configure_command(verbose: int = 0, *, quiet: str = "warning") -> None:
+    """Logging for a plugin's command: ``quiet`` (warnings) by default, ``-v`` info, ``-vv`` debug, on
+    stderr — unless the program running the command has set structlog up itself."""
+    if not structlog.is_configured():
+        configure({0: quiet, 1: "info"}.get(verbose, "debug"))
+
+
 class _Stderr:
     """A structlog output that writes each line to the *current* ``sys.stderr``."""
 

@@ -14,16 +14,7 @@ from typing import Any
 import trio
 
 from voicekit.errors import VoicekitError
-
-
-def _quiet_logs(level: str) -> None:
-    """Logs go to stderr, results to stdout — unless the application set structlog up itself."""
-    import structlog
-
-    if not structlog.is_configured():
-        from voicekit.logging import configure
-
-        configure(level)
+from voicekit.logging import configure_command
 
 
 def _build(args: argparse.Namespace) -> tuple[Any, set[str] | None]:
@@ -48,7 +39,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, set[str] | None]:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    _quiet_logs("info")
+    configure_command(quiet="info")  # the emulator logs what it serves
     try:
         emu, keys = _build(args)
     except VoicekitError as exc:

@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from voicekit.errors import VoicekitError
+from voicekit.logging import configure_command
 from voicekit_dashscope.auth import scrub
 from voicekit_dashscope.regions import DEFAULT_REGION
 from voicekit_dashscope.vocabulary import Hotword, VocabularyClient
@@ -65,23 +66,8 @@ def _print(obj: Any, as_json: bool) -> None:
         print(json.dumps(obj, ensure_ascii=False, indent=2))
 
 
-def quiet_logs(level: str) -> None:
-    """Logs go to stderr, results to stdout — unless the application set structlog up itself."""
-    import structlog
-
-    if not structlog.is_configured():
-        from voicekit.logging import configure
-
-        configure(level)
-
-
-def log_level(verbose: int) -> str:
-    """``-v`` → info, ``-vv`` → debug; warnings (retries, fallbacks) are always shown."""
-    return {0: "warning", 1: "info"}.get(verbose, "debug")
-
-
 def _run_hotwords(args: argparse.Namespace) -> int:
-    quiet_logs(log_level(args.verbose))
+    configure_command(args.verbose)
     async def go() -> int:
         client = _client(args)
         cmd = args.hotwords_command

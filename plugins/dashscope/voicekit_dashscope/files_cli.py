@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from voicekit.errors import VoicekitError
+from voicekit.logging import configure_command
 from voicekit_dashscope.regions import DEFAULT_REGION
 
 
@@ -32,12 +33,11 @@ def _progress() -> Any:
 
 def _run_transcribe(args: argparse.Namespace) -> int:
     from voicekit.formats import render
-    from voicekit_dashscope.cli import log_level, quiet_logs
     from voicekit_dashscope.client.files import FileTranscriber
     from voicekit_dashscope.protocol.files import FileOptions, build_submit
     from voicekit_dashscope.upload import transcribe_sources
 
-    quiet_logs(log_level(args.verbose))
+    configure_command(args.verbose)
     try:
         options = FileOptions(vocabulary_id=args.vocabulary_id, channel_id=tuple(args.channel or ()),
                               diarization=args.diarize, speaker_count=args.speakers, language=args.language,
