@@ -3,6 +3,9 @@ line of each event (DESIGN.md rule 4: events are the embedding API, the log and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import attrs
 import structlog
 import trio
@@ -65,6 +68,16 @@ class EventHub:
             return False
         self._held = []
         return True
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """:meth:`hold` for the ``with`` block; released at its end unless a hold was on already."""
+        held = self.hold()
+        try:
+            yield
+        finally:
+            if held:
+                self.release()
 
     def release(self) -> None:
         """Deliver the held events, in order, and stop holding."""

@@ -303,29 +303,21 @@ class Listener:
                 return
             # the final comes inline: SpeechEnded and the turn's events reach subscribers once the
             # handler has taken its first step (exact times all the same, see EventHub.hold)
-            held = hub.hold()
-            try:
+            with hub.holding():
                 hub.emit(ev.SpeechEnded(t=hub.now(), audio_t=item.t, duration=item.duration))
                 await stream.speech_ended(item.t)
                 turns.decide(turns.policy.on_speech_ended(item.t))
                 await self._take_results()
-            finally:
-                if held:
-                    hub.release()
 
     async def _recognize(self, stream: ASRStream) -> None:
         turns, hub = self._turns, self._hub
         async for result in stream:
-            held = hub.hold()  # the turn's events go out once its handler has begun
-            try:
+            with hub.holding():  # the turn's events go out once its handler has begun
                 if not turns.on_result(result):
                     continue
                 if turns.turn_now(result):
                     await turns.launch_reply()
                     continue
-            finally:
-                if held:
-                    hub.release()
             await turns.start_turn_after_reply(result)  # waits for the reply playing: events not held
 
     async def _recognize_queued(self, queue: trio.MemoryReceiveChannel[TranscriptResult]) -> None:
@@ -350,8 +342,7 @@ class Listener:
         """``result`` and every further one the inline stream holds, as :meth:`_take_results`."""
         recv, queue, turns = self._inline, self._queue, self._turns
         assert recv is not None and queue is not None
-        held = self._hub.hold()  # a turn's events go out once its handler has begun
-        try:
+        with self._hub.holding():  # a turn's events go out once its handler has begun
             while True:
                 if self._queued:  # an earlier turn waits: this result goes after it
                     self._queued += 1
@@ -366,6 +357,3 @@ class Listener:
                     result = recv.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     return
-        finally:
-            if held:
-                self._hub.release()
