@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 import trio
-from testkit.common import assert_same_words, tone_script
-from testkit.realtime import transcribe
+from testkit.common import assert_same_words, stream_through, tone_script
 from voicekit_dashscope.asr.realtime import OmniRealtimeASR, Qwen3ASRRealtime
 from voicekit_dashscope.client.task import RetryPolicy, Timeouts
 from voicekit_dashscope.errors import RetriesExhaustedError
@@ -51,7 +50,7 @@ async def test_qwen3_asr_realtime_resumes_without_losing_or_repeating_finals(fau
         async with _emulator(script, spec) as emu:
             asr = Qwen3ASRRealtime(api_key=KEY, base_url=emu.base_url, **FAST)
             with trio.fail_after(60):
-                results = await transcribe(asr, script.audio, pace=0.002)
+                results = await stream_through(asr, script.audio, pace=0.002)
             return [r for r in results if r.is_final], emu
 
     clean, _ = await run(None)
@@ -85,7 +84,7 @@ async def test_omni_manual_mode_resumes_its_commits() -> None:
             asr = OmniRealtimeASR("qwen3-omni-flash-realtime", api_key=KEY, base_url=emu.base_url,
                                   transcript_source="input", **FAST)
             with trio.fail_after(60):
-                results = await transcribe(asr, pcm, pace=0.002, markers=markers)
+                results = await stream_through(asr, pcm, pace=0.002, markers=markers)
             assert spec is None or emu.faults.injected
             return [r.text for r in results if r.is_final]
 
@@ -99,7 +98,7 @@ async def test_retries_are_bounded() -> None:
         asr = Qwen3ASRRealtime(api_key=KEY, base_url=emu.base_url,
                                retry=RetryPolicy(max_retries=2, backoff_initial=0.01, backoff_max=0.02))
         with trio.fail_after(30), pytest.raises(RetriesExhaustedError, match="3 times in a row"):
-            await transcribe(asr, script.audio + bytes(32000 * 3), pace=0.001)
+            await stream_through(asr, script.audio + bytes(32000 * 3), pace=0.001)
 
 
 async def test_a_permanent_server_error_is_not_retried() -> None:
@@ -107,7 +106,7 @@ async def test_a_permanent_server_error_is_not_retried() -> None:
     async with _emulator(script, "task-failed=InvalidParameter@2") as emu:
         asr = Qwen3ASRRealtime(api_key=KEY, base_url=emu.base_url, **FAST)
         with trio.fail_after(30), pytest.raises(Exception) as info:
-            await transcribe(asr, script.audio, pace=0.001)
+            await stream_through(asr, script.audio, pace=0.001)
         assert emu.stats.get("realtime_sessions", 0) <= 1 or len(emu.realtime.sessions) == 1
     assert getattr(info.value, "code", None) == "InvalidParameter"
     assert "InvalidParameter" in str(info.value) and "check" in str(info.value)
@@ -134,7 +133,7 @@ async def test_one_reset_loses_no_sentence_of_real_speech() -> None:
         async with running_emulator(engine, realtime=realtime, faults=spec) as emu:
             asr = Qwen3ASRRealtime(api_key=KEY, base_url=emu.base_url, **FAST)
             with trio.fail_after(240):
-                results = await transcribe(asr, audio, pace=0.05)
+                results = await stream_through(asr, audio, pace=0.05)
             assert spec is None or emu.faults.injected
             return [r.text for r in results if r.is_final and r.text]
 
@@ -163,7 +162,7 @@ async def test_a_server_that_falls_behind_is_resumed_without_an_utterance_twice(
         async with running_emulator(engine, realtime=realtime, faults=spec) as emu:
             asr = Qwen3ASRRealtime(api_key=KEY, base_url=emu.base_url, **stall)
             with trio.fail_after(30):
-                results = await transcribe(asr, script.audio)
+                results = await stream_through(asr, script.audio)
             assert spec is None or emu.faults.injected
             return [r.text for r in results if r.is_final]
 

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
-from testkit.common import noisy_tone_script
-from testkit.realtime import transcribe
+from testkit.common import noisy_tone_script, stream_through
 from voicekit_dashscope.asr.realtime import OmniRealtimeASR, Qwen3ASRRealtime
 from voicekit_dashscope.client.task import RetryPolicy, Timeouts
 from voicekit_dashscope.errors import ConnectionLostError
@@ -73,7 +72,7 @@ async def _emulated(script: Any, faults: str | None, asr_cls: Any = Qwen3ASRReal
         if result_queue is not None:
             asr.result_queue = result_queue
         with trio.fail_after(40):
-            results = await transcribe(asr, script.audio, busy=busy, markers=markers)
+            results = await stream_through(asr, script.audio, busy=busy, markers=markers)
         assert faults is None or emu.faults.injected, "no fault was injected"
         return results, emu
 
@@ -277,7 +276,7 @@ async def _toy_run(audio: bytes, servers: list[_ToyServer], *, markers: list[tup
     asr = Qwen3ASRRealtime(connector=connect, retry=RETRY,
                            timeouts=Timeouts(ping_interval=0.05, ping_timeout=0.2, start=5), **kw)
     with trio.fail_after(20):
-        results = await transcribe(asr, audio, pace=0.001, markers=markers)
+        results = await stream_through(asr, audio, pace=0.001, markers=markers)
     return results, opened
 
 

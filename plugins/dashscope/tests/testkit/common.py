@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -12,10 +13,11 @@ import trio
 from voicekit_dashscope_emulator import FixtureEngine, TaskSettings, running_emulator, tone_audio
 
 from voicekit.asr.base import ASRConfig, TranscriptResult
+from voicekit.asr.feed import forward
 from voicekit.audio.frame import AudioFrame
 from voicekit.testing.scripted import EnergyVAD
 from voicekit.testing.wer import words
-from voicekit.vad.endpointer import Endpointer, EndpointerConfig, SpeechEnd, SpeechStart
+from voicekit.vad.endpointer import Endpointer, EndpointerConfig
 
 FAKE_KEY = "sk-test-0123456789abcdef0123456789ab"
 
@@ -58,14 +60,25 @@ def noisy_tone_script(n: int, *, seed: int = 2, noise: float = 0.003) -> ToneScr
 
 
 async def stream_through(asr: object, audio: bytes, *, rate: int = 16000, chunk_ms: int = 100,
-                         pace: float = 0.0) -> list[TranscriptResult]:
-    """Stream PCM through an ASR plugin; return every result. ``pace`` = seconds between chunks."""
+                         pace: float = 0.0, markers: list[tuple[float, float]] | None = None,
+                         busy: Callable[[TranscriptResult], Awaitable[None]] | None = None,
+                         ) -> list[TranscriptResult]:
+    """Stream PCM through an ASR plugin; return every result. ``pace`` = seconds between chunks;
+    ``markers`` = (start s, end s) of utterances, each passed on (speech_started, speech_ended) once
+    the audio up to its end is sent; ``busy(result)`` is awaited for each result as it is read."""
     out: list[TranscriptResult] = []
+    pending = list(markers or [])
     try:
         async with asr.open_stream(ASRConfig(sample_rate=rate)) as stream:  # type: ignore[attr-defined]
             async def feed() -> None:
+                t = 0.0
                 for frame in AudioFrame(audio, rate).split(rate * chunk_ms // 1000):
                     await stream.send_audio(frame)
+                    t += frame.duration
+                    while pending and t >= pending[0][1]:
+                        start, end = pending.pop(0)
+                        await stream.speech_started(start)
+                        await stream.speech_ended(end)
                     await trio.sleep(pace)
                 await stream.finish()
 
@@ -73,6 +86,8 @@ async def stream_through(asr: object, audio: bytes, *, rate: int = 16000, chunk_
                 nursery.start_soon(feed)
                 async for r in stream:
                     out.append(r)
+                    if busy is not None:
+                        await busy(r)
     except BaseExceptionGroup as group:
         leaf = first_leaf(group)
         leaf.__suppress_context__ = True
@@ -101,16 +116,8 @@ async def stream_with_endpointer(asr: Any, pcm: bytes, rate: int = 16000) -> lis
     async with asr.open_stream(ASRConfig(sample_rate=rate)) as stream:
         async def feed() -> None:
             for frame in AudioFrame(pcm, rate).split(rate // 10):
-                for item in ep.push(frame):
-                    if isinstance(item, SpeechStart):
-                        await stream.speech_started(item.t)
-                    elif isinstance(item, SpeechEnd):
-                        await stream.speech_ended(item.t)
-                    else:
-                        await stream.send_audio(item)
-            for item in ep.flush():
-                if isinstance(item, SpeechEnd):
-                    await stream.speech_ended(item.t)
+                await forward(stream, ep.push(frame))
+            await forward(stream, ep.flush())
             await stream.finish()
 
         async with trio.open_nursery() as nursery:

@@ -12,7 +12,6 @@ from voicekit_dashscope_emulator.engines import FixtureEngine, tone_audio
 from voicekit_dashscope_emulator.omni import OmniScript, RealtimeSettings, ToolRule
 from voicekit_dashscope_emulator.realtime import RealtimeService
 
-from voicekit.asr.base import ASRConfig, TranscriptResult
 from voicekit.audio.frame import AudioFrame
 
 RATE = 16000
@@ -104,29 +103,3 @@ def service(sentences: list[str], *, replies: tuple[str, ...] = ("It is sunny an
             tool_rules: tuple[ToolRule, ...] = (), **settings: Any) -> RealtimeService:
     return RealtimeService(engine=FixtureEngine(sentences), settings=RealtimeSettings(vad="energy", **settings),
                            script=OmniScript(replies=replies, tool_rules=tool_rules))
-
-
-async def transcribe(asr: Any, audio: bytes, *, busy: Any = None, pace: float = 0.0,
-                     markers: list[tuple[float, float]] | None = None) -> list[TranscriptResult]:
-    """Stream ``audio`` (100 ms frames) and return every result; ``busy(result)`` may take its time."""
-    out: list[TranscriptResult] = []
-    async with asr.open_stream(ASRConfig(sample_rate=16000)) as stream:
-        async def feed() -> None:
-            pending, t = list(markers or []), 0.0
-            for frame in AudioFrame(audio, 16000).split(1600):
-                await stream.send_audio(frame)
-                t += frame.duration
-                while pending and t >= pending[0][1]:
-                    start, end = pending.pop(0)
-                    await stream.speech_started(start)
-                    await stream.speech_ended(end)
-                await trio.sleep(pace)
-            await stream.finish()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(feed)
-            async for r in stream:
-                out.append(r)
-                if busy is not None:
-                    await busy(r)
-    return out
