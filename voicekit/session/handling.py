@@ -286,13 +286,6 @@ class HandlerRunner:
         self.nursery.start_soon(self._task, call, handler, turn)
         return call
 
-    async def pieces(self, handler: Any, turn: Turn, *, timeout: float, limit: int,
-                     on_cut: Callable[[str, int, int], None]) -> AsyncGenerator[str, None]:
-        """Start the handler and read its reply (see :meth:`HandlerCall.pieces`)."""
-        call = self.start(handler, turn)
-        async for piece in call.pieces(timeout=timeout, limit=limit, on_cut=on_cut):
-            yield piece
-
 
 @attrs.define(eq=False)
 class HandlerCall:
