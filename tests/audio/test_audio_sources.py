@@ -269,35 +269,32 @@ async def test_binary_junk(tmp_path: Path) -> None:
     one_line(exc, path)
 
 
-async def test_png_image(tmp_path: Path) -> None:
-    path = tmp_path / "picture.png"
-    with av.open(str(path), "w", format="image2") as out:
-        stream = out.add_stream("png", rate=1)
-        stream.width = stream.height = 8
-        stream.pix_fmt = "rgb24"
-        image = av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24")
-        for packet in stream.encode(image):
-            out.mux(packet)
+def write_video(path: Path, codec: str, pix_fmt: str, *, frames: int, size: int,
+                container_format: str | None = None) -> Path:
+    """A picture-only file: ``frames`` black ``size`` x ``size`` frames encoded with ``codec``."""
+    with av.open(str(path), "w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = pix_fmt
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.zeros((size, size, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+    return path
+
+
+async def test_png_image(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "picture.png", "png", "rgb24", frames=1, size=8, container_format="image2")
     with pytest.raises(UnsupportedAudioError, match=r"is an image \(png\), not audio") as exc:
         await read_all(FileSource(path))
     one_line(exc, path)
 
 
 async def test_video_without_audio(tmp_path: Path) -> None:
-    path = tmp_path / "silent-film.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=10)
-        stream.width = stream.height = 16
-        stream.pix_fmt = "yuv420p"
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    path = write_video(tmp_path / "silent-film.mp4", "mpeg4", "yuv420p", frames=3, size=16)
     with pytest.raises(UnsupportedAudioError, match=r"no audio stream \(streams: video/mpeg4\)") as exc:
         await read_all(FileSource(path))
     one_line(exc, path)
