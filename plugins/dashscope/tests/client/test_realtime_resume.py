@@ -8,12 +8,11 @@ the fault. Permanent errors end the stream at once with the server's code and wh
 
 from __future__ import annotations
 
-import wave
 from typing import Any
 
 import pytest
 import trio
-from testkit.common import assert_same_words, stream_through, tone_script
+from testkit.common import assert_same_words, librivox_audio, stream_through, tone_script
 from voicekit_dashscope.asr.realtime import OmniRealtimeASR, Qwen3ASRRealtime
 from voicekit_dashscope.client.task import RetryPolicy, Timeouts
 from voicekit_dashscope.errors import RetriesExhaustedError
@@ -118,14 +117,8 @@ async def test_one_reset_loses_no_sentence_of_real_speech() -> None:
     """The report: ``reset@10`` on qwen3-asr-flash-realtime gave 0 of 5 sentences."""
     pytest.importorskip("voicekit_moonshine", reason="needs the moonshine plugin (embedded engine)")
     from voicekit.plugins import load
-    from voicekit.testing.data import librivox_clips
 
-    def pcm(path: object) -> bytes:
-        with wave.open(str(path), "rb") as w:
-            return w.readframes(w.getnframes())
-
-    silence = bytes(32000 * 3 // 2)
-    audio = silence + silence.join(pcm(p) for p, _ in librivox_clips()) + silence
+    audio = librivox_audio()
     engine = load("asr", "moonshine")()
 
     async def run(spec: str | None) -> list[str]:
@@ -143,28 +136,3 @@ async def test_one_reset_loses_no_sentence_of_real_speech() -> None:
     # real speech heard again from a new start may be cut into sentences a little differently;
     # the words are what must survive (before: ConnectionLostError, 0 of 5 sentences)
     assert_same_words(clean, faulty)
-
-
-@pytest.mark.slow  # over a second
-async def test_a_server_that_falls_behind_is_resumed_without_an_utterance_twice() -> None:
-    """The server stops reading (no pongs) for longer than the ping timeout after the first
-    final; on a faint noise floor, the resumed session must not add a copy of a sentence (before:
-    it resumed exactly at the last final's speech_stopped time, and the fresh server VAD heard the
-    tail there as an utterance). More cases: test_realtime_resume_no_duplicates.py."""
-    from testkit.common import noisy_tone_script
-
-    script = noisy_tone_script(4)
-    stall = dict(retry=FAST["retry"], timeouts=Timeouts(ping_interval=0.1, ping_timeout=0.3, start=10))
-
-    async def run(spec: str | None) -> list[str]:
-        engine = FixtureEngine(script.sentences, key="tone", partial_every=0.25)
-        realtime = {"settings": RealtimeSettings(vad="webrtc", pace=0.0), "script": OmniScript(replies=("ok",))}
-        async with running_emulator(engine, realtime=realtime, faults=spec) as emu:
-            asr = Qwen3ASRRealtime(api_key=KEY, base_url=emu.base_url, **stall)
-            with trio.fail_after(30):
-                results = await stream_through(asr, script.audio)
-            assert spec is None or emu.faults.injected
-            return [r.text for r in results if r.is_final]
-
-    assert await run(None) == script.order
-    assert await run("stall=1@3") == script.order

@@ -193,19 +193,11 @@ async def test_a_server_that_falls_behind_on_real_speech_gives_the_same_sentence
     test's settings, and the server stalling 5 s (past the 4 s ping timeout) after the first
     sentence. Before: a sixth final, "You", at the resume point."""
     pytest.importorskip("voicekit_moonshine", reason="needs the moonshine plugin (embedded engine)")
-    import wave
-
-    from testkit.common import assert_same_words
+    from testkit.common import assert_same_words, librivox_audio
 
     from voicekit.plugins import load
-    from voicekit.testing.data import librivox_clips
 
-    def pcm(path: object) -> bytes:
-        with wave.open(str(path), "rb") as w:
-            return w.readframes(w.getnframes())
-
-    silence = bytes(32000 * 3 // 2)
-    audio = silence + silence.join(pcm(p) for p, _ in librivox_clips()) + silence
+    audio = librivox_audio()
     engine = load("asr", "moonshine")()
     settings = dict(retry=RetryPolicy(backoff_initial=0.01, backoff_max=0.05),
                     timeouts=Timeouts(ping_interval=0.5, ping_timeout=4, start=10, finish=30))

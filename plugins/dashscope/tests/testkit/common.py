@@ -95,6 +95,21 @@ async def stream_through(asr: object, audio: bytes, *, rate: int = 16000, chunk_
     return out
 
 
+def librivox_audio(silence_s: float = 1.5) -> bytes:
+    """The LibriVox clips of the test data (16 kHz PCM16 mono, real speech) one after another,
+    with ``silence_s`` of silence before, between and after them."""
+    import wave
+
+    from voicekit.testing.data import librivox_clips
+
+    def pcm(path: object) -> bytes:
+        with wave.open(str(path), "rb") as w:
+            return w.readframes(w.getnframes())
+
+    silence = bytes(round(silence_s * 16000) * 2)
+    return silence + silence.join(pcm(p) for p, _ in librivox_clips()) + silence
+
+
 def first_leaf(exc: BaseException) -> BaseException:
     """The first real exception inside (nested) exception groups."""
     while isinstance(exc, BaseExceptionGroup):
