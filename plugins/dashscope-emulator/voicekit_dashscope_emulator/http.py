@@ -380,7 +380,7 @@ def _next_cycle(conn: h11.Connection) -> bool:
     return True
 
 
-async def _next_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
+async def next_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
     """The next h11 event, reading as needed; ``None`` when the peer breaks HTTP (answered 400), goes quiet
     for 60 s, or leaves mid-request."""
     while True:
@@ -404,7 +404,7 @@ async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> HttpRe
     """The next whole request; ``None`` when there is none (closed, paused, broken, or a body over MAX_BODY)."""
     req: h11.Request | None = None
     body = bytearray()
-    while (event := await _next_event(stream, conn)) is not None:
+    while (event := await next_event(stream, conn)) is not None:
         if isinstance(event, h11.Request):
             req = event
         elif isinstance(event, h11.Data):

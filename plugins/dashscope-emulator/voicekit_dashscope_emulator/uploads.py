@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import re
 import secrets
 import uuid
@@ -12,7 +14,7 @@ import h11
 import trio
 
 from voicekit.logging import get_logger
-from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse
+from voicekit_dashscope_emulator.http import HttpRequest, HttpResponse, next_event
 from voicekit_dashscope_emulator.results import error_response
 
 log = get_logger("voicekit.dashscope.emulator")
@@ -71,14 +73,19 @@ class UploadStore:
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER)
+        received = None
         try:
             received = await self._receive(stream, conn)
-            if received is None:  # the peer left mid-request
+            if received is None:  # the peer left, went quiet or broke HTTP (answered 400 then)
+                await trio.aclose_forcefully(stream)
                 return
             status, body = self._accept(*received)
         except Exception as exc:  # a broken upload must not stop the emulator
             log.warning("emulator_upload_error", error=f"{type(exc).__name__}: {exc}")
             status, body = 400, b"<Error><Code>MalformedPOSTRequest</Code></Error>"
+        if received is not None and status >= 400:
+            with contextlib.suppress(OSError):
+                os.unlink(received[1])  # a refused upload keeps no file
         await _reply(stream, conn, status, body)
 
     async def _receive(self, stream: trio.abc.Stream, conn: h11.Connection) -> tuple[Any, str, int] | None:
@@ -88,7 +95,7 @@ class UploadStore:
         fd, path = _mkstemp(self.directory)
         size = 0
         with open(fd, "wb") as out:
-            while (event := await _next_event(stream, conn)) is not None:
+            while (event := await next_event(stream, conn)) is not None:
                 if isinstance(event, h11.Request):
                     req = event
                 elif isinstance(event, h11.Data):
@@ -97,7 +104,8 @@ class UploadStore:
                 elif isinstance(event, h11.EndOfMessage):
                     return req, path, size
                 else:
-                    return None
+                    break
+        os.unlink(path)  # nothing is kept of a request that did not finish
         return None
 
     def _accept(self, req: Any, path: str, size: int) -> tuple[int, bytes]:
@@ -132,16 +140,6 @@ class UploadStore:
             return 400, b"<Error><Code>EntityTooLarge</Code></Error>"
         self.objects[key] = (owner, path, start, end)
         return int(fields.get("success_action_status", "204")), b""
-
-
-async def _next_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
-    """The next h11 event, reading as needed; ``None`` when the peer closes first."""
-    while (event := conn.next_event()) is h11.NEED_DATA:
-        data = await stream.receive_some(1 << 20)
-        if not data:
-            return None
-        conn.receive_data(bytes(data))
-    return event
 
 
 async def _reply(stream: trio.abc.Stream, conn: h11.Connection, status: int, body: bytes) -> None:
