@@ -257,7 +257,10 @@ async def test_readyz_answers_for_all_workers(tmp_path: Path, utterance: bytes) 
                 break
             assert two.refused == "busy"
             await trio.sleep(0.1)
-        assert two.session_id and serve.worker_of(two.session_id) != serve.worker_of(one.session_id)
+        assert two.session_id
+        for conv in (one, two):  # the worker's log line comes through the supervisor a moment after `ready`
+            await serve.wait_for(rf"session_id={conv.session_id}", timeout=10)
+        assert serve.worker_of(two.session_id) != serve.worker_of(one.session_id)
         await trio.sleep(0.2)  # the siblings see each other full
         for _ in range(6):
             status, body = await readyz(serve.port)
@@ -279,6 +282,29 @@ async def test_a_worker_that_cannot_start_stops_the_command_with_its_error(tmp_p
     assert code == 1, text
     assert re.search(r"^\[worker \d pid \d+\] voicekit: error: .*no-such-asr", text, re.M), text
     assert "failed before it listened" in text
+
+
+async def test_the_token_reaches_every_worker_and_no_log(tmp_path: Path) -> None:
+    """``--token`` given to the supervisor: every worker asks for it (it goes by the environment,
+    not in the workers' options), and no log line shows it."""
+    token = "workers-token-0123456789abcdef"
+    async with serving(tmp_path, "--token", token) as serve:
+        url = f"ws://127.0.0.1:{serve.port}/ws"
+        workers: set[int] = set()
+        with trio.fail_after(120):
+            while len(workers) < 2:  # the kernel spreads the connections: go on until both have served
+                async with open_websocket_url(url) as ws:
+                    await ws.send_message(json.dumps({"type": "hello", "sample_rate": 16000}))
+                    refused = json.loads(await ws.get_message())
+                    assert refused["type"] == "error" and refused["code"] == "unauthorized", refused
+                async with open_websocket_url(url) as ws:
+                    await ws.send_message(json.dumps({"type": "hello", "sample_rate": 16000, "token": token}))
+                    ready = json.loads(await ws.get_message())
+                    assert ready["type"] == "ready", ready
+                    await ws.send_message(json.dumps({"type": "end"}))
+                await serve.wait_for(rf"session_id={ready['session_id']}", timeout=10)
+                workers.add(serve.worker_of(ready["session_id"]))
+        assert token not in serve.text()
 
 
 def test_workers_must_be_a_positive_number_or_auto(capsys: pytest.CaptureFixture[str]) -> None:
