@@ -121,8 +121,7 @@ class Group:
 
 
 async def one_stream(api: str, base_url: str, group: Group, opened: trio.Semaphore, go: trio.Event,
-                     chunk_s: float, spans: list[tuple[float, float]], lat: list[float],
-                     missing: list[int], expected: list[str]) -> None:
+                     chunk_s: float, lat: list[float], missing: list[int], expected: list[str]) -> None:
     asr = make_plugin(api, base_url)
     texts: list[str] = []
     await opened.acquire()
@@ -174,7 +173,7 @@ def pct(xs: list[float], q: float) -> float:
 
 async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: float,
                 chunk_ms: int) -> dict[str, float]:
-    audio, spans, sentences = script(seconds)
+    audio, _, sentences = script(seconds)
     expected = list(sentences.values())  # the texts of the finals, in order
     chunks = AudioFrame(audio, RATE).split(RATE * chunk_ms // 1000)
     audio_s = len(audio) / 2 / RATE
@@ -191,7 +190,7 @@ async def level(api: str, urls: list[str], pids: list[int], n: int, seconds: flo
     async with trio.open_nursery() as nursery:
         for i in range(n):
             nursery.start_soon(one_stream, api, urls[i % len(urls)], groups[i % len(groups)], opened, go,
-                               chunk_ms / 1000, spans, lat, missing, expected)
+                               chunk_ms / 1000, lat, missing, expected)
         while sum(len(g.streams) for g in groups) < n:
             await trio.sleep(0.05)
         now = trio.current_time()

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import trio
+from voicekit_dashscope.client.frames import mask
 from voicekit_dashscope.protocol._util import Violation
 from voicekit_dashscope.protocol.realtime import (
     AudioAppend,
@@ -65,11 +66,7 @@ class Append:
 
 def unmask(data: bytes, key: bytes, offset: int = 0) -> bytes:
     """``data`` (bytes ``offset``... of a masked payload) unmasked with the 4-byte ``key``."""
-    key = key[offset % 4:] + key[:offset % 4]
-    n = len(data)
-    pad = -n % 4
-    words = np.frombuffer(data + bytes(pad), dtype="<u4") ^ np.frombuffer(key, dtype="<u4")
-    return words.tobytes()[:n]
+    return mask(data, key[offset % 4:] + key[:offset % 4])  # masking is its own inverse
 
 
 class RawWebSocket:
