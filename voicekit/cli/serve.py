@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     check_bind(args.host, token)  # before loading any model: a refused address fails at once
     workers = parse_workers(args.workers)
     if workers > 1:  # a supervisor of `workers` processes, each running this command with --workers 1
-        return supervise(args, workers)
+        return supervise(args, workers, token)
     config = ServeConfig(host=args.host, port=args.port, token=token, max_sessions=args.max_sessions,
                          hello_timeout=args.hello_timeout, idle_timeout=args.idle_timeout,
                          request_timeout=args.request_timeout,
@@ -247,7 +247,6 @@ def _vad_fallback(args: argparse.Namespace, vad_name: str, primary: Any) -> tupl
     return name, options
 
 
-#: Flags of the pipeline that a realtime agent has no use for.
 def _agent_recipe(args: argparse.Namespace) -> AgentRecipe:
     """A realtime agent per conversation (``--agent MODEL``), as ``voicekit run --agent`` builds it."""
     from voicekit.cli.agent import PIPELINE_ONLY, agent_setup

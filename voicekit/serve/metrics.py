@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - exercised only where the extra is not 
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 LAG_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+#: Set (to a folder) in every worker of `voicekit serve --workers N`: prometheus-client's multiprocess mode.
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 MISSING: Final = ("metrics need the prometheus-client package: pip install 'voicekit[serve]' "
                   "(or pip install prometheus-client)\n")
 
@@ -132,7 +134,7 @@ class ServeMetrics:
         """The exposition text, or None without prometheus-client."""
         if prometheus_client is None or self.registry is None:
             return None
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # one of several worker processes: all of them
+        if os.environ.get(MULTIPROC_ENV):  # one of several worker processes: all of them
             from prometheus_client import multiprocess
 
             merged = CollectorRegistry()

@@ -51,9 +51,11 @@ from typing import Any, Final
 import attrs
 import trio
 
+from voicekit.cli.serve import TOKEN_ENV
 from voicekit.errors import ConfigError
 from voicekit.serve.agent import AgentRecipe
 from voicekit.serve.config import ServeConfig, SessionRecipe
+from voicekit.serve.metrics import MULTIPROC_ENV
 from voicekit.serve.server import VoiceServer
 
 __all__ = ["WORKER_ENV", "Supervisor", "WorkerServer", "make_server", "parse_workers", "supervise", "worker_main"]
@@ -67,8 +69,6 @@ FRESH: Final = 1.0
 RESTART_DELAY: Final = 1.0
 MAX_RESTART_DELAY: Final = 30.0
 STABLE_AFTER: Final = 60.0
-MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
-TOKEN_ENV: Final = "VOICEKIT_SERVE_TOKEN"  # as voicekit.cli.serve reads it
 
 
 def parse_workers(value: str | int) -> int:
@@ -429,12 +429,12 @@ def _mark_dead(pid: int, folder: Path) -> None:
         multiprocess.mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
 
 
-def supervise(args: argparse.Namespace, count: int) -> int:
-    """Run ``count`` workers of ``voicekit serve`` with the options ``args``; returns the exit status."""
+def supervise(args: argparse.Namespace, count: int, token: str | None) -> int:
+    """Run ``count`` workers of ``voicekit serve`` with the options ``args`` and ``token`` (the
+    ``--token`` or its environment variable, as the command read it); returns the exit status."""
     port, held = reserve_port(args.host, args.port)
     folder = Path(tempfile.mkdtemp(prefix="voicekit-serve-"))
     try:
-        token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
         sup = Supervisor(_worker_options(args, port), count, port, folder, args.host, token)
         return trio.run(sup.run)
     finally:
