@@ -98,7 +98,7 @@ class FrameWriter:
                     sent = 0
                 except OSError:
                     sent = -1  # a broken socket: let the stream raise and the library note it
-            if sent < 0 or sent < len(frame):
+            if sent < len(frame):  # a part, none, or a broken socket (-1)
                 try:
                     await self._stream.send_all(memoryview(frame)[max(sent, 0):])
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
