@@ -16,7 +16,7 @@ from voicekit.asr.feed import forward
 from voicekit.audio.frame import AudioFrame
 from voicekit.vad.endpointer import Endpointer, EndpointerConfig
 from voicekit_dashscope_emulator.errors import Refused
-from voicekit_dashscope_emulator.task import ENGINE_RATE, TaskSettings, make_engine_vad
+from voicekit_dashscope_emulator.task import ENGINE_RATE, make_engine_vad
 
 
 def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -47,7 +47,7 @@ async def transcribe_channel(engine: Any, samples: np.ndarray, *, vad: str = "we
                              language: str | None = None, hotwords: tuple[str, ...] = (),
                              context: str | None = None) -> list[TranscriptResult]:
     """Endpoint 16 kHz mono int16 ``samples`` and transcribe them with ``engine``; final results."""
-    endpointer = Endpointer(make_engine_vad(TaskSettings(vad=vad)),
+    endpointer = Endpointer(make_engine_vad(vad),
                             EndpointerConfig(pre_roll_ms=200, end_silence_ms=end_silence_ms, max_speech_ms=20000))
     finals: list[TranscriptResult] = []
     config = ASRConfig(sample_rate=ENGINE_RATE, language=language, hotwords=hotwords, context=context)

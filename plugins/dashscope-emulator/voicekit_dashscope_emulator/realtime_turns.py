@@ -26,7 +26,7 @@ from voicekit_dashscope.protocol.realtime import (
     TranscriptionText,
 )
 from voicekit_dashscope_emulator.realtime_state import ConnectionState, HistoryItem, InjectedFault, Utterance
-from voicekit_dashscope_emulator.task import ENGINE_RATE
+from voicekit_dashscope_emulator.task import ENGINE_RATE, make_engine_vad
 
 log = get_logger("voicekit.dashscope.emulator")
 
@@ -38,14 +38,7 @@ class TurnTaking(ConnectionState):
         td = self._turn_detection()
         silence = (td.silence_duration_ms if td is not None and td.silence_duration_ms else
                    self.model.default_silence_ms)
-        if self.settings.vad == "energy":
-            from voicekit.vad.energy import EnergyVAD
-
-            vad: Any = EnergyVAD(ENGINE_RATE, 20)
-        else:
-            from voicekit.vad.webrtc import WebRTCVAD
-
-            vad = WebRTCVAD(ENGINE_RATE, 30, self.settings.vad_mode)
+        vad = make_engine_vad(self.settings.vad, self.settings.vad_mode)
         window = max(self.settings.start_ms, 150)
         return Endpointer(vad, EndpointerConfig(pre_roll_ms=self.settings.pre_roll_ms,
                                                 start_ms=self.settings.start_ms, start_window_ms=window,

@@ -63,15 +63,16 @@ class TaskSettings:
     region: str | None = None  # the region emulated: its host does not know models it does not offer
 
 
-def make_engine_vad(settings: TaskSettings) -> Any:
-    if settings.vad == "energy":
+def make_engine_vad(vad: str, mode: int = 2) -> Any:
+    """The VAD the engine's audio is endpointed with: ``"energy"`` (exact on synthetic audio) or WebRTC at
+    aggressiveness ``mode``."""
+    if vad == "energy":
         from voicekit.vad.energy import EnergyVAD
 
         return EnergyVAD(ENGINE_RATE, 20)
     from voicekit.vad.webrtc import WebRTCVAD
 
-    return WebRTCVAD(ENGINE_RATE, 30, settings.vad_mode)
-
+    return WebRTCVAD(ENGINE_RATE, 30, mode)
 
 
 class _Fault(Exception):
@@ -231,7 +232,7 @@ class _Task:
         self.wav = WavReader() if p.format == "wav" else None
         self.resampler: StreamResampler | None = None
         silence = p.max_sentence_silence or conn.settings.default_sentence_silence_ms
-        vad = make_engine_vad(conn.settings)
+        vad = make_engine_vad(conn.settings.vad, conn.settings.vad_mode)
         self.endpointer = Endpointer(vad, EndpointerConfig(pre_roll_ms=conn.settings.pre_roll_ms,
                                                            end_silence_ms=silence))
         self.carry = b""
