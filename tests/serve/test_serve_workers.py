@@ -22,14 +22,11 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from servekit import get  # type: ignore[import-not-found]  # next to this file
+from servekit import get, speak_when_told  # type: ignore[import-not-found]  # next to this file
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from voicekit.cli.main import main
 from voicekit.testing.data import speech
-
-CHUNK = 640  # 20 ms of 16 kHz int16
-SILENCE = b"\0" * CHUNK
 
 
 @pytest.fixture(scope="module")
@@ -128,22 +125,7 @@ async def talk(url: str, utterance: bytes, conv: Talk, *, task_status: trio.Task
             assert ready["type"] == "ready", ready
             conv.session_id = ready["session_id"]
             task_status.started()
-
-            async def read() -> None:
-                while True:
-                    message = await ws.get_message()
-                    if isinstance(message, str):
-                        conv.messages.append(json.loads(message))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read)
-                while not conv.go.is_set():
-                    await ws.send_message(SILENCE)
-                    await trio.sleep(0.02)
-                for i in range(0, len(utterance), CHUNK):
-                    await ws.send_message(utterance[i:i + CHUNK])
-                    await trio.sleep(0.02)
-                await ws.send_message(json.dumps({"type": "end"}))
+            await speak_when_told(ws, utterance, conv.go, conv.messages)
     except* ConnectionClosed as group:
         leaf: Any = group
         while isinstance(leaf, BaseExceptionGroup):
