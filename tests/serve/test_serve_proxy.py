@@ -20,6 +20,7 @@ from servekit import serving as serving_recipe  # type: ignore[import-not-found]
 from voicekit.cli.main import main
 from voicekit.errors import ConfigError
 from voicekit.plugins.build import load_assistant, make_vad
+from voicekit.serve.http import Request, client_address
 from voicekit.serve.server import ServeConfig, SessionRecipe, VoiceServer
 from voicekit.testing.fakes import FakeASR
 
@@ -117,3 +118,16 @@ def test_bad_trusted_proxy_is_one_clear_line(capsys: pytest.CaptureFixture[str])
     assert ServeConfig(trusted_proxies=["10.0.0.0/24", "::1"]).trusts("10.0.0.77")
     assert ServeConfig(trusted_proxies=["10.0.0.0/24"]).trusts("::ffff:10.0.0.5")
     assert not ServeConfig().trusts("127.0.0.1")
+
+
+def test_a_forwarded_client_is_one_address_however_written() -> None:
+    """The client a trusted proxy names counts as one address with or without a port and as an
+    IPv4-mapped IPv6 address; a mapped trusted hop is walked past like its IPv4 form."""
+    cfg = ServeConfig(trusted_proxies=["127.0.0.2", "10.0.0.0/8"])
+    for value in ("192.0.2.7", "::ffff:192.0.2.7", "192.0.2.7:5555", "[::ffff:192.0.2.7]:5555",
+                  "192.0.2.7, ::ffff:10.1.2.3", 'for="[::ffff:192.0.2.7]:1"'):
+        header = "forwarded" if value.startswith("for=") else "x-forwarded-for"
+        request = Request("GET", "/ws", {header: value})
+        assert client_address("127.0.0.2", request, cfg.trusts, header) == "192.0.2.7", value
+    assert client_address("127.0.0.3", Request("GET", "/ws", {"x-forwarded-for": "192.0.2.7"}), cfg.trusts,
+                          "x-forwarded-for") == "127.0.0.3"

@@ -21,7 +21,7 @@ from voicekit.session.session import Session, SessionConfig
 from voicekit.tts.base import TTSEngine
 from voicekit.vad.base import VADBackend
 
-__all__ = ["PROXY_HEADERS", "ServeConfig", "SessionRecipe", "check_bind", "is_loopback"]
+__all__ = ["PROXY_HEADERS", "ServeConfig", "SessionRecipe", "check_bind", "ip_of", "is_loopback"]
 
 # -- binding rules ------------------------------------------------------------------------------
 
@@ -58,6 +58,18 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The headers a trusted proxy may name the client in (``--proxy-header``).
 PROXY_HEADERS = ("x-forwarded-for", "forwarded")
+
+
+def ip_of(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` (brackets allowed) as an IP address, an IPv4-mapped IPv6 one as its IPv4 address;
+    None if it is not one."""
+    try:
+        ip = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def _networks(value: Any) -> tuple[Network, ...]:
@@ -136,15 +148,8 @@ class ServeConfig:
 
     def trusts(self, address: str) -> bool:
         """Whether ``address`` is one of the trusted proxies."""
-        if not self.trusted_proxies:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.strip("[]"))
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.trusted_proxies)
+        ip = ip_of(address) if self.trusted_proxies else None
+        return ip is not None and any(ip in net for net in self.trusted_proxies)
 
 
 # -- what a conversation is made of --------------------------------------------------------------

@@ -4,7 +4,6 @@ that hands an upgrade request, bytes and all, to the WebSocket layer."""
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Callable
 from http import HTTPStatus
@@ -15,7 +14,7 @@ import attrs
 import h11
 import trio
 
-from voicekit.serve.config import is_loopback
+from voicekit.serve.config import ip_of, is_loopback
 from voicekit.serve.protocol import CloseCode
 
 __all__ = ["CSP", "FRAME_ERRORS", "HEALTH_PATH", "MAX_REQUEST_HEAD", "METRICS_PATH", "READY_PATH", "STATIC",
@@ -187,13 +186,8 @@ def _hop(text: str) -> str | None:
         text = text[1:text.find("]")] if "]" in text else ""
     elif text.count(":") == 1:  # v4:port
         text = text.split(":", 1)[0]
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return str(ip)
+    ip = ip_of(text)
+    return None if ip is None else str(ip)
 
 
 def forwarded_hops(request: Request, header: str) -> list[str | None]:
