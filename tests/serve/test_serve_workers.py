@@ -26,6 +26,7 @@ from servekit import get, speak_when_told  # type: ignore[import-not-found]  # n
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from voicekit.cli.main import main
+from voicekit.serve.workers import parse_workers
 from voicekit.testing.data import speech
 
 
@@ -197,6 +198,10 @@ async def test_two_workers_share_a_port_restart_one_that_dies_and_drain_on_sigte
             assert len(fresh) < 30, f"no conversation reached the restarted worker:\n{serve.text()}"
             fresh.append(await converse(nursery, url, utterance))
             await serve.wait_for(rf"session_id={fresh[-1].session_id}", timeout=10)
+        # the killed worker's conversations still count in the sums of /metrics
+        status, _, body = await get(serve.port, "/metrics")
+        assert metric(body.decode(), "voicekit_serve_sessions_started_total") == len(talks) + len(fresh)
+        assert metric(body.decode(), "voicekit_serve_sessions_active") == len(survivors) + len(fresh)
 
         # SIGTERM: every worker drains: running conversations finish, new ones are refused
         serve.proc.send_signal(signal.SIGTERM)
@@ -292,6 +297,7 @@ async def test_the_token_reaches_every_worker_and_no_log(tmp_path: Path) -> None
 def test_workers_must_be_a_positive_number_or_auto(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "robot", "--workers", "0"]) == 1
     assert "--workers must be a positive number or 'auto'" in capsys.readouterr().err
+    assert parse_workers("auto") == len(os.sched_getaffinity(0))  # the CPUs it may run on
 
 
 async def test_a_port_in_use_is_refused_not_shared(tmp_path: Path) -> None:
