@@ -18,6 +18,7 @@ RUNS = [
     ["bench_silero_shared.py"],
     ["bench_silero_sessions.py"],
     ["bench_handoff.py"],
+    ["bench_wakeup.py"],
     ["bench_table.py"],
     ["bench_live.py"],
     ["bench_serve.py"],
