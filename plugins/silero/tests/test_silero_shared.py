@@ -314,3 +314,32 @@ def test_without_onnxruntimes_private_binding_the_public_call_gives_the_same_sco
     zeros = np.zeros((2, 4, 128), dtype=np.float32)
     assert fast.run(batch, zeros, 16000)[0].tobytes() == public.run(batch, zeros, 16000)[0].tobytes()
     assert public.calls == fast.calls == 41
+
+
+@pytest.mark.parametrize("frame_ms", [30, 32])
+def test_an_endpointer_running_ahead_of_prepare_is_scored_inline_and_exactly(frame_ms: int) -> None:
+    """prepare() out of order: the endpointer cuts a frame before its audio is offered, then the
+    audio comes in pieces that run past what was cut. Nothing already scored is scored again and
+    nothing is skipped: the scores are those of a stream alone."""
+    pcm = goforward()
+    ahead, company = SileroVAD(frame_ms=frame_ms), SileroVAD(frame_ms=frame_ms)
+    got: list[list[float]] = [[], []]
+
+    async def run_ahead() -> None:
+        cut = frames(pcm, ahead)
+        for j in range(0, len(cut) - 2, 3):
+            got[0].append(ahead.probability(cut[j]))  # cut before prepare() saw it
+            await ahead.prepare(cut[j] + cut[j + 1])  # starts before what was cut: nothing to prepare
+            await ahead.prepare(cut[j + 2])  # starts after what was cut: the gap was never offered
+            got[0] += [ahead.probability(cut[j + 1]), ahead.probability(cut[j + 2])]
+            await trio.sleep(0.02)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_ahead)
+            nursery.start_soon(stream, company, pcm, 640, got[1])  # company: prepare() uses the batcher
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    expected = alone(pcm, frame_ms)
+    assert got[0] == expected[: len(got[0])] and len(got[0]) >= len(expected) - 2
+    assert got[1] == expected
