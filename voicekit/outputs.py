@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterable
@@ -78,6 +79,20 @@ def check_target(path: str | os.PathLike[str], *, what: str = "output") -> None:
     check_folder(os.path.dirname(p) or ".", what=what)
 
 
+_TEMP = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part")
+
+
+def temp_name(name: str, tag: str) -> str:
+    """The name of :class:`AtomicFile`'s temporary file for the output file ``name``."""
+    return f".{name}.{tag}.part"
+
+
+def temp_target(entry_name: str) -> str | None:
+    """The output file name whose temporary file ``entry_name`` is, or None if it is not one."""
+    m = _TEMP.fullmatch(entry_name)
+    return m.group(1) if m else None
+
+
 class AtomicFile:
     """A binary file written under a temporary name and renamed over ``path`` on :meth:`commit`.
 
@@ -98,7 +113,7 @@ class AtomicFile:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         fd = -1
         for _ in range(20):
-            self.temp_path = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.part")
+            self.temp_path = os.path.join(folder, temp_name(name, secrets.token_hex(4)))
             try:
                 fd = os.open(self.temp_path, flags, 0o666)
                 break

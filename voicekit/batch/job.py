@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import re
 import socket
 import stat
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 import attrs
 
 from voicekit.errors import ConfigError, OutputError, TranscriptionFailed, VoicekitError, one_line
-from voicekit.outputs import check_folder, partial_name, refuse_input, write_atomic
+from voicekit.outputs import check_folder, partial_name, refuse_input, temp_target, write_atomic
 
 #: File name endings searched for in folders (what FFmpeg decodes as audio, commonly).
 AUDIO_SUFFIXES = frozenset({".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".webm", ".mp4",
@@ -173,15 +172,13 @@ def stale_parts(targets: Sequence[str], *, before: float) -> list[str]:
         for path in (target, partial_name(target)):
             wanted.setdefault(os.path.dirname(path) or ".", set()).add(os.path.basename(path))
     found: list[str] = []
-    part = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part")
     for folder, names in wanted.items():
         try:
             entries = list(os.scandir(folder))
         except OSError:
             continue
         for entry in entries:
-            m = part.fullmatch(entry.name)
-            if m is None or m.group(1) not in names:
+            if temp_target(entry.name) not in names:
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
